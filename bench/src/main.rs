@@ -1,0 +1,226 @@
+//! `pharos-bench`: load and size tools. See docs/benchmarks.md for the figures and the commands.
+//!
+//! - `write`: pushes generated line protocol to any InfluxDB-compatible `/write` over N connections and prints
+//!   samples/s and batch latency percentiles, with a progress line.
+//! - `size`: applies a generated data set into one storage engine on RocksDB, compacts, and prints bytes per
+//!   sample on disk counting everything (chunks, heads, series index, rollups, RocksDB metadata).
+
+mod gen;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use gen::{Generator, Set};
+use pharos_storage::line_protocol::write_line;
+use pharos_storage::{Command, EngineOptions, Retention, ShardEngine};
+
+#[derive(Parser)]
+#[command(name = "pharos-bench", about = "Pharos load and size benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Push line protocol over HTTP and report samples/s and latency.
+    Write {
+        /// Base URL of a node (or any InfluxDB-compatible server).
+        #[arg(long, default_value = "http://127.0.0.1:8086")]
+        url: String,
+        #[arg(long, value_enum, default_value = "cpu")]
+        set: Set,
+        #[arg(long, default_value_t = 100)]
+        hosts: usize,
+        /// Time steps (10 s apart) to send; each step is one point per host.
+        #[arg(long, default_value_t = 360)]
+        steps: usize,
+        /// Lines per request.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        conc: usize,
+    },
+    /// Bytes per sample on disk for a data set applied into one shard.
+    Size {
+        #[arg(long, value_enum, default_value = "node")]
+        set: Set,
+        #[arg(long, default_value_t = 100)]
+        hosts: usize,
+        #[arg(long, default_value_t = 12)]
+        hours: usize,
+        /// Where to put the RocksDB directory (a temp dir by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let m = match e.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            total += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
+        }
+    }
+    total
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Write { url, set, hosts, steps, batch, conc } => {
+            let mut g = Generator::new(set, hosts, 42);
+            let fields = g.fields_per_point();
+            let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64) / 10_000
+                * 10_000;
+            let start = end - steps as i64 * 10_000;
+            eprintln!("generating {} lines ({} samples)...", hosts * steps, hosts * steps * fields);
+            let mut bodies = Vec::new();
+            let (mut buf, mut n, mut pts) = (String::new(), 0, Vec::new());
+            for s in 0..steps {
+                pts.clear();
+                g.step(start + s as i64 * 10_000, &mut pts);
+                for p in &pts {
+                    write_line(p, &mut buf);
+                    n += 1;
+                    if n == batch {
+                        bodies.push(std::mem::take(&mut buf));
+                        n = 0;
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                bodies.push(buf);
+            }
+            let total = bodies.len();
+            let queue = Arc::new(std::sync::Mutex::new(bodies));
+            let done = Arc::new(AtomicU64::new(0));
+            let errors = Arc::new(AtomicU64::new(0));
+            let client =
+                reqwest::Client::builder().timeout(Duration::from_secs(120)).pool_max_idle_per_host(conc).build()?;
+            let write_url = format!("{}/write?precision=ms", url.trim_end_matches('/'));
+            let t0 = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..conc {
+                let (q, d, e, c, u) = (queue.clone(), done.clone(), errors.clone(), client.clone(), write_url.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    loop {
+                        let Some(body) = q.lock().unwrap().pop() else { break };
+                        let t = Instant::now();
+                        let mut ok = false;
+                        for _ in 0..5 {
+                            match c.post(&u).body(body.clone()).send().await {
+                                Ok(r) if r.status().is_success() => {
+                                    ok = true;
+                                    break;
+                                }
+                                Ok(r) if r.status() == 503 => tokio::time::sleep(Duration::from_millis(200)).await,
+                                _ => break,
+                            }
+                        }
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        if !ok {
+                            e.fetch_add(1, Ordering::Relaxed);
+                        }
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }
+                    lat
+                }));
+            }
+            let progress = {
+                let d = done.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let k = d.load(Ordering::Relaxed) as usize;
+                        eprint!("\r  {k}/{total} batches ({:.0}%)", 100.0 * k as f64 / total.max(1) as f64);
+                        if k >= total {
+                            break;
+                        }
+                    }
+                })
+            };
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await?);
+            }
+            progress.abort();
+            let secs = t0.elapsed().as_secs_f64();
+            lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let samples = (hosts * steps * fields) as f64;
+            eprintln!();
+            println!(
+                "{{\"samples\": {samples}, \"seconds\": {secs:.2}, \"samples_per_s\": {:.0}, \"batches\": {total}, \"errors\": {}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}}}",
+                samples / secs,
+                errors.load(Ordering::Relaxed),
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.99)
+            );
+        }
+        Cmd::Size { set, hosts, hours, dir } => {
+            let tmp = tempfile::TempDir::new()?;
+            let path = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+            let db = pharos_storage::db::open(&path, &Default::default())?;
+            let mut e = ShardEngine::open(db.clone(), 0, Arc::new(Retention::default()), EngineOptions::default())?;
+            let mut g = Generator::new(set, hosts, 7);
+            let steps = hours * 360;
+            let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64)
+                / 3_600_000
+                * 3_600_000;
+            let start = end - steps as i64 * 10_000;
+            let mut samples = 0u64;
+            let t0 = Instant::now();
+            let mut pts = Vec::new();
+            let mut mark = 0u64;
+            for s in 0..steps {
+                let ts = start + s as i64 * 10_000;
+                g.step(ts, &mut pts);
+                if pts.len() >= 5000 || s + 1 == steps {
+                    samples += pts.iter().map(|p| p.fields.len() as u64).sum::<u64>();
+                    mark += 1;
+                    e.apply(&Command::Write(vec![std::mem::take(&mut pts)]), &mark.to_be_bytes())?;
+                }
+                if s % 360 == 359 {
+                    mark += 1;
+                    e.apply(&Command::Maintain { now_ms: ts }, &mark.to_be_bytes())?;
+                    eprint!("\r  applied {} of {hours} hours", s / 360 + 1);
+                }
+            }
+            let apply_secs = t0.elapsed().as_secs_f64();
+            mark += 1;
+            e.apply(&Command::Maintain { now_ms: end + 2 * 3_600_000 }, &mark.to_be_bytes())?;
+            e.checkpoint()?;
+            drop(e);
+            for name in pharos_storage::db::ALL_CFS {
+                let cf = pharos_storage::db::cf(&db, name);
+                db.flush_cf(cf)?;
+                db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            }
+            drop(db);
+            let bytes = dir_bytes(&path);
+            eprintln!();
+            println!(
+                "{{\"set\": \"{set:?}\", \"hosts\": {hosts}, \"hours\": {hours}, \"samples\": {samples}, \"bytes_on_disk\": {bytes}, \"bytes_per_sample\": {:.3}, \"apply_samples_per_s\": {:.0}}}",
+                bytes as f64 / samples as f64,
+                samples as f64 / apply_secs
+            );
+        }
+    }
+    Ok(())
+}

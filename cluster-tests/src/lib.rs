@@ -1,0 +1,261 @@
+//! Harness for cluster tests: real `pharos` processes on loopback, each in its own temp dir on free ports,
+//! stopped with real signals. Waits are conditions with deadlines, never bare sleeps.
+//!
+//! The binary is the one cargo built next to this test (`target/<profile>/pharos`), or `$PHAROS_BIN`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pharos_proto::v1::admin_client::AdminClient;
+use pharos_proto::v1::{StatusRequest, StatusResponse};
+use tempfile::TempDir;
+
+pub fn pharos_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PHAROS_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary> -> target/<profile>/pharos
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(|p| p.parent()).expect("target dir").join("pharos");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --bins` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A recent time (ms) on a 10 s boundary, one hour ago: inside every default retention.
+pub fn recent_ms() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_millis()
+                as i64;
+        (now - 3_600_000) / 10_000 * 10_000
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub http: String,
+    pub grpc: String,
+    pub dir: TempDir,
+    pub extra_config: String,
+    initial_cluster: Option<String>,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn start(&mut self) -> Result<()> {
+        let cfg = self.dir.path().join("pharos.toml");
+        std::fs::write(&cfg, &self.extra_config)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("pharos.log"))?;
+        let mut cmd = Command::new(pharos_bin());
+        cmd.arg("server")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--node-id")
+            .arg(self.id.to_string())
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--http-addr")
+            .arg(&self.http)
+            .arg("--grpc-addr")
+            .arg(&self.grpc)
+            .env("PHAROS_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        if let Some(ic) = &self.initial_cluster {
+            cmd.arg("--initial-cluster").arg(ic);
+        }
+        self.child = Some(cmd.spawn().context("spawning pharos")?);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let pid = self.pid().context("not running")?;
+        let st = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+        if !st.success() {
+            bail!("kill -{sig} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        self.signal("TERM")?;
+        let mut c = self.child.take().context("not running")?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                bail!("pharos did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pharos.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if self.child.is_some() && std::thread::panicking() {
+            eprintln!(
+                "---- log of node {} ----\n{}",
+                self.id,
+                self.log().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        self.kill();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (a single node without --initial-cluster when n == 1) with extra TOML config.
+    pub async fn start(n: usize, extra_config: &str) -> Result<Cluster> {
+        let specs: Vec<(u64, String, String)> = (1..=n as u64)
+            .map(|i| (i, format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let ic = (n > 1).then(|| specs.iter().map(|(i, _, g)| format!("{i}={g}")).collect::<Vec<_>>().join(","));
+        let mut nodes = Vec::new();
+        for (id, http, grpc) in specs {
+            let mut p = NodeProc {
+                id,
+                http,
+                grpc,
+                dir: TempDir::new()?,
+                extra_config: extra_config.to_string(),
+                initial_cluster: ic.clone(),
+                child: None,
+            };
+            p.start()?;
+            nodes.push(p);
+        }
+        let c = Cluster { nodes, http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()? };
+        c.wait_healthy(Duration::from_secs(60)).await?;
+        Ok(c)
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut NodeProc {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
+    }
+
+    /// Waits until every running node answers /health with 200.
+    pub async fn wait_healthy(&self, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        for n in self.nodes.iter().filter(|n| n.pid().is_some()) {
+            loop {
+                let ok = matches!(self.http.get(n.url("/health")).send().await, Ok(r) if r.status() == 200);
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("node {} not healthy within {within:?}; log tail:\n{}", n.id, tail(&n.log(), 30));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn status(&self, id: u64) -> Result<StatusResponse> {
+        let n = self.nodes.iter().find(|n| n.id == id).context("node")?;
+        let mut c = AdminClient::connect(format!("http://{}", n.grpc)).await?;
+        Ok(c.status(StatusRequest {}).await?.into_inner())
+    }
+
+    /// POSTs line protocol (ms precision) to a node; returns the HTTP status and body.
+    pub async fn write(&self, id: u64, body: String) -> Result<(u16, String)> {
+        let n = self.nodes.iter().find(|n| n.id == id).context("node")?;
+        let r = self.http.post(n.url("/write?precision=ms")).body(body).send().await?;
+        let code = r.status().as_u16();
+        Ok((code, r.text().await.unwrap_or_default()))
+    }
+
+    /// Every sample of a measurement, read through node `id`: (series text, ts) -> value.
+    pub async fn export(&self, id: u64, measurement: &str, stale: bool) -> Result<BTreeMap<(String, i64), f64>> {
+        let n = self.nodes.iter().find(|n| n.id == id).context("node")?;
+        let url = n.url(&format!("/api/v1/export?measurement={measurement}{}", if stale { "&stale=true" } else { "" }));
+        let r = self.http.get(url).send().await?;
+        if r.status() != 200 {
+            bail!("export via node {id}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        Ok(parse_export(&r.text().await?))
+    }
+}
+
+/// Parses the export's `series field=value ts` lines (one field per line).
+pub fn parse_export(text: &str) -> BTreeMap<(String, i64), f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let mut parts = line.rsplitn(3, ' ');
+        let ts: i64 = parts.next().and_then(|t| t.parse().ok()).expect("timestamp");
+        let field = parts.next().expect("field");
+        let series = parts.next().expect("series");
+        let (fk, fv) = field.split_once('=').expect("field=value");
+        out.insert((format!("{series} {fk}"), ts), fv.parse().expect("number"));
+    }
+    out
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Waits for `f` to return Ok(Some(..)) before the deadline.
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + within;
+    let mut last_err = None;
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {within:?} waiting for {what}; last error: {last_err:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,85 @@
+//! One real `pharos` process: the HTTP write contract, graceful stop and crash recovery.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::Result;
+use cluster_tests::{recent_ms, tail, Cluster};
+
+fn lines(host: &str, from: i64, n: i64) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "cpu,host={host},region=us usage={},idle={}i {}\n",
+                i as f64 * 0.25,
+                100 - i,
+                recent_ms() + from + i * 10_000
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_write_contract_restart_and_crash() -> Result<()> {
+    let mut c = Cluster::start(1, "[limits]\nmax_body_bytes = 100000\n").await?;
+    let ping = c.http.get(c.nodes[0].url("/ping")).send().await?;
+    assert_eq!(ping.status(), 204);
+
+    let (code, body) = c.write(1, lines("a", 0, 50)).await?;
+    assert_eq!(code, 204, "{body}");
+
+    // A bad line: 400 naming it; the lines before it are written, it and the rest are not.
+    let bad = format!("{}cpu,host=b usage=oops {}\n{}", lines("b", 0, 2), recent_ms(), lines("b", 100_000, 1));
+    let (code, body) = c.write(1, bad).await?;
+    assert_eq!(code, 400);
+    assert!(body.contains("line 3"), "names the line: {body}");
+    let (code, body) = c.write(1, format!("cpu,host=c msg=\"hello\" {}\n", recent_ms())).await?;
+    assert_eq!(code, 400);
+    assert!(body.contains("string"), "explains string fields: {body}");
+
+    // gzip bodies.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(lines("z", 0, 10).as_bytes())?;
+    let r = c
+        .http
+        .post(c.nodes[0].url("/write?precision=ms"))
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish()?)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+
+    // Over the body limit: 413, nothing written.
+    let (code, body) = c.write(1, lines("big", 0, 2000)).await?;
+    assert_eq!(code, 413, "{body}");
+
+    let exported = c.export(1, "cpu", false).await?;
+    let count = |host: &str| exported.keys().filter(|(s, _)| s.contains(&format!("host={host},"))).count();
+    assert_eq!((count("a"), count("b"), count("z"), count("big")), (100, 4, 20, 0), "two fields per line");
+    assert_eq!(exported.get(&("cpu,host=a,region=us usage".to_string(), recent_ms() + 49 * 10_000)), Some(&12.25));
+    // Samples older than the raw retention (7 days) are refused with a clear partial-write error.
+    let (code, body) = c.write(1, format!("cpu,host=old usage=1 {}\n", recent_ms() - 30 * 86_400_000)).await?;
+    assert_eq!(code, 400);
+    assert!(body.contains("retention"), "{body}");
+
+    let metrics = c.http.get(c.nodes[0].url("/metrics")).send().await?.text().await?;
+    assert!(metrics.contains("pharos_samples_written_total"), "{}", tail(&metrics, 5));
+    assert!(metrics.contains("pharos_raft_commit_seconds_bucket"));
+
+    // Graceful stop, restart: everything is back.
+    let st = c.node(1).terminate(Duration::from_secs(20))?;
+    assert!(st.success(), "clean exit on SIGTERM: {st:?}");
+    c.node(1).start()?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    assert_eq!(c.export(1, "cpu", false).await?, exported);
+
+    // Crash (SIGKILL) right after acknowledged writes: they survive.
+    let (code, _) = c.write(1, lines("after", 0, 30)).await?;
+    assert_eq!(code, 204);
+    c.node(1).kill();
+    c.node(1).start()?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    let again = c.export(1, "cpu", false).await?;
+    assert_eq!(again.keys().filter(|(s, _)| s.contains("host=after")).count(), 60);
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `pharos server`: runs a node. With no flags: a single-node cluster, data in ./pharos-data,
+//! HTTP on 127.0.0.1:8086, gRPC on 127.0.0.1:8087.
+
+use clap::{Parser, Subcommand};
+use pharos_node::config::{Config, ServerFlags};
+
+#[derive(Parser)]
+#[command(name = "pharos", version, about = "Pharos: clustered metrics storage and alerting")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a Pharos node.
+    Server(ServerFlags),
+    /// Print the effective configuration (defaults, file and flags merged) as TOML.
+    Config(ServerFlags),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (flags, print_only) = match cli.cmd {
+        Cmd::Server(f) => (f, false),
+        Cmd::Config(f) => (f, true),
+    };
+    let config = match Config::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pharos: {e}");
+            std::process::exit(2);
+        }
+    };
+    if print_only {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("pharos").build()?;
+    if let Err(e) = rt.block_on(pharos_node::server::run(config, pharos_node::server::signal())) {
+        eprintln!("pharos: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! A node's Raft groups: the meta group and the replicas of the shards placed on it, their bootstrap, and
+//! where each shard's leader is.
+//!
+//! Bootstrap is deterministic: every founding node computes the same initial shard placement from the
+//! `--initial-cluster` list, creates the groups of its own replicas, and the first replica of each group
+//! initializes it. The meta group (on every founding node) records the placement for later changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+use pharos_raft::log_store::LogStore;
+use pharos_raft::meta::{initial_placement, MetaCommand, MetaResponse, MetaState, MetaStateMachine};
+use pharos_raft::network::{Channels, Network};
+use pharos_raft::shard_sm::{ShardStateMachine, SharedEngine};
+use pharos_raft::{shard_group, NodeAddr, NodeId, Raft, Request, Response, META_GROUP};
+use pharos_storage::Retention;
+use rocksdb::DB;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::config::{parse_initial_cluster, Config};
+use crate::error::NodeError;
+use crate::metrics::Metrics;
+use crate::routing::Router;
+use crate::writer::ShardWriter;
+
+/// One local replica of a shard.
+pub struct ShardReplica {
+    pub shard: u32,
+    pub raft: Raft,
+    pub engine: SharedEngine,
+    pub writer: ShardWriter,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub config: Config,
+    pub db: Arc<DB>,
+    pub channels: Channels,
+    pub meta: Raft,
+    pub meta_state: Arc<RwLock<MetaState>>,
+    pub shards: RwLock<BTreeMap<u32, Arc<ShardReplica>>>,
+    pub router: Router,
+    pub metrics: Arc<Metrics>,
+    /// Founding placement, used until the meta group has recorded one.
+    initial_placement: Vec<Vec<NodeId>>,
+    /// gRPC address of every node we know of.
+    peers: RwLock<BTreeMap<NodeId, String>>,
+    /// Last leader seen per shard (from forwarding replies), for shards without a local replica.
+    leader_cache: RwLock<HashMap<u32, NodeId>>,
+    pub shutdown: broadcast::Sender<()>,
+}
+
+impl Node {
+    /// Opens the database and starts every Raft group this node hosts.
+    pub async fn start(config: Config, shutdown: broadcast::Sender<()>) -> Result<Arc<Node>, NodeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::DataDir(config.data_dir.clone(), e))?;
+        let db = pharos_storage::db::open(&config.data_dir.join("db"), &config.storage.db())?;
+        let id = config.node_id;
+        let members: BTreeMap<NodeId, String> = match &config.initial_cluster {
+            Some(ic) => parse_initial_cluster(ic)?,
+            None => BTreeMap::from([(id, config.advertised_grpc())]),
+        };
+        if config.join.is_some() {
+            return Err(NodeError::Unsupported("--join: adding a node to a running cluster is not built yet; start every node with the same --initial-cluster"));
+        }
+        let ids: Vec<NodeId> = members.keys().copied().collect();
+        let placement = initial_placement(&ids, config.shards, config.replication_factor);
+        let channels = Channels::default();
+        let raft_config = config.raft.to_openraft("pharos").map_err(|e| NodeError::Raft(e.to_string()))?;
+        let metrics = Arc::new(Metrics::new(id));
+        let retention = Arc::new(Retention::new(config.retention.clone())?);
+
+        let meta_sm = MetaStateMachine::open(db.clone(), META_GROUP).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let meta_state = meta_sm.state();
+        let meta = Raft::new(
+            id,
+            raft_config.clone(),
+            Network { group: META_GROUP, channels: channels.clone() },
+            LogStore::new(db.clone(), META_GROUP),
+            meta_sm,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let my_http = config.http_addr.to_string();
+        let addr_of = |n: &NodeId| NodeAddr {
+            grpc: members[n].clone(),
+            http: if *n == id { my_http.clone() } else { String::new() },
+        };
+        let first = *ids.first().expect("at least this node");
+        if first == id && !meta.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
+            let m: BTreeMap<NodeId, NodeAddr> = ids.iter().map(|n| (*n, addr_of(n))).collect();
+            info!(nodes = ?ids, "initializing the meta group");
+            meta.initialize(m).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        }
+
+        // The meta group's recorded placement wins over the founding one once it exists.
+        let recorded = meta_state.read().expect("meta lock").shards.clone();
+        let effective = if recorded.is_empty() { placement.clone() } else { recorded };
+        let node = Arc::new(Node {
+            id,
+            db: db.clone(),
+            channels: channels.clone(),
+            meta,
+            meta_state,
+            shards: RwLock::new(BTreeMap::new()),
+            router: Router::new(config.shards),
+            metrics: metrics.clone(),
+            initial_placement: placement.clone(),
+            peers: RwLock::new(members.clone()),
+            leader_cache: RwLock::new(HashMap::new()),
+            shutdown: shutdown.clone(),
+            config,
+        });
+        for (shard, replicas) in effective.iter().enumerate() {
+            if !replicas.contains(&id) {
+                continue;
+            }
+            let shard = shard as u32;
+            let sm = ShardStateMachine::open(db.clone(), shard, retention.clone(), node.config.storage.engine())?;
+            let engine = sm.engine();
+            let group = shard_group(shard);
+            let raft = Raft::new(
+                id,
+                raft_config.clone(),
+                Network { group, channels: channels.clone() },
+                LogStore::new(db.clone(), group),
+                sm,
+            )
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+            if replicas[0] == id && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
+                let m: BTreeMap<NodeId, NodeAddr> = replicas.iter().map(|n| (*n, addr_of(n))).collect();
+                raft.initialize(m).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+            }
+            let writer =
+                ShardWriter::spawn(shard, raft.clone(), &node.config.write, metrics.clone(), shutdown.subscribe());
+            node.shards
+                .write()
+                .expect("shards lock")
+                .insert(shard, Arc::new(ShardReplica { shard, raft, engine, writer }));
+        }
+        // Record the founding placement in the meta group (ignored when one exists).
+        if first == id {
+            let n = node.clone();
+            let nodes: BTreeMap<NodeId, NodeAddr> = ids.iter().map(|x| (*x, addr_of(x))).collect();
+            tokio::spawn(async move {
+                let cmd = MetaCommand::Bootstrap { nodes, shards: n.initial_placement.clone() };
+                for _ in 0..600 {
+                    match n.meta_write(cmd.clone()).await {
+                        Ok(_) => return,
+                        Err(e) => {
+                            tracing::debug!(cause = %e, "meta bootstrap not yet possible");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+                warn!("could not record the shard placement in the meta group");
+            });
+        }
+        Ok(node)
+    }
+
+    pub fn replica(&self, shard: u32) -> Option<Arc<ShardReplica>> {
+        self.shards.read().expect("shards lock").get(&shard).cloned()
+    }
+
+    pub fn local_replicas(&self) -> Vec<Arc<ShardReplica>> {
+        self.shards.read().expect("shards lock").values().cloned().collect()
+    }
+
+    /// Replicas of every shard (meta group's record, else the founding placement).
+    pub fn placement(&self) -> Vec<Vec<NodeId>> {
+        let recorded = self.meta_state.read().expect("meta lock").shards.clone();
+        if recorded.is_empty() {
+            self.initial_placement.clone()
+        } else {
+            recorded
+        }
+    }
+
+    pub fn peer_addr(&self, node: NodeId) -> Option<String> {
+        if let Some(a) = self.meta_state.read().expect("meta lock").nodes.get(&node) {
+            return Some(a.grpc.clone());
+        }
+        self.peers.read().expect("peers lock").get(&node).cloned()
+    }
+
+    pub fn known_nodes(&self) -> BTreeMap<NodeId, NodeAddr> {
+        let mut out: BTreeMap<NodeId, NodeAddr> = self
+            .peers
+            .read()
+            .expect("peers lock")
+            .iter()
+            .map(|(id, g)| (*id, NodeAddr { grpc: g.clone(), http: String::new() }))
+            .collect();
+        for (id, a) in &self.meta_state.read().expect("meta lock").nodes {
+            out.insert(*id, a.clone());
+        }
+        if let Some(me) = out.get_mut(&self.id) {
+            me.http = self.config.http_addr.to_string();
+        }
+        out
+    }
+
+    /// Best guess of a shard's leader: the local replica's view, then the last hint, then its first replica.
+    pub fn leader_of(&self, shard: u32) -> Option<NodeId> {
+        if let Some(r) = self.replica(shard) {
+            if let Some(l) = r.raft.metrics().borrow().current_leader {
+                return Some(l);
+            }
+        }
+        if let Some(l) = self.leader_cache.read().expect("leader cache lock").get(&shard) {
+            return Some(*l);
+        }
+        self.placement().get(shard as usize).and_then(|r| r.first().copied())
+    }
+
+    pub fn note_leader(&self, shard: u32, leader: NodeId) {
+        self.leader_cache.write().expect("leader cache lock").insert(shard, leader);
+    }
+
+    /// Commits a command in the meta group, forwarding to its leader when needed.
+    pub async fn meta_write(&self, cmd: MetaCommand) -> Result<MetaResponse, NodeError> {
+        match self.meta.client_write(Request::Meta(cmd.clone())).await {
+            Ok(resp) => match resp.data {
+                Response::Meta(m) => Ok(m),
+                other => Err(NodeError::Raft(format!("unexpected meta response {other:?}"))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                let leader = f.leader_id.ok_or(NodeError::NoLeader("meta"))?;
+                let addr = f
+                    .leader_node
+                    .map(|n| n.grpc)
+                    .or_else(|| self.peer_addr(leader))
+                    .ok_or(NodeError::NoLeader("meta"))?;
+                let mut client = self.channels.get(&addr).map_err(|e| NodeError::Forward(e.to_string()))?;
+                let payload = bincode::serialize(&cmd).expect("meta commands serialize");
+                let reply = client
+                    .forward_meta(pharos_proto::internal::RaftRequest { group: META_GROUP, payload })
+                    .await
+                    .map_err(|s| NodeError::Forward(s.to_string()))?
+                    .into_inner();
+                if !reply.error.is_empty() {
+                    return Err(NodeError::Forward(reply.error));
+                }
+                bincode::deserialize(&reply.payload).map_err(|e| NodeError::Forward(e.to_string()))
+            }
+            Err(e) => Err(NodeError::Raft(e.to_string())),
+        }
+    }
+
+    /// True when this node leads the shard.
+    pub fn is_leader(&self, shard: u32) -> bool {
+        self.replica(shard).is_some_and(|r| r.raft.metrics().borrow().state == ServerState::Leader)
+    }
+
+    /// Refreshes per-shard gauges.
+    pub fn update_gauges(&self) {
+        for r in self.local_replicas() {
+            let m = r.raft.metrics().borrow().clone();
+            let s = r.shard.to_string();
+            self.metrics.shard_leader.with_label_values(&[&s]).set((m.state == ServerState::Leader) as i64);
+            self.metrics
+                .shard_applied
+                .with_label_values(&[&s])
+                .set(m.last_applied.map(|l| l.index).unwrap_or(0) as i64);
+            if let Ok(e) = r.engine.try_read() {
+                self.metrics.series.with_label_values(&[&s]).set(e.series_count() as i64);
+            }
+            self.metrics.queue_depth.with_label_values(&[&s]).set(r.writer.queued() as i64);
+        }
+    }
+
+    /// Stops every group: pending writes finish or fail, then engines checkpoint so restart replays little.
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(());
+        for r in self.local_replicas() {
+            if let Err(e) = r.raft.shutdown().await {
+                warn!(shard = r.shard, cause = %e, "raft shutdown");
+            }
+            match r.engine.write() {
+                Ok(mut e) => {
+                    if let Err(err) = e.checkpoint() {
+                        warn!(shard = r.shard, cause = %err, "checkpoint at shutdown");
+                    }
+                }
+                Err(_) => warn!(shard = r.shard, "engine lock poisoned at shutdown"),
+            }
+        }
+        let _ = self.meta.shutdown().await;
+        if let Err(e) = self.db.flush_wal(true) {
+            warn!(cause = %e, "flushing the RocksDB WAL at shutdown");
+        }
+    }
+}

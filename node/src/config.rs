@@ -1,0 +1,348 @@
+//! Server configuration: defaults < TOML file (`--config`) < command-line flags. Every flag is an `Option`
+//! so a flag that is not given never overrides the file. `pharos.example.toml` documents every setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use pharos_storage::line_protocol::Limits as LineLimits;
+use pharos_storage::retention::humantime_ms;
+use pharos_storage::{EngineOptions, RetentionConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid {what}: {why}")]
+    Invalid { what: &'static str, why: String },
+}
+
+fn invalid(what: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { what, why: why.into() }
+}
+
+/// `pharos server` flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerFlags {
+    /// TOML file with any of the settings below (see pharos.example.toml).
+    #[arg(long, env = "PHAROS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where this node keeps its data [default: ./pharos-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listener: InfluxDB-compatible /write and /query, /health, /metrics, the web UI [default: 127.0.0.1:8086].
+    #[arg(long)]
+    pub http_addr: Option<SocketAddr>,
+    /// gRPC listener: the public API and node-to-node traffic [default: 127.0.0.1:8087].
+    #[arg(long)]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Address other nodes use to reach this node's gRPC listener, if not --grpc-addr (e.g. behind NAT).
+    #[arg(long)]
+    pub advertise_grpc_addr: Option<String>,
+    /// This node's id, unique in the cluster, > 0 [default: 1].
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Every founding member: `1=host:grpcport,2=host:grpcport,3=host:grpcport`. Omit for a single node.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// Join a running cluster through any member's gRPC address (host:port).
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Number of shards, fixed when the cluster is created [default: 16].
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Replicas per shard (fewer when the cluster has fewer nodes) [default: 3].
+    #[arg(long)]
+    pub replication_factor: Option<usize>,
+    /// Log filter, e.g. `info` or `pharos=debug,openraft=warn` [default: info].
+    #[arg(long, env = "PHAROS_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub advertise_grpc_addr: Option<String>,
+    pub initial_cluster: Option<String>,
+    pub join: Option<String>,
+    pub shards: u32,
+    pub replication_factor: usize,
+    pub log: String,
+    pub limits: Limits,
+    pub write: WriteConfig,
+    pub storage: StorageConfig,
+    pub retention: RetentionConfig,
+    pub raft: pharos_raft::RaftSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            data_dir: PathBuf::from("./pharos-data"),
+            http_addr: "127.0.0.1:8086".parse().expect("valid"),
+            grpc_addr: "127.0.0.1:8087".parse().expect("valid"),
+            advertise_grpc_addr: None,
+            initial_cluster: None,
+            join: None,
+            shards: 16,
+            replication_factor: 3,
+            log: "info".into(),
+            limits: Limits::default(),
+            write: WriteConfig::default(),
+            storage: StorageConfig::default(),
+            retention: RetentionConfig::default(),
+            raft: Default::default(),
+        }
+    }
+}
+
+/// Limits on what one request may carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, after gzip decompression (HTTP 413 above it).
+    pub max_body_bytes: usize,
+    /// Most points (lines) in one write request.
+    pub max_points_per_request: usize,
+    pub max_line_bytes: usize,
+    pub max_tags: usize,
+    pub max_fields: usize,
+    /// Longest measurement, tag key or field key.
+    pub max_name_bytes: usize,
+    pub max_tag_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let l = LineLimits::default();
+        Limits {
+            max_body_bytes: 64 << 20,
+            max_points_per_request: 1_000_000,
+            max_line_bytes: l.max_line_bytes,
+            max_tags: l.max_tags,
+            max_fields: l.max_fields,
+            max_name_bytes: l.max_name_bytes,
+            max_tag_value_bytes: l.max_tag_value_bytes,
+        }
+    }
+}
+
+impl Limits {
+    pub fn line(&self) -> LineLimits {
+        LineLimits {
+            max_line_bytes: self.max_line_bytes,
+            max_tags: self.max_tags,
+            max_fields: self.max_fields,
+            max_name_bytes: self.max_name_bytes,
+            max_tag_value_bytes: self.max_tag_value_bytes,
+        }
+    }
+}
+
+/// The write path: per-shard queues and group commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriteConfig {
+    /// Pending write requests per shard leader before new writes get 503 / Unavailable.
+    pub queue_depth: usize,
+    /// Most points coalesced into one Raft entry.
+    pub max_batch_points: usize,
+    /// How long a write may wait for its quorum commit.
+    #[serde(with = "humantime_ms")]
+    pub timeout: Duration,
+    /// How often shard leaders propose maintenance (sealing, rollups, retention, checkpoints).
+    #[serde(with = "humantime_ms")]
+    pub maintenance_interval: Duration,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        WriteConfig {
+            queue_depth: 256,
+            max_batch_points: 50_000,
+            timeout: Duration::from_secs(10),
+            maintenance_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub max_chunk_samples: usize,
+    /// Accept samples up to this much older than their series' newest sample.
+    #[serde(with = "humantime_ms")]
+    pub out_of_order_window: Duration,
+    #[serde(with = "humantime_ms")]
+    pub idle_seal: Duration,
+    #[serde(with = "humantime_ms")]
+    pub checkpoint_interval: Duration,
+    pub block_cache_bytes: usize,
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let e = EngineOptions::default();
+        let d = pharos_storage::db::DbOptions::default();
+        StorageConfig {
+            max_chunk_samples: e.max_chunk_samples,
+            out_of_order_window: Duration::from_millis(e.ooo_window_ms as u64),
+            idle_seal: Duration::from_millis(e.idle_seal_ms as u64),
+            checkpoint_interval: Duration::from_millis(e.checkpoint_interval_ms as u64),
+            block_cache_bytes: d.block_cache_bytes,
+            write_buffer_bytes: d.write_buffer_bytes,
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            max_chunk_samples: self.max_chunk_samples,
+            ooo_window_ms: self.out_of_order_window.as_millis() as i64,
+            idle_seal_ms: self.idle_seal.as_millis() as i64,
+            checkpoint_interval_ms: self.checkpoint_interval.as_millis() as i64,
+        }
+    }
+    pub fn db(&self) -> pharos_storage::db::DbOptions {
+        pharos_storage::db::DbOptions {
+            block_cache_bytes: self.block_cache_bytes,
+            write_buffer_bytes: self.write_buffer_bytes,
+            ..Default::default()
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file, then the flags.
+    pub fn load(flags: &ServerFlags) -> Result<Config, ConfigError> {
+        let mut c = match &flags.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+            }
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = &flags.$f { c.$f = v.clone(); } )* };
+        }
+        over!(data_dir, http_addr, grpc_addr, node_id, shards, replication_factor, log);
+        if flags.advertise_grpc_addr.is_some() {
+            c.advertise_grpc_addr = flags.advertise_grpc_addr.clone();
+        }
+        if flags.initial_cluster.is_some() {
+            c.initial_cluster = flags.initial_cluster.clone();
+        }
+        if flags.join.is_some() {
+            c.join = flags.join.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be > 0"));
+        }
+        if self.shards == 0 || self.shards > 4096 {
+            return Err(invalid("shards", "must be in 1..=4096"));
+        }
+        if self.replication_factor == 0 {
+            return Err(invalid("replication_factor", "must be >= 1"));
+        }
+        if self.initial_cluster.is_some() && self.join.is_some() {
+            return Err(invalid("cluster", "give either --initial-cluster or --join, not both"));
+        }
+        if let Some(ic) = &self.initial_cluster {
+            let members = parse_initial_cluster(ic)?;
+            if !members.contains_key(&self.node_id) {
+                return Err(invalid("initial_cluster", format!("does not list this node's id {}", self.node_id)));
+            }
+        }
+        self.storage.engine().validate().map_err(|e| invalid("storage", e.to_string()))?;
+        pharos_storage::Retention::new(self.retention.clone()).map_err(|e| invalid("retention", e.to_string()))?;
+        self.raft.to_openraft("check").map_err(|e| invalid("raft", e.to_string()))?;
+        if self.write.queue_depth == 0 || self.write.max_batch_points == 0 {
+            return Err(invalid("write", "queue_depth and max_batch_points must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// The gRPC address other nodes should use for this node.
+    pub fn advertised_grpc(&self) -> String {
+        self.advertise_grpc_addr.clone().unwrap_or_else(|| self.grpc_addr.to_string())
+    }
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) =
+            part.split_once('=').ok_or_else(|| invalid("initial_cluster", format!("{part:?} is not id=host:port")))?;
+        let id: u64 = id.trim().parse().map_err(|_| invalid("initial_cluster", format!("{id:?} is not a node id")))?;
+        if id == 0 || out.insert(id, addr.trim().to_string()).is_some() {
+            return Err(invalid("initial_cluster", format!("node id {id} is zero or repeated")));
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid("initial_cluster", "lists no node"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_missing_flags_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "node_id = 2\nshards = 8\n[write]\nqueue_depth = 7\ntimeout = \"3s\"\n").unwrap();
+        let flags = ServerFlags {
+            config: Some(path.clone()),
+            shards: Some(4),
+            initial_cluster: Some("2=a:1,3=b:2".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&flags).unwrap();
+        assert_eq!((c.node_id, c.shards, c.write.queue_depth), (2, 4, 7));
+        assert_eq!(c.write.timeout, Duration::from_secs(3));
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8086");
+        std::fs::write(&path, "nodeid = 2\n").unwrap();
+        let err = Config::load(&ServerFlags { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("nodeid"), "unknown keys are named: {err}");
+    }
+
+    #[test]
+    fn example_file_documents_the_defaults() {
+        let text = include_str!("../../pharos.example.toml");
+        let c: Config = toml::from_str(text).expect("pharos.example.toml parses");
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(toml::to_string(&c).unwrap(), toml::to_string(&d).unwrap(), "example values equal the defaults");
+    }
+
+    #[test]
+    fn initial_cluster_errors_are_clear() {
+        assert_eq!(parse_initial_cluster("1=a:1, 2=b:2").unwrap().len(), 2);
+        assert!(parse_initial_cluster("1=a:1,1=b:2").is_err());
+        assert!(parse_initial_cluster("x=a").is_err());
+        assert!(parse_initial_cluster("a:1").is_err());
+        let c = Config { initial_cluster: Some("2=a:1".into()), ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("this node's id 1"));
+    }
+}

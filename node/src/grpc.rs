@@ -1,0 +1,208 @@
+//! The public gRPC API: `Write`, `Admin` and (with the query language) `Query`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pharos_proto::v1::admin_server::Admin;
+use pharos_proto::v1::query_server::Query;
+use pharos_proto::v1::write_server::Write;
+use pharos_proto::v1::*;
+use pharos_storage::{line_protocol, Precision};
+use tonic::{Request, Response, Status};
+
+use crate::cluster::Node;
+use crate::error::WriteError;
+use crate::shard_rpc::{execute, ShardRequest, ShardResponse, ShardStatus};
+use crate::write::write_points;
+
+pub struct WriteService {
+    pub node: Arc<Node>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Converts API points, checking what the line-protocol parser checks.
+pub fn convert_points(node: &Node, req: WriteRequest) -> Result<Vec<pharos_storage::Point>, WriteError> {
+    let limits = node.config.limits.line();
+    let mut out = Vec::with_capacity(req.points.len());
+    let now = now_ms();
+    for (i, p) in req.points.into_iter().enumerate() {
+        let bad = |why: String| WriteError::BadRequest(format!("point {i}: {why}"));
+        if p.measurement.is_empty() || p.measurement.len() > limits.max_name_bytes {
+            return Err(bad(format!("measurement must be 1..={} bytes", limits.max_name_bytes)));
+        }
+        if p.fields.is_empty() || p.fields.len() > limits.max_fields {
+            return Err(bad(format!("needs 1..={} fields", limits.max_fields)));
+        }
+        if p.tags.len() > limits.max_tags {
+            return Err(bad(format!("more than {} tags", limits.max_tags)));
+        }
+        let mut tags: Vec<(String, String)> = Vec::with_capacity(p.tags.len());
+        for t in p.tags {
+            if t.key.is_empty()
+                || t.value.is_empty()
+                || t.key.len() > limits.max_name_bytes
+                || t.value.len() > limits.max_tag_value_bytes
+            {
+                return Err(bad(format!("tag {:?} has an empty or too long key or value", t.key)));
+            }
+            tags.push((t.key, t.value));
+        }
+        tags.sort();
+        if tags.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(bad("duplicate tag key".into()));
+        }
+        let mut fields = Vec::with_capacity(p.fields.len());
+        for f in p.fields {
+            if f.key.is_empty() || f.key.len() > limits.max_name_bytes {
+                return Err(bad("a field key is empty or too long".into()));
+            }
+            fields.push((f.key, f.value));
+        }
+        out.push(pharos_storage::Point {
+            measurement: p.measurement,
+            tags,
+            fields,
+            timestamp: if p.timestamp_ms == 0 { now } else { p.timestamp_ms },
+        });
+    }
+    Ok(out)
+}
+
+#[tonic::async_trait]
+impl Write for WriteService {
+    async fn write(&self, req: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+        let mut req = req.into_inner();
+        let lp = std::mem::take(&mut req.line_protocol);
+        let precision = req.precision.clone();
+        let mut points = convert_points(&self.node, req).map_err(|e| e.grpc_status())?;
+        if !lp.is_empty() {
+            let precision = Precision::parse(&precision).ok_or_else(|| {
+                Status::invalid_argument(format!("unknown precision {precision:?}: use ns, us, ms or s"))
+            })?;
+            let now_ns = now_ms().saturating_mul(1_000_000);
+            // All or nothing over gRPC: a bad line rejects the whole request.
+            let parsed = line_protocol::parse(lp.as_bytes(), precision, now_ns, &self.node.config.limits.line())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            points.extend(parsed);
+        }
+        if points.len() > self.node.config.limits.max_points_per_request {
+            return Err(Status::invalid_argument(format!(
+                "more than {} points in one request",
+                self.node.config.limits.max_points_per_request
+            )));
+        }
+        let res = write_points(&self.node, points).await;
+        let code = match &res {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        self.node.metrics.write_requests.with_label_values(&["grpc", code]).inc();
+        let w = res.map_err(|e| e.grpc_status())?;
+        if let Some(msg) = w.refusal(self.node.config.storage.out_of_order_window) {
+            return Err(Status::invalid_argument(msg));
+        }
+        Ok(Response::new(WriteResponse { points_written: w.points, samples_written: w.samples }))
+    }
+}
+
+pub struct AdminService {
+    pub node: Arc<Node>,
+}
+
+/// Status of every shard as its replicas report it (the leader's view when reachable).
+pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
+    let placement = node.placement();
+    let futs = (0..node.router.shards()).map(|s| {
+        let node = node.clone();
+        async move { (s, execute(&node, s, &ShardRequest::Status, false, Duration::from_secs(2)).await) }
+    });
+    let mut shards = Vec::new();
+    let mut seen: BTreeSet<u64> = BTreeSet::from([node.id]);
+    for (s, res) in futures::future::join_all(futs).await {
+        let st = match res {
+            Ok(ShardResponse::Status(st)) => st,
+            _ => ShardStatus { shard: s, ..Default::default() },
+        };
+        // Ask the leader for lag when the reporter was a follower.
+        let st = match st.leader {
+            Some(l) if l != st.reporter => {
+                match execute(node, s, &ShardRequest::Status, true, Duration::from_secs(1)).await {
+                    Ok(ShardResponse::Status(ls)) => ls,
+                    _ => st,
+                }
+            }
+            _ => st,
+        };
+        if st.reporter != 0 {
+            seen.insert(st.reporter);
+        }
+        if let Some(l) = st.leader {
+            seen.insert(l);
+        }
+        shards.push(ShardInfo {
+            shard: s,
+            replicas: if st.voters.is_empty() {
+                placement.get(s as usize).cloned().unwrap_or_default()
+            } else {
+                st.voters.clone()
+            },
+            leader: st.leader.unwrap_or(0),
+            applied_index: st.applied,
+            last_log_index: st.last_log,
+            lag: st.lag.into_iter().collect(),
+            term: st.term,
+        });
+    }
+    let meta_m = node.meta.metrics().borrow().clone();
+    let meta = ShardInfo {
+        shard: u32::MAX,
+        replicas: meta_m.membership_config.membership().voter_ids().collect(),
+        leader: meta_m.current_leader.unwrap_or(0),
+        applied_index: meta_m.last_applied.map(|l| l.index).unwrap_or(0),
+        last_log_index: meta_m.last_log_index.unwrap_or(0),
+        lag: Default::default(),
+        term: meta_m.current_term,
+    };
+    let nodes = node
+        .known_nodes()
+        .into_iter()
+        .map(|(id, a)| NodeInfo { id, grpc_addr: a.grpc, http_addr: a.http, reachable: seen.contains(&id) })
+        .collect();
+    StatusResponse { node_id: node.id, nodes, shards, meta: Some(meta) }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(cluster_status(&self.node).await))
+    }
+
+    async fn add_node(&self, _req: Request<AddNodeRequest>) -> Result<Response<StatusResponse>, Status> {
+        Err(Status::unimplemented(
+            "adding nodes to a running cluster is not built yet; start every node with the same --initial-cluster",
+        ))
+    }
+
+    async fn remove_node(&self, _req: Request<RemoveNodeRequest>) -> Result<Response<StatusResponse>, Status> {
+        Err(Status::unimplemented("removing nodes is not built yet"))
+    }
+
+    async fn rebalance(&self, _req: Request<RebalanceRequest>) -> Result<Response<RebalanceResponse>, Status> {
+        Err(Status::unimplemented("rebalancing is not built yet"))
+    }
+}
+
+pub struct QueryService;
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    type QueryStream = tokio_stream::Empty<Result<QueryResponse, Status>>;
+
+    async fn query(&self, _req: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
+        Err(Status::unimplemented("the query language is not built yet; read raw data with GET /api/v1/export"))
+    }
+}

@@ -1,0 +1,249 @@
+//! HTTP endpoints, InfluxDB 1.x/2.x compatible where a path exists there.
+//!
+//! | path                 | what                                                                 |
+//! |----------------------|----------------------------------------------------------------------|
+//! | `POST /write`        | line protocol (`precision=ns|us|ms|s`, gzip allowed); 204 on success |
+//! | `POST /api/v2/write` | the same body (InfluxDB 2.x clients, Telegraf's influxdb_v2 output)  |
+//! | `GET /ping`          | 204, for clients that probe InfluxDB                                 |
+//! | `GET /health`        | every shard has a leader? JSON, 200 or 503                           |
+//! | `GET /metrics`       | Pharos's own metrics, Prometheus text format                         |
+//! | `GET /api/v1/export` | raw samples of one measurement as line protocol (ms precision)       |
+//!
+//! Errors are JSON `{"error": "..."}` (InfluxDB's shape). A body with a bad line gets 400 naming the line and
+//! the reason; the lines before it are written, the bad line and the lines after it are not.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pharos_storage::line_protocol;
+use pharos_storage::{Point, Precision};
+use serde_json::json;
+
+use crate::cluster::Node;
+use crate::error::WriteError;
+use crate::shard_rpc::{execute, RawRead, ShardRequest, ShardResponse};
+use crate::write::write_points;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/write", post(write_v1))
+        .route("/api/v2/write", post(write_v2))
+        .route("/ping", get(ping).head(ping))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/export", get(export))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(node)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+fn error_response(status: StatusCode, msg: String) -> Response {
+    let mut r = (status, Json(json!({ "error": msg }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&msg.replace(['\n', '\r'], " ")) {
+        r.headers_mut().insert("X-Influxdb-Error", v);
+    }
+    r
+}
+
+fn write_error(e: WriteError) -> Response {
+    let status = e.http_status();
+    let mut r = error_response(status, e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+async fn write_v1(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    write_body(node, q.get("precision").map(String::as_str).unwrap_or("ns"), headers, body).await
+}
+
+async fn write_v2(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    write_body(node, q.get("precision").map(String::as_str).unwrap_or("ns"), headers, body).await
+}
+
+/// Reads at most `limit` bytes of body, un-gzipping when asked.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, WriteError> {
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit")
+        {
+            WriteError::TooLarge { limit }
+        } else {
+            WriteError::BadRequest(format!("reading the request body: {e}"))
+        }
+    })?;
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    flate2::read::GzDecoder::new(&raw[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| WriteError::BadRequest(format!("body is not valid gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(WriteError::TooLarge { limit });
+    }
+    Ok(out.into())
+}
+
+async fn write_body(node: Arc<Node>, precision: &str, headers: HeaderMap, body: Body) -> Response {
+    let Some(precision) = Precision::parse(precision) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("unknown precision {precision:?}: use ns, us, ms or s"),
+        );
+    };
+    let body = match read_body(&headers, body, node.config.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            node.metrics.write_requests.with_label_values(&["http", e.code()]).inc();
+            return write_error(e);
+        }
+    };
+    let limits = node.config.limits.line();
+    let mut points: Vec<Point> = Vec::new();
+    let parsed = line_protocol::parse_into(&body, precision, now_ns(), &limits, &mut points);
+    if points.len() > node.config.limits.max_points_per_request {
+        let e = WriteError::BadRequest(format!(
+            "request holds {} points, more than limits.max_points_per_request ({}); nothing was written",
+            points.len(),
+            node.config.limits.max_points_per_request
+        ));
+        return write_error(e);
+    }
+    let written = write_points(&node, points).await;
+    let (code, resp) = match (parsed, written) {
+        (_, Err(e)) => (e.code(), write_error(e)),
+        (Err(pe), Ok(w)) => (
+            "invalid_argument",
+            error_response(
+                StatusCode::BAD_REQUEST,
+                format!("{pe}; the {} points before that line were written, that line and the rest were not", w.points),
+            ),
+        ),
+        (Ok(()), Ok(w)) => match w.refusal(node.config.storage.out_of_order_window) {
+            Some(msg) => ("partial", error_response(StatusCode::BAD_REQUEST, msg)),
+            None => ("ok", StatusCode::NO_CONTENT.into_response()),
+        },
+    };
+    node.metrics.write_requests.with_label_values(&["http", code]).inc();
+    resp
+}
+
+async fn ping() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert("X-Influxdb-Version", HeaderValue::from_static("1.8.10-pharos"));
+    r.headers_mut().insert("X-Pharos-Version", HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+    r
+}
+
+async fn health(State(node): State<Arc<Node>>) -> Response {
+    let shards = node.router.shards();
+    let futs = (0..shards).map(|s| {
+        let node = node.clone();
+        async move { (s, execute(&node, s, &ShardRequest::Status, false, Duration::from_secs(2)).await) }
+    });
+    let mut ok = true;
+    let mut list = Vec::new();
+    for (s, res) in futures::future::join_all(futs).await {
+        match res {
+            Ok(ShardResponse::Status(st)) if st.leader.is_some() => list.push(
+                json!({ "shard": s, "leader": st.leader, "term": st.term, "applied": st.applied, "lag": st.lag }),
+            ),
+            Ok(_) => {
+                ok = false;
+                list.push(json!({ "shard": s, "leader": null, "error": "no leader" }));
+            }
+            Err(e) => {
+                ok = false;
+                list.push(json!({ "shard": s, "leader": null, "error": e }));
+            }
+        }
+    }
+    let body = json!({ "status": if ok { "pass" } else { "fail" }, "node": node.id, "shards": list });
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    node.update_gauges();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render()).into_response()
+}
+
+/// `GET /api/v1/export?measurement=cpu&where=host=a,region=us&start=MS&end=MS&stale=true`
+async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(measurement) = q.get("measurement").cloned() else {
+        return error_response(StatusCode::BAD_REQUEST, "missing measurement=NAME".into());
+    };
+    let parse_ms = |k: &str, d: i64| -> Result<i64, Response> {
+        match q.get(k) {
+            None => Ok(d),
+            Some(v) => v.parse().map_err(|_| {
+                error_response(StatusCode::BAD_REQUEST, format!("{k}={v:?} is not milliseconds since the epoch"))
+            }),
+        }
+    };
+    let (start, end) = match (parse_ms("start", i64::MIN), parse_ms("end", i64::MAX)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let mut tags = Vec::new();
+    for pair in q.get("where").map(String::as_str).unwrap_or("").split(',').filter(|s| !s.is_empty()) {
+        match pair.split_once('=') {
+            Some((k, v)) => tags.push((k.to_string(), v.to_string())),
+            None => return error_response(StatusCode::BAD_REQUEST, format!("where: {pair:?} is not key=value")),
+        }
+    }
+    let linearizable = q.get("stale").is_none_or(|v| v != "true");
+    let req = ShardRequest::ReadRaw(RawRead { measurement, tags, start, end });
+    let futs = (0..node.router.shards()).map(|s| {
+        let (node, req) = (node.clone(), req.clone());
+        async move { execute(&node, s, &req, linearizable, Duration::from_secs(10)).await }
+    });
+    let mut out = String::new();
+    for res in futures::future::join_all(futs).await {
+        match res {
+            Ok(ShardResponse::Raw(series)) => {
+                for s in series {
+                    for (t, v) in s.ts.iter().zip(&s.vals) {
+                        let p = Point {
+                            measurement: s.measurement.clone(),
+                            tags: s.tags.clone(),
+                            fields: vec![(s.field.clone(), *v)],
+                            timestamp: *t,
+                        };
+                        line_protocol::write_line(&p, &mut out);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
+}

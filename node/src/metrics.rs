@@ -1,0 +1,78 @@
+//! Pharos's own metrics, served at `GET /metrics` in the Prometheus text format.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub points_written: IntCounter,
+    pub samples_written: IntCounter,
+    pub samples_rejected: IntCounterVec,
+    pub write_requests: IntCounterVec,
+    pub commit_seconds: HistogramVec,
+    pub queue_depth: IntGaugeVec,
+    pub shard_leader: IntGaugeVec,
+    pub shard_applied: IntGaugeVec,
+    pub series: IntGaugeVec,
+    pub forwarded_writes: IntCounter,
+    pub up: IntGauge,
+}
+
+impl Metrics {
+    pub fn new(node_id: u64) -> Metrics {
+        let registry =
+            Registry::new_custom(Some("pharos".into()), Some([("node".to_string(), node_id.to_string())].into()))
+                .expect("valid registry");
+        let c = |name: &str, help: &str| {
+            let m = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(m.clone())).expect("unique metric");
+            m
+        };
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(m.clone())).expect("unique metric");
+            m
+        };
+        let gv = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(m.clone())).expect("unique metric");
+            m
+        };
+        let commit_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "raft_commit_seconds",
+                "Time from proposing a shard write to its quorum commit and apply",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["shard"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(commit_seconds.clone())).expect("unique metric");
+        let up = IntGauge::new("up", "1 while the node serves").expect("valid metric");
+        registry.register(Box::new(up.clone())).expect("unique metric");
+        Metrics {
+            points_written: c("points_written_total", "Points accepted by this node as coordinator"),
+            samples_written: c(
+                "samples_written_total",
+                "Samples (point fields) committed through this node as coordinator",
+            ),
+            samples_rejected: cv("samples_rejected_total", "Samples refused at apply", &["reason"]),
+            write_requests: cv("write_requests_total", "Write requests by protocol and outcome", &["protocol", "code"]),
+            commit_seconds,
+            queue_depth: gv("write_queue_depth", "Write requests waiting in a shard leader's queue", &["shard"]),
+            shard_leader: gv("shard_is_leader", "1 when this node leads the shard", &["shard"]),
+            shard_applied: gv("shard_applied_index", "Last Raft log index applied by this replica", &["shard"]),
+            series: gv("shard_series", "Series in this replica of the shard", &["shard"]),
+            forwarded_writes: c("forwarded_writes_total", "Shard writes forwarded to another node's leader"),
+            up,
+            registry,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding to a Vec cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}

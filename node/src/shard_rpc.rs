@@ -1,0 +1,217 @@
+//! Requests a coordinator sends to one shard replica (locally or over `Internal.ForwardQuery`): raw reads
+//! and replica status. Linearizable reads run on the leader after a Raft read-index round; stale reads may
+//! run on any replica.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::ServerState;
+use pharos_proto::internal::ForwardQueryRequest;
+use pharos_raft::NodeId;
+use pharos_storage::{Filter, Matcher};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Node;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardRequest {
+    Status,
+    ReadRaw(RawRead),
+}
+
+/// Raw samples of the series of one measurement whose tags equal the given values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawRead {
+    pub measurement: String,
+    pub tags: Vec<(String, String)>,
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawSeries {
+    pub measurement: String,
+    pub tags: Vec<(String, String)>,
+    pub field: String,
+    pub ts: Vec<i64>,
+    pub vals: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardStatus {
+    pub shard: u32,
+    pub reporter: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub applied: u64,
+    pub last_log: u64,
+    pub voters: Vec<NodeId>,
+    /// On the leader: entries each replica is behind.
+    pub lag: BTreeMap<NodeId, u64>,
+    pub series: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardResponse {
+    Status(ShardStatus),
+    Raw(Vec<RawSeries>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardRpcError {
+    #[error("not the leader of shard {shard}")]
+    NotLeader { shard: u32, leader: Option<NodeId> },
+    #[error("no replica of shard {0} on this node")]
+    NoReplica(u32),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs a request on this node's replica.
+pub async fn execute_local(
+    node: &Node,
+    shard: u32,
+    req: &ShardRequest,
+    linearizable: bool,
+) -> Result<ShardResponse, ShardRpcError> {
+    let r = node.replica(shard).ok_or(ShardRpcError::NoReplica(shard))?;
+    match req {
+        ShardRequest::Status => {
+            let m = r.raft.metrics().borrow().clone();
+            let last_log = m.last_log_index.unwrap_or(0);
+            let lag = m
+                .replication
+                .as_ref()
+                .map(|rep| {
+                    rep.iter().map(|(id, l)| (*id, last_log.saturating_sub(l.map(|x| x.index).unwrap_or(0)))).collect()
+                })
+                .unwrap_or_default();
+            let series = r.engine.read().map(|e| e.series_count() as u64).unwrap_or(0);
+            Ok(ShardResponse::Status(ShardStatus {
+                shard,
+                reporter: node.id,
+                leader: m.current_leader,
+                term: m.current_term,
+                applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+                last_log,
+                voters: m.membership_config.membership().voter_ids().collect(),
+                lag,
+                series,
+            }))
+        }
+        ShardRequest::ReadRaw(rr) => {
+            if linearizable {
+                match r.raft.ensure_linearizable().await {
+                    Ok(_) => {}
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                        return Err(ShardRpcError::NotLeader { shard, leader: f.leader_id })
+                    }
+                    Err(e) => return Err(ShardRpcError::Failed(e.to_string())),
+                }
+            }
+            let engine = r.engine.clone();
+            let rr = rr.clone();
+            // Reads touch RocksDB: keep them off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let e = engine.read().map_err(|_| ShardRpcError::Failed("engine lock poisoned".into()))?;
+                let filter = Filter::And(
+                    rr.tags.iter().map(|(k, v)| Filter::Match(Matcher::Eq(k.clone(), v.clone()))).collect(),
+                );
+                let ids = e.select(&|m| m == rr.measurement, &filter);
+                let mut out = Vec::new();
+                for sid in ids.iter() {
+                    let Some(info) = e.index().info(sid) else { continue };
+                    let (mut ts, mut vals) = (Vec::new(), Vec::new());
+                    e.read_raw(sid, rr.start, rr.end, &mut ts, &mut vals)
+                        .map_err(|e| ShardRpcError::Failed(e.to_string()))?;
+                    if ts.is_empty() {
+                        continue;
+                    }
+                    out.push(RawSeries {
+                        measurement: info.measurement.to_string(),
+                        tags: info.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                        field: info.field.to_string(),
+                        ts,
+                        vals,
+                    });
+                }
+                Ok(ShardResponse::Raw(out))
+            })
+            .await
+            .map_err(|e| ShardRpcError::Failed(e.to_string()))?
+        }
+    }
+}
+
+/// Runs a request on the right replica of a shard anywhere in the cluster, following leader hints.
+pub async fn execute(
+    node: &Arc<Node>,
+    shard: u32,
+    req: &ShardRequest,
+    linearizable: bool,
+    timeout: Duration,
+) -> Result<ShardResponse, String> {
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let local_ok = node.replica(shard).is_some() && (!linearizable || node.is_leader(shard));
+        let target = if local_ok { Some(node.id) } else { node.leader_of(shard) };
+        let res = match target {
+            Some(t) if t == node.id => execute_local(node, shard, req, linearizable).await,
+            Some(t) => remote(node, t, shard, req, linearizable).await,
+            None => Err(ShardRpcError::NotLeader { shard, leader: None }),
+        };
+        match res {
+            Ok(r) => return Ok(r),
+            Err(ShardRpcError::NotLeader { leader, .. }) => {
+                if let Some(l) = leader {
+                    node.note_leader(shard, l);
+                }
+            }
+            Err(ShardRpcError::NoReplica(_)) => {}
+            Err(ShardRpcError::Failed(why)) if Instant::now() + backoff > deadline => return Err(why),
+            Err(ShardRpcError::Failed(_)) => {}
+        }
+        if Instant::now() + backoff > deadline {
+            return Err(format!("shard {shard}: no leader reachable within {timeout:?}"));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+async fn remote(
+    node: &Node,
+    target: NodeId,
+    shard: u32,
+    req: &ShardRequest,
+    linearizable: bool,
+) -> Result<ShardResponse, ShardRpcError> {
+    let addr = node.peer_addr(target).ok_or(ShardRpcError::NotLeader { shard, leader: None })?;
+    let mut client = node.channels.get(&addr).map_err(|e| ShardRpcError::Failed(e.to_string()))?;
+    let request = ForwardQueryRequest {
+        shard,
+        request: bincode::serialize(req).expect("requests serialize"),
+        allow_stale: !linearizable,
+    };
+    let reply = client
+        .forward_query(request)
+        .await
+        .map_err(|s| ShardRpcError::Failed(format!("node {target}: {}", s.message())))?
+        .into_inner();
+    if !reply.error.is_empty() {
+        return Err(if reply.error == "not_leader" || reply.error == "no_replica" {
+            ShardRpcError::NotLeader { shard, leader: (reply.leader_hint != 0).then_some(reply.leader_hint) }
+        } else {
+            ShardRpcError::Failed(reply.error)
+        });
+    }
+    bincode::deserialize(&reply.response).map_err(|e| ShardRpcError::Failed(e.to_string()))
+}
+
+/// Whether a local replica currently believes it leads (for status displays).
+pub fn leads(node: &Node, shard: u32) -> bool {
+    node.replica(shard).is_some_and(|r| r.raft.metrics().borrow().state == ServerState::Leader)
+}

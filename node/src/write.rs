@@ -1,0 +1,143 @@
+//! The write coordinator: any node splits a batch by shard and sends each part to that shard's leader,
+//! locally or over the internal gRPC service, following leader hints until the write deadline.
+//!
+//! What a failed request leaves behind: each shard's part commits or fails as a whole, so when one shard
+//! fails the parts of other shards may already be durable. Retrying the whole request is safe: a sample at
+//! an existing (series, timestamp) replaces the value with the same value.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pharos_proto::internal::ForwardWriteRequest;
+use pharos_storage::{ApplyResult, Point};
+
+use crate::cluster::Node;
+use crate::error::WriteError;
+use crate::writer::ShardWriteError;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub points: u64,
+    pub samples: u64,
+    pub rejected_too_old: u64,
+    pub rejected_expired: u64,
+}
+
+pub async fn write_points(node: &Arc<Node>, points: Vec<Point>) -> Result<WriteOutcome, WriteError> {
+    let mut out = WriteOutcome { points: points.len() as u64, ..Default::default() };
+    if points.is_empty() {
+        return Ok(out);
+    }
+    let mut by_shard: HashMap<u32, Vec<Point>> = HashMap::new();
+    for p in points {
+        by_shard.entry(node.router.shard_of(&p)).or_default().push(p);
+    }
+    let results = futures::future::join_all(by_shard.into_iter().map(|(s, pts)| write_shard(node, s, pts))).await;
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(a) => {
+                out.samples += a.samples_written;
+                out.rejected_too_old += a.rejected_too_old;
+                out.rejected_expired += a.rejected_expired;
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    node.metrics.samples_written.inc_by(out.samples);
+    match first_err {
+        Some(e) => Err(e),
+        None => {
+            node.metrics.points_written.inc_by(out.points);
+            Ok(out)
+        }
+    }
+}
+
+/// Writes one shard's part, retrying on leader changes until the configured write timeout.
+pub async fn write_shard(node: &Arc<Node>, shard: u32, points: Vec<Point>) -> Result<ApplyResult, WriteError> {
+    let deadline = Instant::now() + node.config.write.timeout;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let res = match node.leader_of(shard) {
+            Some(l) if l == node.id => match node.replica(shard) {
+                Some(r) => r.writer.submit(points.clone()).await,
+                None => Err(ShardWriteError::NotLeader { shard, leader: None }),
+            },
+            Some(l) => forward(node, l, shard, &points).await,
+            None => Err(ShardWriteError::NotLeader { shard, leader: None }),
+        };
+        match res {
+            Ok(r) => return Ok(r),
+            Err(ShardWriteError::NotLeader { leader, .. })
+            | Err(ShardWriteError::Closed { leader_hint: leader, .. }) => {
+                if let Some(l) = leader {
+                    node.note_leader(shard, l);
+                }
+                if Instant::now() + backoff > deadline {
+                    return Err(WriteError::Unavailable(format!("shard {shard} has no reachable leader")));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn forward(node: &Arc<Node>, leader: u64, shard: u32, points: &[Point]) -> Result<ApplyResult, ShardWriteError> {
+    let unreachable = |why: String| ShardWriteError::Failed { shard, why };
+    let Some(addr) = node.peer_addr(leader) else {
+        return Err(ShardWriteError::NotLeader { shard, leader: None });
+    };
+    let mut client = node.channels.get(&addr).map_err(|e| unreachable(e.to_string()))?;
+    node.metrics.forwarded_writes.inc();
+    let req = ForwardWriteRequest { shard, points: bincode::serialize(points).expect("points serialize") };
+    let reply = match tokio::time::timeout(node.config.write.timeout, client.forward_write(req)).await {
+        Err(_) => return Err(ShardWriteError::Closed { shard, leader_hint: None }),
+        // The node is down or restarting: try whoever leads next.
+        Ok(Err(_status)) => return Err(ShardWriteError::Closed { shard, leader_hint: None }),
+        Ok(Ok(r)) => r.into_inner(),
+    };
+    if reply.error.is_empty() {
+        return Ok(ApplyResult {
+            samples_written: reply.samples,
+            rejected_too_old: reply.rejected_too_old,
+            rejected_expired: reply.rejected_expired,
+            series_created: reply.series_created,
+        });
+    }
+    match reply.code.as_str() {
+        "not_leader" => {
+            Err(ShardWriteError::NotLeader { shard, leader: (reply.leader_hint != 0).then_some(reply.leader_hint) })
+        }
+        "overloaded" => Err(ShardWriteError::Overloaded { shard }),
+        "closed" => Err(ShardWriteError::Closed { shard, leader_hint: None }),
+        _ => Err(ShardWriteError::Failed { shard, why: reply.error }),
+    }
+}
+
+impl WriteOutcome {
+    /// The client-facing explanation when some samples were refused at apply, if any were.
+    pub fn refusal(&self, ooo_window: std::time::Duration) -> Option<String> {
+        let mut why = Vec::new();
+        if self.rejected_too_old > 0 {
+            why.push(format!(
+                "{} samples were older than their series' newest sample minus the out-of-order window ({ooo_window:?})",
+                self.rejected_too_old
+            ));
+        }
+        if self.rejected_expired > 0 {
+            why.push(format!(
+                "{} samples were older than the raw retention of their measurement",
+                self.rejected_expired
+            ));
+        }
+        (!why.is_empty()).then(|| {
+            format!("partial write: {} and were dropped; {} samples were written", why.join(", and "), self.samples)
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! The shard writer: an actor on each local replica that coalesces concurrent writes into one Raft entry
+//! (group commit) and, while this replica leads, proposes periodic maintenance.
+//!
+//! Its queue is bounded: when it is full, [`ShardWriter::submit`] fails at once with `Overloaded`, which the
+//! endpoints turn into HTTP 503 / gRPC Unavailable with a retry hint. Memory never grows with load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+use pharos_raft::{NodeId, Raft, Request, Response};
+use pharos_storage::{ApplyResult, Command, Point};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::config::WriteConfig;
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ShardWriteError {
+    #[error("shard {shard} is not led by this node")]
+    NotLeader { shard: u32, leader: Option<NodeId> },
+    #[error("shard {shard} write queue is full")]
+    Overloaded { shard: u32 },
+    #[error("shard {shard}: {why}")]
+    Failed { shard: u32, why: String },
+    /// The replica stopped or could not be reached; another node may lead next.
+    #[error("shard {shard} replica is shutting down or unreachable")]
+    Closed { shard: u32, leader_hint: Option<NodeId> },
+}
+
+struct Job {
+    points: Vec<Point>,
+    reply: oneshot::Sender<Result<ApplyResult, ShardWriteError>>,
+}
+
+#[derive(Clone)]
+pub struct ShardWriter {
+    shard: u32,
+    tx: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl ShardWriter {
+    pub fn spawn(
+        shard: u32,
+        raft: Raft,
+        cfg: &WriteConfig,
+        metrics: Arc<Metrics>,
+        shutdown: broadcast::Receiver<()>,
+    ) -> ShardWriter {
+        let (tx, rx) = mpsc::channel(cfg.queue_depth);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let actor = Actor {
+            shard,
+            raft,
+            rx,
+            max_points: cfg.max_batch_points,
+            maintenance: cfg.maintenance_interval,
+            metrics,
+            queued: queued.clone(),
+        };
+        tokio::spawn(actor.run(shutdown));
+        ShardWriter { shard, tx, queued }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Queues points for this shard and waits for their quorum commit.
+    pub async fn submit(&self, points: Vec<Point>) -> Result<ApplyResult, ShardWriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Job { points, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ShardWriteError::Overloaded { shard: self.shard },
+            mpsc::error::TrySendError::Closed(_) => ShardWriteError::Closed { shard: self.shard, leader_hint: None },
+        })?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        rx.await.map_err(|_| ShardWriteError::Closed { shard: self.shard, leader_hint: None })?
+    }
+}
+
+struct Actor {
+    shard: u32,
+    raft: Raft,
+    rx: mpsc::Receiver<Job>,
+    max_points: usize,
+    maintenance: Duration,
+    metrics: Arc<Metrics>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Actor {
+    async fn run(mut self, mut shutdown: broadcast::Receiver<()>) {
+        let mut tick = tokio::time::interval(self.maintenance);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.recv() => break,
+                job = self.rx.recv() => {
+                    let Some(first) = job else { break };
+                    let mut jobs = vec![first];
+                    let mut points = jobs[0].points.len();
+                    while points < self.max_points {
+                        match self.rx.try_recv() {
+                            Ok(j) => {
+                                points += j.points.len();
+                                jobs.push(j);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+                    self.commit(jobs).await;
+                }
+                _ = tick.tick() => self.maintain().await,
+            }
+        }
+        // Fail what is still queued so callers learn at once.
+        self.rx.close();
+        while let Ok(j) = self.rx.try_recv() {
+            let _ = j.reply.send(Err(ShardWriteError::Closed { shard: self.shard, leader_hint: None }));
+        }
+    }
+
+    async fn commit(&mut self, jobs: Vec<Job>) {
+        let (batches, replies): (Vec<Vec<Point>>, Vec<_>) = jobs.into_iter().map(|j| (j.points, j.reply)).unzip();
+        let started = Instant::now();
+        let res = self.raft.client_write(Request::Shard(Command::Write(batches))).await;
+        self.metrics
+            .commit_seconds
+            .with_label_values(&[&self.shard.to_string()])
+            .observe(started.elapsed().as_secs_f64());
+        match res {
+            Ok(resp) => {
+                let results = match resp.data {
+                    Response::Shard(r) => r,
+                    other => {
+                        warn!(shard = self.shard, ?other, "unexpected apply response");
+                        Vec::new()
+                    }
+                };
+                for (i, reply) in replies.into_iter().enumerate() {
+                    let r = results.get(i).cloned().unwrap_or_default();
+                    if r.rejected_too_old > 0 {
+                        self.metrics
+                            .samples_rejected
+                            .with_label_values(&["out_of_order_window"])
+                            .inc_by(r.rejected_too_old);
+                    }
+                    if r.rejected_expired > 0 {
+                        self.metrics.samples_rejected.with_label_values(&["retention"]).inc_by(r.rejected_expired);
+                    }
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                let err = match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                        ShardWriteError::NotLeader { shard: self.shard, leader: f.leader_id }
+                    }
+                    other => ShardWriteError::Failed { shard: self.shard, why: other.to_string() },
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    async fn maintain(&mut self) {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            return;
+        }
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        match self.raft.client_write(Request::Shard(Command::Maintain { now_ms })).await {
+            Ok(_) => debug!(shard = self.shard, "maintenance committed"),
+            Err(e) => debug!(shard = self.shard, cause = %e, "maintenance not committed"),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Generated gRPC types and services.
+//!
+//! - [`v1`]: the public API (`Write`, `Query`, `Admin`); clients and `pharosctl` use it.
+//! - [`internal`]: node-to-node traffic: Raft RPCs of every group multiplexed over one connection per peer,
+//!   and writes/reads forwarded to a shard's leader.
+
+#[allow(clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("pharos.v1");
+}
+
+#[allow(clippy::all)]
+pub mod internal {
+    tonic::include_proto!("pharos.internal.v1");
+}

@@ -1,0 +1,253 @@
+//! The meta group: cluster membership and the shard map (which nodes hold each shard's replicas).
+//!
+//! Its state is small, so every apply persists all of it with the applied log id in one synced write;
+//! snapshots are the same bytes.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, RaftLogId, StorageIOError};
+use pharos_storage::db::{cf, CF_RAFT_STATE};
+use rocksdb::{WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    Entry, GroupId, LogId, NodeAddr, NodeId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    pub nodes: BTreeMap<NodeId, NodeAddr>,
+    /// Replicas of each shard; the index is the shard id.
+    pub shards: Vec<Vec<NodeId>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Sets the initial node list and shard map; ignored once the map exists (every bootstrapping node may
+    /// propose it).
+    Bootstrap {
+        nodes: BTreeMap<NodeId, NodeAddr>,
+        shards: Vec<Vec<NodeId>>,
+    },
+    AddNode {
+        id: NodeId,
+        addr: NodeAddr,
+    },
+    RemoveNode {
+        id: NodeId,
+    },
+    SetReplicas {
+        shard: u32,
+        replicas: Vec<NodeId>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetaResponse {
+    Ok,
+    Rejected(String),
+}
+
+impl MetaState {
+    pub fn apply(&mut self, cmd: &MetaCommand) -> MetaResponse {
+        match cmd {
+            MetaCommand::Bootstrap { nodes, shards } => {
+                if self.shards.is_empty() {
+                    self.nodes = nodes.clone();
+                    self.shards = shards.clone();
+                }
+                MetaResponse::Ok
+            }
+            MetaCommand::AddNode { id, addr } => {
+                self.nodes.insert(*id, addr.clone());
+                MetaResponse::Ok
+            }
+            MetaCommand::RemoveNode { id } => {
+                if self.shards.iter().any(|r| r.contains(id)) {
+                    return MetaResponse::Rejected(format!("node {id} still holds shard replicas; drain it first"));
+                }
+                self.nodes.remove(id);
+                MetaResponse::Ok
+            }
+            MetaCommand::SetReplicas { shard, replicas } => match self.shards.get_mut(*shard as usize) {
+                Some(r) => {
+                    *r = replicas.clone();
+                    MetaResponse::Ok
+                }
+                None => MetaResponse::Rejected(format!("no shard {shard}")),
+            },
+        }
+    }
+}
+
+/// Even initial placement: shard s on nodes s, s+1, ... (mod n) of the sorted node list, `replicas` of them.
+pub fn initial_placement(nodes: &[NodeId], shards: u32, replicas: usize) -> Vec<Vec<NodeId>> {
+    let mut sorted = nodes.to_vec();
+    sorted.sort_unstable();
+    let r = replicas.min(sorted.len()).max(1);
+    (0..shards as usize).map(|s| (0..r).map(|i| sorted[(s + i) % sorted.len()]).collect()).collect()
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Persisted {
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    state: MetaState,
+}
+
+pub struct MetaStateMachine {
+    db: Arc<DB>,
+    group: GroupId,
+    p: Persisted,
+    shared: Arc<RwLock<MetaState>>,
+    /// The last snapshot built or installed (shared with builders).
+    snapshot: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+}
+
+fn key(group: GroupId) -> Vec<u8> {
+    let mut k = group.to_be_bytes().to_vec();
+    k.extend_from_slice(b"sm");
+    k
+}
+
+impl MetaStateMachine {
+    pub fn open(db: Arc<DB>, group: GroupId) -> Result<Self, StorageError> {
+        let raw = db.get_cf(cf(&db, CF_RAFT_STATE), key(group)).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let p: Persisted = match raw {
+            Some(b) => bincode::deserialize(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
+            None => Persisted::default(),
+        };
+        let shared = Arc::new(RwLock::new(p.state.clone()));
+        Ok(MetaStateMachine { db, group, p, shared, snapshot: Arc::new(Mutex::new(None)) })
+    }
+
+    /// The live state, for readers.
+    pub fn state(&self) -> Arc<RwLock<MetaState>> {
+        self.shared.clone()
+    }
+
+    fn persist(&self) -> Result<(), StorageError> {
+        let b = bincode::serialize(&self.p).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db
+            .put_cf_opt(cf(&self.db, CF_RAFT_STATE), key(self.group), b, &w)
+            .map_err(|e| StorageIOError::write_state_machine(&e).into())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for MetaStateMachine {
+    type SnapshotBuilder = MetaSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.p.applied, self.p.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        for e in entries {
+            let log_id = *e.get_log_id();
+            self.p.applied = Some(log_id);
+            match e.payload {
+                EntryPayload::Blank | EntryPayload::Normal(Request::Shard(_)) => out.push(Response::None),
+                EntryPayload::Membership(m) => {
+                    self.p.membership = StoredMembership::new(Some(log_id), m);
+                    out.push(Response::None);
+                }
+                EntryPayload::Normal(Request::Meta(cmd)) => out.push(Response::Meta(self.p.state.apply(&cmd))),
+            }
+        }
+        self.persist()?;
+        *self.shared.write().expect("meta lock") = self.p.state.clone();
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        MetaSnapshotBuilder {
+            bytes: bincode::serialize(&self.p).expect("meta serializes"),
+            applied: self.p.applied,
+            membership: self.p.membership.clone(),
+            current: self.snapshot.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        self.p = bincode::deserialize(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.persist()?;
+        *self.shared.write().expect("meta lock") = self.p.state.clone();
+        *self.snapshot.lock().expect("snapshot lock") = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let cur = self.snapshot.lock().expect("snapshot lock").clone();
+        Ok(cur.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+pub struct MetaSnapshotBuilder {
+    bytes: Vec<u8>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    current: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: format!("meta-{}", self.applied.map(|l| l.index).unwrap_or(0)),
+        };
+        *self.current.lock().expect("snapshot lock") = Some((meta.clone(), self.bytes.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(self.bytes.clone())) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_is_even_and_distinct() {
+        let p = initial_placement(&[3, 1, 2], 16, 3);
+        assert_eq!(p.len(), 16);
+        for r in &p {
+            let mut d = r.clone();
+            d.sort();
+            d.dedup();
+            assert_eq!(d.len(), 3, "replicas on distinct nodes: {r:?}");
+        }
+        let leaders_on = |n| p.iter().filter(|r| r[0] == n).count();
+        assert!((5..=6).contains(&leaders_on(1)) && (5..=6).contains(&leaders_on(2)));
+        assert_eq!(initial_placement(&[7], 4, 3), vec![vec![7]; 4]);
+    }
+
+    #[test]
+    fn remove_refuses_nodes_holding_replicas() {
+        let mut s = MetaState::default();
+        s.apply(&MetaCommand::Bootstrap { nodes: BTreeMap::from([(1, NodeAddr::default())]), shards: vec![vec![1]] });
+        assert!(matches!(s.apply(&MetaCommand::RemoveNode { id: 1 }), MetaResponse::Rejected(_)));
+        s.apply(&MetaCommand::AddNode { id: 2, addr: NodeAddr::default() });
+        assert_eq!(s.apply(&MetaCommand::SetReplicas { shard: 0, replicas: vec![2] }), MetaResponse::Ok);
+        assert_eq!(s.apply(&MetaCommand::RemoveNode { id: 1 }), MetaResponse::Ok);
+        assert_eq!(s.nodes.keys().copied().collect::<Vec<_>>(), vec![2]);
+    }
+}

@@ -1,0 +1,179 @@
+//! The state machine of a shard group: a [`ShardEngine`] behind a lock, shared with readers.
+//!
+//! The engine stores an opaque *mark* with each checkpoint; here the mark is the bincode of the last applied
+//! log id and membership, so after a restart openraft learns where the durable state ends and re-applies the
+//! log after it (the engine's apply is idempotent).
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, RaftLogId, StorageIOError};
+use pharos_storage::{EngineOptions, Retention, ShardEngine};
+use rocksdb::DB;
+
+use crate::types::{
+    Entry, LogId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+pub type SharedEngine = Arc<RwLock<ShardEngine>>;
+
+#[derive(Clone)]
+struct Built {
+    meta: SnapshotMeta,
+    data: Arc<Vec<u8>>,
+}
+
+pub struct ShardStateMachine {
+    engine: SharedEngine,
+    db: Arc<DB>,
+    shard: u32,
+    retention: Arc<Retention>,
+    opts: EngineOptions,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    current: Arc<Mutex<Option<Built>>>,
+}
+
+fn decode_mark(mark: &[u8]) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    if mark.is_empty() {
+        return Ok((None, StoredMembership::default()));
+    }
+    bincode::deserialize(mark).map_err(|e| StorageIOError::read_state_machine(&e).into())
+}
+
+fn encode_mark(applied: &Option<LogId>, m: &StoredMembership) -> Vec<u8> {
+    bincode::serialize(&(applied, m)).expect("log ids and memberships serialize")
+}
+
+fn engine_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+impl ShardStateMachine {
+    pub fn open(
+        db: Arc<DB>,
+        shard: u32,
+        retention: Arc<Retention>,
+        opts: EngineOptions,
+    ) -> Result<Self, pharos_storage::StorageError> {
+        let engine = ShardEngine::open(db.clone(), shard, retention.clone(), opts.clone())?;
+        let (applied, membership) = decode_mark(engine.durable_mark().unwrap_or_default()).map_err(|e| {
+            pharos_storage::StorageError::Snapshot(format!("shard {shard}: unreadable applied mark: {e}"))
+        })?;
+        Ok(ShardStateMachine {
+            engine: Arc::new(RwLock::new(engine)),
+            db,
+            shard,
+            retention,
+            opts,
+            applied,
+            membership,
+            current: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The engine, for readers (take the read lock for as short as possible).
+    pub fn engine(&self) -> SharedEngine {
+        self.engine.clone()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for ShardStateMachine {
+    type SnapshotBuilder = ShardSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        let mut engine = self.engine.write().expect("engine lock poisoned");
+        for e in entries {
+            let log_id = *e.get_log_id();
+            self.applied = Some(log_id);
+            match e.payload {
+                EntryPayload::Blank => {
+                    engine.set_mark(&encode_mark(&self.applied, &self.membership));
+                    out.push(Response::None);
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                    engine.set_mark(&encode_mark(&self.applied, &self.membership));
+                    out.push(Response::None);
+                }
+                EntryPayload::Normal(Request::Shard(cmd)) => {
+                    let mark = encode_mark(&self.applied, &self.membership);
+                    let res = engine.apply(&cmd, &mark).map_err(engine_err)?;
+                    out.push(Response::Shard(res));
+                }
+                EntryPayload::Normal(Request::Meta(_)) => {
+                    engine.set_mark(&encode_mark(&self.applied, &self.membership));
+                    out.push(Response::None);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        ShardSnapshotBuilder { engine: self.engine.clone(), shard: self.shard, current: self.current.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let mut engine = self.engine.write().expect("engine lock poisoned");
+        let fresh = ShardEngine::import(self.db.clone(), self.shard, &data, self.retention.clone(), self.opts.clone())
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        *engine = fresh;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        // Make the snapshot's position durable even if the exporter's mark differs in membership detail.
+        engine.set_mark(&encode_mark(&self.applied, &self.membership));
+        engine.checkpoint().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        *self.current.lock().expect("snapshot lock") = Some(Built { meta: meta.clone(), data: Arc::new(data) });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let cur = self.current.lock().expect("snapshot lock").clone();
+        Ok(cur.map(|b| Snapshot { meta: b.meta, snapshot: Box::new(Cursor::new(b.data.as_ref().clone())) }))
+    }
+}
+
+pub struct ShardSnapshotBuilder {
+    engine: SharedEngine,
+    shard: u32,
+    current: Arc<Mutex<Option<Built>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        // Export under the write lock: the export checkpoints, and the mark must match the exported data.
+        let (data, mark) = {
+            let mut engine = self.engine.write().expect("engine lock poisoned");
+            let data = engine.export().map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            (data, engine.mark().to_vec())
+        };
+        let (applied, membership) = decode_mark(&mark)?;
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id: format!("shard{}-{}-{}", self.shard, applied.map(|l| l.index).unwrap_or(0), data.len()),
+        };
+        *self.current.lock().expect("snapshot lock") = Some(Built { meta: meta.clone(), data: Arc::new(data.clone()) });
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}

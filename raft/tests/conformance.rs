@@ -1,0 +1,43 @@
+//! openraft's own storage conformance suite, run against our RocksDB log store with each state machine.
+
+use std::sync::Arc;
+
+use openraft::testing::{StoreBuilder, Suite};
+use pharos_raft::log_store::LogStore;
+use pharos_raft::meta::MetaStateMachine;
+use pharos_raft::shard_sm::ShardStateMachine;
+use pharos_raft::types::{StorageError, TypeConfig};
+use pharos_storage::{EngineOptions, Retention};
+use tempfile::TempDir;
+
+struct ShardBuilder;
+struct MetaBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, ShardStateMachine, TempDir> for ShardBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, ShardStateMachine), StorageError> {
+        let dir = TempDir::new().expect("temp dir");
+        let db = pharos_storage::db::open(dir.path(), &Default::default()).expect("open rocksdb");
+        let sm = ShardStateMachine::open(db.clone(), 3, Arc::new(Retention::default()), EngineOptions::default())
+            .expect("open engine");
+        Ok((dir, LogStore::new(db, 4), sm))
+    }
+}
+
+impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, TempDir> for MetaBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, MetaStateMachine), StorageError> {
+        let dir = TempDir::new().expect("temp dir");
+        let db = pharos_storage::db::open(dir.path(), &Default::default()).expect("open rocksdb");
+        let sm = MetaStateMachine::open(db.clone(), 0)?;
+        Ok((dir, LogStore::new(db, 0), sm))
+    }
+}
+
+#[test]
+fn shard_group_storage_passes_openraft_suite() -> Result<(), StorageError> {
+    Suite::test_all(ShardBuilder)
+}
+
+#[test]
+fn meta_group_storage_passes_openraft_suite() -> Result<(), StorageError> {
+    Suite::test_all(MetaBuilder)
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing Pharos needs on a fresh Debian machine with only Rust on it:
+# Debian's RocksDB (linked instead of compiling RocksDB's C++, see docs/ARCHITECTURE.md "Build") and
+# libclang for the RocksDB bindings. Safe to run again; does nothing when everything is present.
+set -euo pipefail
+need=()
+[ -e /usr/lib/x86_64-linux-gnu/librocksdb.so ] || [ -e /usr/lib/aarch64-linux-gnu/librocksdb.so ] || need+=(librocksdb-dev)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+command -v clang >/dev/null || need+=(clang)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]} (apt-get)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The library directory cargo should link RocksDB from (see .cargo/config.toml).
+arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+echo "setup: ok (librocksdb in /usr/lib/$arch)" >&2

@@ -1,0 +1,143 @@
+//! Partial aggregates: what a shard computes per time bucket next to its data, and what the query layer merges
+//! across series and shards. Every field merges associatively, so the order of merging does not change the
+//! result (first/last compare timestamps; ties keep the later merge argument for `last`, the earlier for `first`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first_ts: i64,
+    pub first: f64,
+    pub last_ts: i64,
+    pub last: f64,
+}
+
+impl Partial {
+    pub fn of(ts: i64, v: f64) -> Partial {
+        Partial { count: 1, sum: v, min: v, max: v, first_ts: ts, first: v, last_ts: ts, last: v }
+    }
+
+    #[inline]
+    pub fn add(&mut self, ts: i64, v: f64) {
+        self.count += 1;
+        self.sum += v;
+        // NaN never becomes min/max unless it is all there is (f64::min ignores NaN).
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        if ts < self.first_ts {
+            self.first_ts = ts;
+            self.first = v;
+        }
+        if ts >= self.last_ts {
+            self.last_ts = ts;
+            self.last = v;
+        }
+    }
+
+    pub fn merge(&mut self, o: &Partial) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        if o.first_ts < self.first_ts {
+            self.first_ts = o.first_ts;
+            self.first = o.first;
+        }
+        if o.last_ts >= self.last_ts {
+            self.last_ts = o.last_ts;
+            self.last = o.last;
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+}
+
+/// Start of the bucket holding `ts` for buckets of `width` ms shifted by `offset` ms.
+#[inline]
+pub fn bucket_start(ts: i64, width: i64, offset: i64) -> i64 {
+    (ts - offset).div_euclid(width) * width + offset
+}
+
+/// Folds time-ordered samples into per-bucket partials, appending to `out` (which is ordered by bucket).
+pub fn bucketize(ts: &[i64], vals: &[f64], width: i64, offset: i64, out: &mut Vec<(i64, Partial)>) {
+    for (&t, &v) in ts.iter().zip(vals) {
+        let b = bucket_start(t, width, offset);
+        match out.last_mut() {
+            Some((lb, p)) if *lb == b => p.add(t, v),
+            _ => out.push((b, Partial::of(t, v))),
+        }
+    }
+}
+
+/// Merges two bucket lists ordered by bucket start into one.
+pub fn merge_buckets(a: &[(i64, Partial)], b: &[(i64, Partial)]) -> Vec<(i64, Partial)> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    while i < a.len() || j < b.len() {
+        if j == b.len() || (i < a.len() && a[i].0 < b[j].0) {
+            out.push(a[i]);
+            i += 1;
+        } else if i == a.len() || b[j].0 < a[i].0 {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            let mut p = a[i].1;
+            p.merge(&b[j].1);
+            out.push((a[i].0, p));
+            i += 1;
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thirty_second_means_of_the_classic_example() {
+        // cpu on host-a at 19:00:00, :10, :20, :30, :40, :50 -> 30 s averages 19 and 25.
+        let base = 19 * 3_600_000;
+        let ts: Vec<i64> = (0..6).map(|i| base + i * 10_000).collect();
+        let vals = [10.0, 16.0, 20.0, 30.0, 20.0, 30.0];
+        let mut out = Vec::new();
+        bucketize(&ts, &vals, 30_000, 0, &mut out);
+        let means: Vec<f64> = out.iter().map(|(_, p)| p.mean()).collect();
+        assert_eq!(means, vec![(10.0 + 16.0 + 20.0) / 3.0, 80.0 / 3.0]);
+        assert_eq!(out[0].0, base);
+        assert_eq!(out[1].0, base + 30_000);
+    }
+
+    #[test]
+    fn merge_is_order_independent() {
+        let samples = [(5, 1.0), (1, 7.0), (9, -2.0), (3, 4.0), (9, 8.0)];
+        let mut fwd = Partial::of(samples[0].0, samples[0].1);
+        for &(t, v) in &samples[1..] {
+            fwd.merge(&Partial::of(t, v));
+        }
+        let mut rev = Partial::of(samples[4].0, samples[4].1);
+        for &(t, v) in samples[..4].iter().rev() {
+            rev.merge(&Partial::of(t, v));
+        }
+        assert_eq!(
+            (fwd.count, fwd.sum, fwd.min, fwd.max, fwd.first),
+            (rev.count, rev.sum, rev.min, rev.max, rev.first)
+        );
+        assert_eq!((fwd.first_ts, fwd.first, fwd.last_ts), (1, 7.0, 9));
+    }
+
+    #[test]
+    fn buckets_handle_negative_times_and_offsets() {
+        assert_eq!(bucket_start(-1, 60_000, 0), -60_000);
+        assert_eq!(bucket_start(59_999, 60_000, 0), 0);
+        assert_eq!(bucket_start(59_999, 60_000, 30_000), 30_000);
+        assert_eq!(bucket_start(29_999, 60_000, 30_000), -30_000);
+    }
+}

@@ -1,0 +1,252 @@
+//! Sample compression: chunks of (timestamp ms, f64) samples of one series.
+//!
+//! Every chunk starts with a header, then a payload whose layout the tag byte names, so the encoding can
+//! change per chunk (and new ones can be added) without rewriting old data:
+//!
+//! | bytes                | field                                                   |
+//! |----------------------|---------------------------------------------------------|
+//! | 1                    | tag: 1 Gorilla, 2 Decimal, 3 Constant                   |
+//! | uvarint              | sample count, 1..=65535                                 |
+//! | uvarint (zigzag)     | first timestamp (ms)                                    |
+//! | uvarint              | last - first timestamp                                  |
+//! | ...                  | payload (below)                                         |
+//!
+//! - **Gorilla** (tag 1): the bit stream of [`gorilla::HeadAppender`]: first value raw (64 bits), then per
+//!   sample a delta-of-delta timestamp code and an XOR value code.
+//! - **Decimal** (tag 2): 1 byte exponent `e`, 1 byte mode (0 delta, 1 delta-of-delta), 1 byte timestamp
+//!   mode, then a bit stream: the timestamp codes, the first mantissa raw (64 bits), count-1 mantissa codes.
+//!   Value = m / 10^e.
+//! - **Constant** (tag 3): 8 bytes of value bits (big-endian), 1 byte timestamp mode, the timestamp codes.
+//!
+//! Timestamp mode 1 means *regular*: every delta equals span / (count - 1), so no codes follow; mode 0
+//! means count-1 delta-of-delta codes.
+//!
+//! [`encode_chunk`] tries every encoding that can represent the data bit for bit and keeps the smallest.
+//! Byte-level tables with examples: docs/format/chunk.md.
+
+pub mod bits;
+pub mod decimal;
+pub mod gorilla;
+
+#[cfg(test)]
+mod tests;
+
+use bits::{get_uvarint, put_uvarint, unzigzag, zigzag, BitReader, BitWriter};
+pub use gorilla::HeadAppender;
+
+/// Most samples in one chunk.
+pub const MAX_SAMPLES: usize = u16::MAX as usize;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum CodecError {
+    #[error("empty chunk")]
+    Empty,
+    #[error("unknown chunk encoding {0}")]
+    UnknownEncoding(u8),
+    #[error("chunk truncated at byte {offset}")]
+    Truncated { offset: usize },
+    #[error("corrupt chunk at byte {offset}: {what}")]
+    Corrupt { offset: usize, what: &'static str },
+    #[error("chunk columns disagree in length or timestamps")]
+    LengthMismatch,
+}
+
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gorilla = 1,
+    Decimal = 2,
+    Constant = 3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub encoding: Encoding,
+    pub count: u32,
+    pub min_ts: i64,
+    pub max_ts: i64,
+}
+
+fn header(enc: Encoding, ts: &[i64], out: &mut Vec<u8>) {
+    out.push(enc as u8);
+    put_uvarint(out, ts.len() as u64);
+    put_uvarint(out, zigzag(ts[0]));
+    put_uvarint(out, ts[ts.len() - 1].wrapping_sub(ts[0]) as u64);
+}
+
+const TS_CODES: u8 = 0;
+const TS_REGULAR: u8 = 1;
+
+/// Writes the timestamp mode byte to `out` and, unless regular, the codes to `w`.
+fn write_timestamps(out: &mut Vec<u8>, w: &mut BitWriter, ts: &[i64]) {
+    let d0 = ts.get(1).map(|t| t.wrapping_sub(ts[0]));
+    if let Some(d0) = d0 {
+        if ts.windows(2).all(|p| p[1].wrapping_sub(p[0]) == d0) {
+            out.push(TS_REGULAR);
+            return;
+        }
+    }
+    out.push(TS_CODES);
+    let mut d = gorilla::Dod::new(ts[0]);
+    for &t in &ts[1..] {
+        d.write(w, t);
+    }
+}
+
+fn read_timestamps(mode: u8, r: &mut BitReader, h: &ChunkHeader, out: &mut Vec<i64>) -> Option<()> {
+    let n = h.count as usize;
+    out.push(h.min_ts);
+    match mode {
+        TS_REGULAR if n >= 2 => {
+            let span = h.max_ts.wrapping_sub(h.min_ts) as u64;
+            let step = span / (n as u64 - 1);
+            if step * (n as u64 - 1) != span || step == 0 {
+                return None;
+            }
+            out.extend((1..n as u64).map(|i| h.min_ts.wrapping_add((i * step) as i64)));
+        }
+        TS_CODES => {
+            let mut d = gorilla::Dod::new(h.min_ts);
+            for _ in 1..n {
+                out.push(d.read(r)?);
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// Encodes a chunk with the smallest encoding that represents it exactly. Timestamps must be strictly
+/// increasing and as many as the values, 1..=65535 of them.
+pub fn encode_chunk(ts: &[i64], vals: &[f64]) -> Vec<u8> {
+    let mut best = encode_chunk_with(Encoding::Gorilla, ts, vals).expect("Gorilla encodes any samples");
+    for enc in [Encoding::Constant, Encoding::Decimal] {
+        if let Some(c) = encode_chunk_with(enc, ts, vals) {
+            if c.len() < best.len() {
+                best = c;
+            }
+        }
+    }
+    best
+}
+
+/// Encodes with one encoding; None when it cannot represent the samples bit for bit.
+pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<u8>> {
+    assert!(
+        !ts.is_empty() && ts.len() == vals.len() && ts.len() <= MAX_SAMPLES,
+        "1..=65535 samples, as many values as timestamps"
+    );
+    debug_assert!(ts.windows(2).all(|w| w[0] < w[1]), "timestamps must increase");
+    let mut out = Vec::with_capacity(16 + ts.len() * 2);
+    match enc {
+        Encoding::Gorilla => {
+            header(enc, ts, &mut out);
+            out.extend_from_slice(&gorilla::encode_stream(ts, vals));
+        }
+        Encoding::Constant => {
+            let bits = vals[0].to_bits();
+            if vals.iter().any(|v| v.to_bits() != bits) {
+                return None;
+            }
+            header(enc, ts, &mut out);
+            out.extend_from_slice(&bits.to_be_bytes());
+            let mut w = BitWriter::new();
+            write_timestamps(&mut out, &mut w, ts);
+            out.extend_from_slice(w.bytes());
+        }
+        Encoding::Decimal => {
+            let (e, ms) = decimal::fit(vals)?;
+            let mut best: Option<Vec<u8>> = None;
+            for mode in [0u8, 1] {
+                let mut c = Vec::with_capacity(16 + ts.len());
+                header(enc, ts, &mut c);
+                c.push(e);
+                c.push(mode);
+                let mut w = BitWriter::with_capacity(ts.len());
+                write_timestamps(&mut c, &mut w, ts);
+                decimal::write_mantissas(&mut w, &ms, mode);
+                c.extend_from_slice(w.bytes());
+                if best.as_ref().is_none_or(|b| c.len() < b.len()) {
+                    best = Some(c);
+                }
+            }
+            out = best.expect("two modes tried");
+        }
+    }
+    Some(out)
+}
+
+/// Reads the header: O(1) apart from three varints.
+pub fn chunk_header(buf: &[u8]) -> Result<ChunkHeader, CodecError> {
+    header_and_payload(buf).map(|(h, _)| h)
+}
+
+fn header_and_payload(buf: &[u8]) -> Result<(ChunkHeader, usize), CodecError> {
+    let tag = *buf.first().ok_or(CodecError::Empty)?;
+    let encoding = match tag {
+        1 => Encoding::Gorilla,
+        2 => Encoding::Decimal,
+        3 => Encoding::Constant,
+        t => return Err(CodecError::UnknownEncoding(t)),
+    };
+    let mut pos = 1;
+    let count = get_uvarint(buf, &mut pos).ok_or(CodecError::Truncated { offset: pos })?;
+    if count == 0 || count > MAX_SAMPLES as u64 {
+        return Err(CodecError::Corrupt { offset: 1, what: "sample count out of range" });
+    }
+    let first = unzigzag(get_uvarint(buf, &mut pos).ok_or(CodecError::Truncated { offset: pos })?);
+    let span = get_uvarint(buf, &mut pos).ok_or(CodecError::Truncated { offset: pos })?;
+    let last = first.wrapping_add(span as i64);
+    Ok((ChunkHeader { encoding, count: count as u32, min_ts: first, max_ts: last }, pos))
+}
+
+/// Decodes a chunk, appending to the outputs. Any input gives Ok or Err, never a panic; on Err the outputs
+/// are restored to their length before the call.
+pub fn decode_chunk(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(), CodecError> {
+    let (ts0, v0) = (ts.len(), vals.len());
+    let res = decode_inner(buf, ts, vals);
+    if res.is_err() {
+        ts.truncate(ts0);
+        vals.truncate(v0);
+    }
+    res
+}
+
+fn decode_inner(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(), CodecError> {
+    let (h, pos) = header_and_payload(buf)?;
+    let n = h.count as usize;
+    let payload = &buf[pos..];
+    ts.reserve(n);
+    vals.reserve(n);
+    let trunc = |r: &BitReader| CodecError::Truncated { offset: pos + r.byte_offset() };
+    match h.encoding {
+        Encoding::Gorilla => {
+            gorilla::decode_stream(payload, n, h.min_ts, ts, vals)
+                .ok_or(CodecError::Corrupt { offset: pos, what: "gorilla stream" })?;
+        }
+        Encoding::Constant => {
+            let v = payload.get(..9).ok_or(CodecError::Truncated { offset: pos })?;
+            let tsmode = v[8];
+            let v = f64::from_bits(u64::from_be_bytes(v[..8].try_into().expect("8 bytes")));
+            let mut r = BitReader::new(&payload[9..]);
+            read_timestamps(tsmode, &mut r, &h, ts).ok_or_else(|| trunc(&r))?;
+            vals.extend(std::iter::repeat_n(v, n));
+        }
+        Encoding::Decimal => {
+            let (e, mode, tsmode) = match payload {
+                [e, m, t, ..] => (*e, *m, *t),
+                _ => return Err(CodecError::Truncated { offset: pos }),
+            };
+            if e > decimal::MAX_EXP || mode > 1 {
+                return Err(CodecError::Corrupt { offset: pos, what: "decimal exponent or mode" });
+            }
+            let mut r = BitReader::new(&payload[3..]);
+            read_timestamps(tsmode, &mut r, &h, ts).ok_or_else(|| trunc(&r))?;
+            decimal::read_mantissas(&mut r, n, mode, e, vals).ok_or_else(|| trunc(&r))?;
+        }
+    }
+    if ts.last() != Some(&h.max_ts) {
+        return Err(CodecError::Corrupt { offset: 1, what: "last timestamp disagrees with the header" });
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! One round-trip checker run over every encoding; cases named for what they catch.
+
+use proptest::prelude::*;
+
+use super::*;
+
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+const ALL: [Encoding; 3] = [Encoding::Gorilla, Encoding::Decimal, Encoding::Constant];
+
+/// Encodes with every applicable encoding (and the automatic choice) and checks a bit-exact round trip.
+/// Returns the encodings that applied.
+fn check(ts: &[i64], vals: &[f64]) -> Vec<Encoding> {
+    let mut applied = Vec::new();
+    let mut candidates: Vec<(Option<Encoding>, Vec<u8>)> = vec![(None, encode_chunk(ts, vals))];
+    for enc in ALL {
+        if let Some(c) = encode_chunk_with(enc, ts, vals) {
+            applied.push(enc);
+            candidates.push((Some(enc), c));
+        }
+    }
+    assert!(applied.contains(&Encoding::Gorilla), "Gorilla takes anything");
+    let smallest = candidates[1..].iter().map(|c| c.1.len()).min().unwrap();
+    assert_eq!(candidates[0].1.len(), smallest, "encode_chunk keeps the smallest");
+    for (enc, c) in &candidates {
+        let h = chunk_header(c).unwrap();
+        assert_eq!((h.count as usize, h.min_ts, h.max_ts), (ts.len(), ts[0], ts[ts.len() - 1]), "{enc:?} header");
+        if let Some(e) = enc {
+            assert_eq!(h.encoding, *e);
+        }
+        let (mut t, mut v) = (vec![7], vec![7.0]); // decoding appends
+        decode_chunk(c, &mut t, &mut v).unwrap_or_else(|e| panic!("{enc:?}: {e}"));
+        assert_eq!(&t[1..], ts, "{enc:?} timestamps");
+        let bits = |x: &[f64]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&v[1..]), bits(vals), "{enc:?} values");
+    }
+    // The head appender builds the same samples incrementally, readable at any point.
+    let mut h = HeadAppender::new();
+    for (i, (&t, &v)) in ts.iter().zip(vals).enumerate() {
+        h.append(t, v);
+        if i == ts.len() / 2 {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            h.decode_into(&mut a, &mut b);
+            assert_eq!(a, &ts[..=i]);
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    h.decode_into(&mut a, &mut b);
+    assert_eq!(a, ts);
+    assert_eq!(b.iter().map(|f| f.to_bits()).collect::<Vec<_>>(), vals.iter().map(|f| f.to_bits()).collect::<Vec<_>>());
+    assert_eq!((h.first_ts(), h.last_ts(), h.len()), (Some(ts[0]), Some(ts[ts.len() - 1]), ts.len()));
+    applied
+}
+
+fn regular(n: usize) -> Vec<i64> {
+    (0..n as i64).map(|i| 1_700_000_000_000 + i * 10_000).collect()
+}
+
+#[test]
+fn single_and_two_samples() {
+    assert_eq!(check(&[5], &[1.5]), ALL.to_vec());
+    check(&[5, 6], &[1.5, -2.25]);
+}
+
+#[test]
+fn max_count() {
+    let ts: Vec<i64> = (0..MAX_SAMPLES as i64).collect();
+    let vals: Vec<f64> = (0..MAX_SAMPLES).map(|i| (i % 977) as f64).collect();
+    check(&ts, &vals);
+}
+
+#[test]
+fn regular_and_jittered_timestamps() {
+    check(&regular(120), &vec![3.0; 120]);
+    let jitter: Vec<i64> = regular(120).iter().enumerate().map(|(i, t)| t + ((i * 37) % 11) as i64 - 5).collect();
+    check(&jitter, &(0..120).map(|i| i as f64 * 0.5).collect::<Vec<_>>());
+}
+
+#[test]
+fn huge_and_negative_timestamps_do_not_overflow() {
+    check(&[i64::MIN + 1, -5, 0, i64::MAX], &[1.0, 2.0, 3.0, 4.0]);
+    check(&[i64::MIN, i64::MAX], &[0.0, 0.0]);
+    check(&[-1_000_000, -999_999, -10], &[1.0, 1.0, 1.0]);
+}
+
+#[test]
+fn special_floats_round_trip_bit_for_bit() {
+    let specials = [
+        f64::NAN,
+        f64::from_bits(STALE_NAN),
+        f64::from_bits(0x7ff8_dead_beef_0001),
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        f64::MIN_POSITIVE / 3.0,
+        f64::MIN,
+        f64::MAX,
+        f64::EPSILON,
+    ];
+    let applied = check(&regular(specials.len()), &specials);
+    assert_eq!(applied, vec![Encoding::Gorilla], "only Gorilla can hold NaN, inf and -0.0");
+    // -0.0 alone must not become 0.0 in Decimal.
+    assert!(!check(&[1, 2], &[-0.0, -0.0]).contains(&Encoding::Decimal));
+    check(&regular(3), &[f64::from_bits(STALE_NAN); 3]);
+}
+
+#[test]
+fn counters_and_gauges_pick_decimal() {
+    let counter: Vec<f64> = (0..120).map(|i| 1_000_000.0 + i as f64 * 250.0).collect();
+    assert!(check(&regular(120), &counter).contains(&Encoding::Decimal));
+    let gauge: Vec<f64> = (0..120).map(|i| ((i * 7919) % 10_000) as f64 / 100.0).collect();
+    assert!(check(&regular(120), &gauge).contains(&Encoding::Decimal));
+    let reset: Vec<f64> = (0..120).map(|i| if i < 60 { i as f64 * 10.0 } else { (i - 60) as f64 }).collect();
+    check(&regular(120), &reset);
+}
+
+#[test]
+fn inexact_decimals_refused_by_decimal() {
+    let v = [0.1 + 0.2, 1.0 / 3.0, 2.0];
+    assert_eq!(check(&regular(3), &v), vec![Encoding::Gorilla]);
+    assert!(encode_chunk_with(Encoding::Decimal, &regular(3), &v).is_none());
+    assert!(encode_chunk_with(Encoding::Decimal, &regular(2), &[9.1e15, 1.0]).is_none(), "mantissa past 2^53");
+}
+
+#[test]
+fn constant_series() {
+    assert_eq!(chunk_header(&encode_chunk(&regular(120), &vec![42.5; 120])).unwrap().encoding, Encoding::Constant);
+}
+
+/// Bits per sample on shapes that matter, printed for the record and bounded to catch regressions.
+#[test]
+fn bits_per_sample() {
+    let n = 120;
+    let ts = regular(n);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut walk = 50.0;
+    let random_walk: Vec<f64> = (0..n)
+        .map(|_| {
+            walk = (walk + rnd() * 2.0 - 1.0f64).clamp(0.0, 100.0);
+            walk
+        })
+        .collect();
+    let mut g = 50.0;
+    let gauge: Vec<f64> = (0..n)
+        .map(|_| {
+            if rnd() < 0.3 {
+                g = ((g + rnd() * 2.0 - 1.0) * 100.0f64).round() / 100.0;
+            }
+            g
+        })
+        .collect();
+    let counter: Vec<f64> = (0..n).map(|i| 5_000_000.0 + i as f64 * 100.0).collect();
+    let cases = [
+        ("constant", vec![7.0; n], 1.5),
+        ("steady counter", counter, 3.0),
+        ("2-decimal gauge", gauge.clone(), 8.0),
+        ("float random walk", random_walk, 70.0),
+    ];
+    for (name, vals, max_bits) in cases {
+        let c = encode_chunk(&ts, &vals);
+        let bps = c.len() as f64 * 8.0 / n as f64;
+        println!("{name:>18}: {bps:6.2} bits/sample ({:?})", chunk_header(&c).unwrap().encoding);
+        assert!(bps <= max_bits, "{name}: {bps} bits/sample");
+    }
+    let gorilla = encode_chunk_with(Encoding::Gorilla, &ts, &gauge).unwrap().len();
+    let dec = encode_chunk_with(Encoding::Decimal, &ts, &gauge).unwrap().len();
+    assert!(dec < gorilla, "decimal {dec} bytes beats gorilla {gorilla} bytes on a 2-decimal gauge");
+}
+
+#[test]
+fn every_truncation_and_bit_flip_is_an_error_or_consistent() {
+    let vals: Vec<f64> = (0..50).map(|i| (i * 13 % 7) as f64 * 0.25).collect();
+    for enc in ALL {
+        let Some(c) = encode_chunk_with(enc, &regular(50), if enc == Encoding::Constant { &[1.0; 50] } else { &vals })
+        else {
+            continue;
+        };
+        for cut in 0..c.len() {
+            let (mut t, mut v) = (Vec::new(), Vec::new());
+            if decode_chunk(&c[..cut], &mut t, &mut v).is_ok() {
+                assert_eq!(t.len(), 50, "a truncated chunk that decodes must still hold every sample");
+            } else {
+                assert!(t.is_empty() && v.is_empty(), "outputs restored on error");
+            }
+        }
+        for i in 0..c.len() * 8 {
+            let mut m = c.clone();
+            m[i / 8] ^= 1 << (i % 8);
+            let (mut t, mut v) = (Vec::new(), Vec::new());
+            let _ = decode_chunk(&m, &mut t, &mut v);
+            let _ = chunk_header(&m);
+            assert_eq!(t.len(), v.len());
+        }
+    }
+}
+
+fn samples() -> impl Strategy<Value = (Vec<i64>, Vec<f64>)> {
+    (any::<i64>(), proptest::collection::vec((1i64..1_000_000_000, any::<u64>()), 1..300)).prop_map(|(start, steps)| {
+        let mut t = start / 2;
+        let mut ts = Vec::new();
+        let mut vals = Vec::new();
+        for (d, bits) in steps {
+            ts.push(t);
+            vals.push(f64::from_bits(bits));
+            t = t.saturating_add(d);
+            if t == *ts.last().unwrap() {
+                break;
+            }
+        }
+        (ts, vals)
+    })
+}
+
+proptest! {
+    #[test]
+    fn prop_round_trip_any_samples((ts, vals) in samples()) {
+        check(&ts, &vals);
+    }
+
+    #[test]
+    fn prop_round_trip_decimal_like((ts, _) in samples(), ms in proptest::collection::vec(-1_000_000i64..1_000_000, 300), e in 0u8..4) {
+        let vals: Vec<f64> = ms[..ts.len()].iter().map(|&m| decimal::value(m, e)).collect();
+        let applied = check(&ts, &vals);
+        prop_assert!(applied.contains(&Encoding::Decimal));
+    }
+
+    #[test]
+    fn prop_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        let _ = decode_chunk(&bytes, &mut t, &mut v);
+        let _ = chunk_header(&bytes);
+        prop_assert_eq!(t.len(), v.len());
+    }
+
+    #[test]
+    fn prop_arbitrary_payload_after_valid_header_never_panics(tag in 1u8..4, count in 1u64..70_000, payload in proptest::collection::vec(any::<u8>(), 0..100)) {
+        let mut b = vec![tag];
+        bits::put_uvarint(&mut b, count);
+        bits::put_uvarint(&mut b, 12345);
+        bits::put_uvarint(&mut b, 99);
+        b.extend(payload);
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        let _ = decode_chunk(&b, &mut t, &mut v);
+    }
+}

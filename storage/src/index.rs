@@ -1,0 +1,292 @@
+//! The inverted index of one shard: measurement, tag key=value and field -> series ids (roaring bitmaps).
+//!
+//! It lives in memory and is rebuilt at open from the `series` column family (every series key holds its
+//! measurement, tags and field), so the disk holds each series once and the index costs no writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use regex::Regex;
+use roaring::RoaringTreemap;
+
+use crate::keys::SeriesId;
+use crate::series::SeriesInfo;
+
+/// A condition on a tag (or, with key `_field`, on the field name).
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    Eq(String, String),
+    Ne(String, String),
+    Re(String, Regex),
+    NotRe(String, Regex),
+}
+
+impl Matcher {
+    pub fn key(&self) -> &str {
+        match self {
+            Matcher::Eq(k, _) | Matcher::Ne(k, _) | Matcher::Re(k, _) | Matcher::NotRe(k, _) => k,
+        }
+    }
+
+    /// Whether a series whose tag `key` has `value` (None when absent, which matches as the empty string,
+    /// as in InfluxQL and PromQL) is selected.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let v = value.unwrap_or("");
+        match self {
+            Matcher::Eq(_, x) => v == x,
+            Matcher::Ne(_, x) => v != x,
+            Matcher::Re(_, re) => re.is_match(v),
+            Matcher::NotRe(_, re) => !re.is_match(v),
+        }
+    }
+}
+
+/// A boolean filter tree over tag matchers.
+#[derive(Debug, Clone)]
+pub enum Filter {
+    All,
+    Match(Matcher),
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+}
+
+#[derive(Default, Debug)]
+struct MeasurementIndex {
+    all: RoaringTreemap,
+    /// tag key -> tag value -> series
+    tags: BTreeMap<Arc<str>, BTreeMap<Arc<str>, RoaringTreemap>>,
+    fields: BTreeMap<Arc<str>, RoaringTreemap>,
+}
+
+#[derive(Default, Debug)]
+pub struct Index {
+    measurements: BTreeMap<Arc<str>, MeasurementIndex>,
+    /// Canonical series key -> id.
+    by_key: HashMap<Box<[u8]>, SeriesId>,
+    /// Dense: series ids are assigned 0, 1, 2, ... in apply order.
+    series: Vec<Arc<SeriesInfo>>,
+}
+
+pub const FIELD_KEY: &str = "_field";
+
+impl Index {
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    pub fn next_id(&self) -> SeriesId {
+        self.series.len() as SeriesId
+    }
+
+    pub fn lookup(&self, canonical: &[u8]) -> Option<SeriesId> {
+        self.by_key.get(canonical).copied()
+    }
+
+    pub fn info(&self, sid: SeriesId) -> Option<&Arc<SeriesInfo>> {
+        self.series.get(sid as usize)
+    }
+
+    /// Adds a series; ids must arrive densely in order (the engine assigns `next_id()`).
+    pub fn insert(&mut self, sid: SeriesId, canonical: &[u8], info: SeriesInfo) {
+        debug_assert_eq!(sid, self.next_id());
+        let info = Arc::new(info);
+        let m = self.measurements.entry(info.measurement.clone()).or_default();
+        m.all.insert(sid);
+        for (k, v) in &info.tags {
+            m.tags.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(sid);
+        }
+        m.fields.entry(info.field.clone()).or_default().insert(sid);
+        self.by_key.insert(canonical.into(), sid);
+        self.series.push(info);
+    }
+
+    pub fn measurements(&self) -> impl Iterator<Item = &str> {
+        self.measurements.keys().map(|k| k.as_ref())
+    }
+
+    /// Series of the measurements whose name satisfies `pred`, filtered by `filter`.
+    pub fn select(&self, measurement: &dyn Fn(&str) -> bool, filter: &Filter) -> RoaringTreemap {
+        let mut out = RoaringTreemap::new();
+        for (name, m) in &self.measurements {
+            if measurement(name) {
+                out |= eval(m, filter);
+            }
+        }
+        out
+    }
+
+    pub fn tag_keys(&self, measurement: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for (name, m) in &self.measurements {
+            if measurement(name) {
+                keys.extend(m.tags.keys().map(|k| k.to_string()));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Values of tag `key` among the given series (or all series of matching measurements).
+    pub fn tag_values(
+        &self,
+        measurement: &dyn Fn(&str) -> bool,
+        key: &str,
+        within: Option<&RoaringTreemap>,
+    ) -> Vec<String> {
+        let mut vals: Vec<String> = Vec::new();
+        for (name, m) in &self.measurements {
+            if !measurement(name) {
+                continue;
+            }
+            if let Some(values) = m.tags.get(key) {
+                for (v, ids) in values {
+                    if within.is_none_or(|w| !w.is_disjoint(ids)) {
+                        vals.push(v.to_string());
+                    }
+                }
+            }
+        }
+        vals.sort();
+        vals.dedup();
+        vals
+    }
+
+    pub fn field_keys(&self, measurement: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for (name, m) in &self.measurements {
+            if measurement(name) {
+                keys.extend(m.fields.keys().map(|k| k.to_string()));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+fn eval(m: &MeasurementIndex, f: &Filter) -> RoaringTreemap {
+    match f {
+        Filter::All => m.all.clone(),
+        Filter::And(parts) => {
+            let mut it = parts.iter();
+            let Some(first) = it.next() else { return m.all.clone() };
+            let mut acc = eval(m, first);
+            for p in it {
+                if acc.is_empty() {
+                    break;
+                }
+                acc &= eval(m, p);
+            }
+            acc
+        }
+        Filter::Or(parts) => {
+            let mut acc = RoaringTreemap::new();
+            for p in parts {
+                acc |= eval(m, p);
+            }
+            acc
+        }
+        Filter::Match(mt) => eval_matcher(m, mt),
+    }
+}
+
+fn eval_matcher(m: &MeasurementIndex, mt: &Matcher) -> RoaringTreemap {
+    let key = mt.key();
+    let values: Option<&BTreeMap<Arc<str>, RoaringTreemap>> = if key == FIELD_KEY { None } else { m.tags.get(key) };
+    if key == FIELD_KEY {
+        let mut acc = RoaringTreemap::new();
+        for (f, ids) in &m.fields {
+            if mt.matches(Some(f)) {
+                acc |= ids;
+            }
+        }
+        return acc;
+    }
+    // Union of the value bitmaps that match; series without the tag match iff "" matches.
+    let mut acc = RoaringTreemap::new();
+    let mut with_tag = RoaringTreemap::new();
+    if let Some(values) = values {
+        if let Matcher::Eq(_, v) = mt {
+            if let Some(ids) = values.get(v.as_str()) {
+                return ids.clone();
+            }
+            if !v.is_empty() {
+                return RoaringTreemap::new();
+            }
+        }
+        for (v, ids) in values {
+            with_tag |= ids;
+            if mt.matches(Some(v)) {
+                acc |= ids;
+            }
+        }
+    }
+    if mt.matches(None) {
+        acc |= &m.all - &with_tag;
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::canonical_key;
+
+    fn build(rows: &[(&str, &[(&str, &str)], &str)]) -> Index {
+        let mut idx = Index::default();
+        let mut key = Vec::new();
+        for (m, tags, f) in rows {
+            let tags: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            canonical_key(m, &tags, f, &mut key);
+            let info = SeriesInfo {
+                measurement: (*m).into(),
+                tags: tags.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
+                field: (*f).into(),
+                class: 0,
+            };
+            let sid = idx.next_id();
+            idx.insert(sid, &key, info);
+        }
+        idx
+    }
+
+    fn ids(t: &RoaringTreemap) -> Vec<u64> {
+        t.iter().collect()
+    }
+
+    #[test]
+    fn matchers_follow_influxql_semantics() {
+        let idx = build(&[
+            ("cpu", &[("host", "a"), ("region", "us")], "user"),
+            ("cpu", &[("host", "b"), ("region", "eu")], "user"),
+            ("cpu", &[("host", "c")], "user"),
+            ("cpu", &[("host", "a"), ("region", "us")], "system"),
+            ("mem", &[("host", "a")], "used"),
+        ]);
+        let cpu = |m: &str| m == "cpu";
+        let q = |f: Filter| ids(&idx.select(&cpu, &f));
+        let eq = |k: &str, v: &str| Filter::Match(Matcher::Eq(k.into(), v.into()));
+        assert_eq!(q(Filter::All), vec![0, 1, 2, 3]);
+        assert_eq!(q(eq("host", "a")), vec![0, 3]);
+        assert_eq!(q(eq("host", "zz")), Vec::<u64>::new());
+        // A missing tag equals the empty string.
+        assert_eq!(q(eq("region", "")), vec![2]);
+        assert_eq!(q(Filter::Match(Matcher::Ne("region".into(), "us".into()))), vec![1, 2]);
+        let re = Regex::new("^(a|b)$").unwrap();
+        assert_eq!(q(Filter::Match(Matcher::Re("host".into(), re.clone()))), vec![0, 1, 3]);
+        assert_eq!(q(Filter::Match(Matcher::NotRe("host".into(), re))), vec![2]);
+        assert_eq!(q(Filter::And(vec![eq("host", "a"), eq(FIELD_KEY, "system")])), vec![3]);
+        assert_eq!(q(Filter::Or(vec![eq("host", "c"), eq("region", "eu")])), vec![1, 2]);
+        assert_eq!(idx.tag_values(&cpu, "host", None), vec!["a", "b", "c"]);
+        let eu = idx.select(&cpu, &eq("region", "eu"));
+        assert_eq!(idx.tag_values(&cpu, "host", Some(&eu)), vec!["b"]);
+        assert_eq!(idx.tag_keys(&|_| true), vec!["host", "region"]);
+        assert_eq!(idx.field_keys(&cpu), vec!["system", "user"]);
+        assert_eq!(idx.measurements().collect::<Vec<_>>(), vec!["cpu", "mem"]);
+    }
+}

@@ -1,0 +1,414 @@
+//! The storage engine on real RocksDB in temp dirs, checked against a naive in-memory model.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pharos_storage::aggregate::Partial;
+use pharos_storage::retention::{humantime_ms, Durations, Policy, DAY, HOUR, MINUTE};
+use pharos_storage::{
+    Command, EngineOptions, Filter, GroupBy, Matcher, Point, Retention, RetentionConfig, ShardEngine, TierChoice,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as PtConfig, TestRunner};
+use tempfile::TempDir;
+
+const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % DAY; // a midnight
+
+fn point(m: &str, host: &str, field: &str, ts: i64, v: f64) -> Point {
+    Point {
+        measurement: m.into(),
+        tags: vec![("host".into(), host.into())],
+        fields: vec![(field.into(), v)],
+        timestamp: ts,
+    }
+}
+
+fn write(ps: Vec<Point>) -> Command {
+    Command::Write(vec![ps])
+}
+
+struct Fixture {
+    _dir: TempDir,
+    db: Arc<rocksdb::DB>,
+    retention: Arc<Retention>,
+    opts: EngineOptions,
+}
+
+impl Fixture {
+    fn new(opts: EngineOptions) -> Fixture {
+        Self::with_retention(opts, Retention::default())
+    }
+    fn with_retention(opts: EngineOptions, r: Retention) -> Fixture {
+        let dir = TempDir::new().unwrap();
+        let db = pharos_storage::db::open(dir.path(), &Default::default()).unwrap();
+        Fixture { _dir: dir, db, retention: Arc::new(r), opts }
+    }
+    fn open(&self, shard: u32) -> ShardEngine {
+        ShardEngine::open(self.db.clone(), shard, self.retention.clone(), self.opts.clone()).unwrap()
+    }
+}
+
+fn mark(i: u64) -> Vec<u8> {
+    i.to_be_bytes().to_vec()
+}
+
+fn all_series(e: &ShardEngine) -> Vec<u64> {
+    e.select(&|_| true, &Filter::All).iter().collect()
+}
+
+fn read_all(e: &ShardEngine) -> BTreeMap<(String, String, String), Vec<(i64, u64)>> {
+    let mut out = BTreeMap::new();
+    for sid in all_series(e) {
+        let info = e.index().info(sid).unwrap().clone();
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        e.read_raw(sid, i64::MIN, i64::MAX, &mut t, &mut v).unwrap();
+        let key = (info.measurement.to_string(), info.tag("host").unwrap_or("").to_string(), info.field.to_string());
+        out.insert(key, t.into_iter().zip(v.into_iter().map(f64::to_bits)).collect());
+    }
+    out
+}
+
+/// The model: what every series must hold after the same commands.
+#[derive(Default)]
+struct Model {
+    data: BTreeMap<(String, String, String), BTreeMap<i64, f64>>,
+    max: BTreeMap<(String, String, String), i64>,
+}
+
+impl Model {
+    fn apply(&mut self, ps: &[Point], window: i64) -> u64 {
+        let mut rejected = 0;
+        for p in ps {
+            for (f, v) in &p.fields {
+                let key = (p.measurement.clone(), p.tags[0].1.clone(), f.clone());
+                let max = self.max.get(&key).copied();
+                if max.is_some_and(|m| p.timestamp < m - window) {
+                    rejected += 1;
+                    continue;
+                }
+                self.max.insert(key.clone(), max.unwrap_or(i64::MIN).max(p.timestamp));
+                self.data.entry(key).or_default().insert(p.timestamp, *v);
+            }
+        }
+        rejected
+    }
+    fn expect(&self) -> BTreeMap<(String, String, String), Vec<(i64, u64)>> {
+        self.data.iter().map(|(k, m)| (k.clone(), m.iter().map(|(t, v)| (*t, v.to_bits())).collect())).collect()
+    }
+}
+
+#[test]
+fn t10_writes_seal_and_read_back_across_partitions() {
+    let f = Fixture::new(EngineOptions { max_chunk_samples: 8, ..Default::default() });
+    let mut e = f.open(0);
+    let mut model = Model::default();
+    // 100 samples every 30 min crosses two day partitions and seals many chunks.
+    let ps: Vec<Point> = (0..100).map(|i| point("cpu", "a", "user", T0 + i * 30 * MINUTE, i as f64 * 0.5)).collect();
+    model.apply(&ps, HOUR);
+    let res = e.apply(&write(ps), &mark(1)).unwrap();
+    assert_eq!(res[0].samples_written, 100);
+    assert_eq!(res[0].series_created, 1);
+    assert_eq!(read_all(&e), model.expect());
+    // A window in the middle returns exactly its samples.
+    let (mut t, mut v) = (Vec::new(), Vec::new());
+    e.read_raw(0, T0 + 10 * 30 * MINUTE, T0 + 20 * 30 * MINUTE, &mut t, &mut v).unwrap();
+    assert_eq!(t, (10..20).map(|i| T0 + i * 30 * MINUTE).collect::<Vec<_>>());
+}
+
+#[test]
+fn t20_out_of_order_inside_window_duplicates_keep_last_older_refused() {
+    let f = Fixture::new(EngineOptions { max_chunk_samples: 4, ooo_window_ms: HOUR, ..Default::default() });
+    let mut e = f.open(0);
+    let mut model = Model::default();
+    let mut i = 0;
+    let mut apply = |e: &mut ShardEngine, ps: Vec<Point>| {
+        let rejected = model.apply(&ps, HOUR);
+        i += 1;
+        let r = e.apply(&write(ps), &mark(i)).unwrap();
+        assert_eq!(r[0].rejected_too_old, rejected);
+        model.expect()
+    };
+    let base: Vec<Point> = (0..20).map(|k| point("cpu", "a", "u", T0 + k * 60_000, k as f64)).collect();
+    apply(&mut e, base);
+    // Late samples: inside sealed chunks, before the first chunk, between chunks, duplicates, and in the head.
+    let late = vec![
+        point("cpu", "a", "u", T0 + 5 * 60_000 + 1, 100.0),
+        point("cpu", "a", "u", T0 + 5 * 60_000, 55.0),
+        point("cpu", "a", "u", T0 - 1, -1.0),
+        point("cpu", "a", "u", T0 + 19 * 60_000 - 7, 7.0),
+        point("cpu", "a", "u", T0 + 19 * 60_000, 190.0),
+        point("cpu", "a", "u", T0 + 19 * 60_000, 191.0),
+    ];
+    apply(&mut e, late);
+    // Older than the newest sample minus the window: refused.
+    let expect = apply(&mut e, vec![point("cpu", "a", "u", T0 + 19 * 60_000 - HOUR - 1, 9.0)]);
+    assert_eq!(read_all(&e), expect);
+}
+
+#[test]
+fn t30_crash_without_checkpoint_replays_from_the_durable_mark() {
+    let f = Fixture::new(EngineOptions {
+        max_chunk_samples: 16,
+        checkpoint_interval_ms: 10 * MINUTE,
+        ..Default::default()
+    });
+    let mut rng = 7u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut log: Vec<Command> = Vec::new();
+    let mut t = T0;
+    // Maintenance (and so a checkpoint) every 10 steps, then 5 more steps that only the log holds.
+    for k in 0..65 {
+        let mut ps = Vec::new();
+        for h in 0..5 {
+            // Some late samples (up to 20 min back) mixed in.
+            let ts = if next() % 5 == 0 { t - (next() % 1_200_000) as i64 } else { t };
+            ps.push(point("m", &format!("h{h}"), "v", ts, (next() % 1000) as f64 / 10.0));
+        }
+        log.push(write(ps));
+        if k % 10 == 9 && k < 60 {
+            log.push(Command::Maintain { now_ms: t });
+        }
+        t += 60_000;
+    }
+    let mut e = f.open(1);
+    for (i, c) in log.iter().enumerate() {
+        e.apply(c, &mark(i as u64 + 1)).unwrap();
+    }
+    let expected = read_all(&e);
+    let durable = u64::from_be_bytes(e.durable_mark().expect("maintenance checkpointed").try_into().unwrap());
+    assert!(durable < log.len() as u64, "test needs entries after the last checkpoint");
+    drop(e); // crash: heads since the checkpoint are lost
+    let mut e = f.open(1);
+    assert_eq!(e.durable_mark(), Some(mark(durable).as_slice()));
+    for (i, c) in log.iter().enumerate().skip(durable as usize) {
+        e.apply(c, &mark(i as u64 + 1)).unwrap();
+    }
+    assert_eq!(read_all(&e), expected, "replay after the mark restores everything applied");
+    // Replaying the whole log again is harmless (idempotent apply).
+    for (i, c) in log.iter().enumerate() {
+        e.apply(c, &mark(i as u64 + 1)).unwrap();
+    }
+    assert_eq!(read_all(&e), expected);
+}
+
+#[test]
+fn t40_classic_thirty_second_rollup() {
+    let f = Fixture::new(EngineOptions::default());
+    let mut e = f.open(0);
+    let base = T0 + 19 * HOUR;
+    let vals = [10.0, 16.0, 20.0, 30.0, 20.0, 30.0];
+    let ps =
+        vals.iter().enumerate().map(|(i, v)| point("cpu", "host-a", "usage", base + i as i64 * 10_000, *v)).collect();
+    e.apply(&write(ps), &mark(1)).unwrap();
+    let ids = e.select(&|m| m == "cpu", &Filter::Match(Matcher::Eq("host".into(), "host-a".into())));
+    let out = e.aggregate(&ids, base, base + MINUTE, 30_000, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+    let means: Vec<f64> = out[0].1.iter().map(|(_, p)| p.mean()).collect();
+    assert_eq!(means, vec![46.0 / 3.0, 80.0 / 3.0]);
+    // One-minute buckets: count 6, min 10, max 30, first 10, last 30.
+    let out = e.aggregate(&ids, base, base + MINUTE, MINUTE, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+    let p = out[0].1[0].1;
+    assert_eq!((p.count, p.min, p.max, p.first, p.last), (6, 10.0, 30.0, 10.0, 30.0));
+}
+
+fn naive(samples: &BTreeMap<i64, f64>, start: i64, end: i64, width: i64) -> Vec<(i64, Partial)> {
+    let mut out: Vec<(i64, Partial)> = Vec::new();
+    for (&t, &v) in samples.range(start..end) {
+        let b = t.div_euclid(width) * width;
+        match out.last_mut() {
+            Some((lb, p)) if *lb == b => p.add(t, v),
+            _ => out.push((b, Partial::of(t, v))),
+        }
+    }
+    out
+}
+
+fn same(a: &[(i64, Partial)], b: &[(i64, Partial)]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((ta, pa), (tb, pb))| {
+            ta == tb
+                && pa.count == pb.count
+                && pa.min == pb.min
+                && pa.max == pb.max
+                && pa.first == pb.first
+                && pa.last == pb.last
+                && pa.first_ts == pb.first_ts
+                && pa.last_ts == pb.last_ts
+                && (pa.sum - pb.sum).abs() <= 1e-9 * pa.sum.abs().max(1.0)
+        })
+}
+
+#[test]
+fn t50_rollup_tiers_agree_with_a_naive_model_including_late_samples() {
+    let mut runner = TestRunner::new(PtConfig { cases: 6, ..PtConfig::default() });
+    let strategy = (
+        proptest::collection::vec((0i64..3 * DAY, -1000.0f64..1000.0), 50..400),
+        proptest::collection::vec((0i64..55 * MINUTE, -5.0f64..5.0), 1..30),
+    );
+    runner
+        .run(&strategy, |(mut samples, late)| {
+            let f = Fixture::new(EngineOptions { max_chunk_samples: 32, ..Default::default() });
+            let mut e = f.open(0);
+            samples.sort_by_key(|s| s.0);
+            let mut model: BTreeMap<i64, f64> = BTreeMap::new();
+            let ps: Vec<Point> = samples.iter().map(|&(t, v)| point("g", "x", "v", T0 + t, v)).collect();
+            for (t, v) in &samples {
+                model.insert(T0 + t, *v);
+            }
+            e.apply(&write(ps), &mark(1)).unwrap();
+            let max = *model.keys().last().unwrap();
+            // Close blocks up to about the newest sample, building both tiers.
+            e.apply(&Command::Maintain { now_ms: max + HOUR + 1 }, &mark(2)).unwrap();
+            // Late samples into already rolled-up blocks (within the 1 h window of the series' newest sample).
+            let ps: Vec<Point> = late.iter().map(|&(d, v)| point("g", "x", "v", max - d, v)).collect();
+            for p in &ps {
+                model.insert(p.timestamp, p.fields[0].1);
+            }
+            e.apply(&write(ps), &mark(3)).unwrap();
+            let ids = e.select(&|_| true, &Filter::All);
+            for (width, start, end) in [
+                (MINUTE, T0, T0 + 3 * DAY),
+                (5 * MINUTE, T0 + 7 * MINUTE + 13, max + 1),
+                (HOUR, T0, T0 + 3 * DAY),
+                (6 * HOUR, T0 + HOUR, max),
+            ] {
+                let want = naive(&model, start, end, width);
+                let auto = e.aggregate(&ids, start, end, width, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+                let raw = e.aggregate(&ids, start, end, width, 0, &GroupBy::None, TierChoice::RawOnly).unwrap();
+                let got_auto = auto.first().map(|g| g.1.clone()).unwrap_or_default();
+                let got_raw = raw.first().map(|g| g.1.clone()).unwrap_or_default();
+                prop_assert!(same(&got_raw, &want), "raw differs from the model for width {width}");
+                prop_assert!(
+                    same(&got_auto, &want),
+                    "rollup tiers differ from the model for width {width} over [{start}, {end})"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn t60_retention_drops_expired_partitions_and_only_them() {
+    let cfg = RetentionConfig {
+        default: Durations {
+            raw: humantime_ms::parse("2d").unwrap(),
+            minute: humantime_ms::parse("4d").unwrap(),
+            hour: humantime_ms::parse("100d").unwrap(),
+        },
+        policies: vec![Policy {
+            id: 9,
+            measurements: vec!["debug_*".into()],
+            keep: Durations {
+                raw: humantime_ms::parse("1d").unwrap(),
+                minute: humantime_ms::parse("1d").unwrap(),
+                hour: humantime_ms::parse("1d").unwrap(),
+            },
+        }],
+    };
+    let f = Fixture::with_retention(EngineOptions::default(), Retention::new(cfg).unwrap());
+    let mut e = f.open(0);
+    // One sample every 6 hours for 6 days, for a default and a short-lived measurement, with maintenance
+    // after each day as the shard leader would run it.
+    let mut m = 0;
+    for day in 0..6 {
+        let mut ps = Vec::new();
+        for k in 0..4 {
+            let ts = T0 + day * DAY + k * 6 * HOUR;
+            ps.push(point("cpu", "a", "v", ts, (day * 4 + k) as f64));
+            ps.push(point("debug_x", "a", "v", ts, 1.0));
+        }
+        m += 1;
+        e.apply(&write(ps), &mark(m)).unwrap();
+        m += 1;
+        e.apply(&Command::Maintain { now_ms: T0 + (day + 1) * DAY + HOUR + 1 }, &mark(m)).unwrap();
+    }
+    // now = T0 + 6d + 1h.
+    let times = |m: &str, e: &ShardEngine| {
+        let ids = e.select(&|x| x == m, &Filter::All);
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        e.read_raw(ids.iter().next().unwrap(), i64::MIN, i64::MAX, &mut t, &mut v).unwrap();
+        t
+    };
+    // Raw keeps every partition that ends after now - 2d: days 4 and 5.
+    let cpu = times("cpu", &e);
+    assert_eq!(cpu.first().copied(), Some(T0 + 4 * DAY), "cpu raw starts at the first kept partition");
+    assert_eq!(cpu.len(), 8);
+    // The short-lived class keeps one day of raw data.
+    let dbg = times("debug_x", &e);
+    assert_eq!(dbg.first().copied(), Some(T0 + 5 * DAY));
+    assert_eq!(dbg.len(), 4);
+    // The 1-hour tier still answers for the expired raw days.
+    let ids = e.select(&|x| x == "cpu", &Filter::All);
+    let out = e.aggregate(&ids, T0, T0 + 4 * DAY, DAY, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+    let got: Vec<(u64, f64)> = out[0].1.iter().map(|b| (b.1.count, b.1.sum)).collect();
+    assert_eq!(got, vec![(4, 6.0), (4, 22.0), (4, 38.0), (4, 54.0)], "1-hour rollups outlive raw data");
+    // The 1-minute tier (kept 4 days) lost days 0 and 1 but holds days 2 and 3.
+    let out = e.aggregate(&ids, T0, T0 + 4 * DAY, MINUTE, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+    let first = out[0].1.first().unwrap().0;
+    assert_eq!(first, T0 + 2 * DAY, "1-minute rollups of expired partitions are gone");
+    assert_eq!(out[0].1.iter().map(|b| b.1.count).sum::<u64>(), 8);
+    // A new sample older than the raw retention is refused, not stored to vanish later.
+    let r = e
+        .apply(
+            &write(vec![point("cpu", "new", "v", T0 + DAY, 1.0), point("cpu", "new", "v", T0 + 5 * DAY, 2.0)]),
+            &mark(m + 1),
+        )
+        .unwrap();
+    assert_eq!((r[0].samples_written, r[0].rejected_expired), (1, 1));
+}
+
+#[test]
+fn t70_snapshot_export_import_and_drop() {
+    let f = Fixture::new(EngineOptions { max_chunk_samples: 8, ..Default::default() });
+    let mut a = f.open(2);
+    let mut other = f.open(3);
+    other.apply(&write(vec![point("keep", "z", "v", T0, 1.0)]), &mark(1)).unwrap();
+    let ps: Vec<Point> =
+        (0..50).flat_map(|i| ["a", "b", "c"].map(|h| point("cpu", h, "u", T0 + i * 10_000, i as f64))).collect();
+    a.apply(&write(ps), &mark(5)).unwrap();
+    let before = read_all(&a);
+    let snap = a.export().unwrap();
+    // Import into another database as the same shard.
+    let g = Fixture::new(EngineOptions { max_chunk_samples: 8, ..Default::default() });
+    let b = ShardEngine::import(g.db.clone(), 2, &snap, g.retention.clone(), g.opts.clone()).unwrap();
+    assert_eq!(read_all(&b), before);
+    assert_eq!(b.durable_mark(), Some(mark(5).as_slice()));
+    // Corrupt snapshots are refused, not half-imported silently.
+    assert!(ShardEngine::import(g.db.clone(), 2, &snap[..snap.len() - 3], g.retention.clone(), g.opts.clone()).is_err());
+    // Dropping shard 2 leaves shard 3 alone.
+    drop(a);
+    ShardEngine::drop_data(&f.db, 2).unwrap();
+    assert!(read_all(&f.open(2)).is_empty());
+    assert_eq!(read_all(&f.open(3)).len(), 1);
+}
+
+#[test]
+fn t80_group_by_tags_and_measurement_listing() {
+    let f = Fixture::new(EngineOptions::default());
+    let mut e = f.open(0);
+    let mut ps = Vec::new();
+    for (h, r) in [("a", "us"), ("b", "us"), ("c", "eu")] {
+        for i in 0..6 {
+            ps.push(Point {
+                measurement: "cpu".into(),
+                tags: vec![("host".into(), h.into()), ("region".into(), r.into())],
+                fields: vec![("user".into(), i as f64), ("sys".into(), 1.0)],
+                timestamp: T0 + i * 10_000,
+            });
+        }
+    }
+    e.apply(&write(ps), &mark(1)).unwrap();
+    assert_eq!(e.series_count(), 6);
+    let ids = e.select(&|m| m == "cpu", &Filter::Match(Matcher::Eq("_field".into(), "user".into())));
+    let out =
+        e.aggregate(&ids, T0, T0 + MINUTE, MINUTE, 0, &GroupBy::Tags(vec!["region".into()]), TierChoice::Auto).unwrap();
+    let summary: Vec<(String, u64, f64)> =
+        out.iter().map(|(k, b)| (k[0].1.clone(), b[0].1.count, b[0].1.sum)).collect();
+    assert_eq!(summary, vec![("eu".into(), 6, 15.0), ("us".into(), 12, 30.0)]);
+    assert_eq!(e.index().field_keys(&|m| m == "cpu"), vec!["sys", "user"]);
+}
