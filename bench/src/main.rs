@@ -56,6 +56,9 @@ enum Cmd {
         /// Where to put the RocksDB directory (a temp dir by default).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Samples per sealed chunk (engine option max_chunk_samples).
+        #[arg(long)]
+        chunk: Option<usize>,
     },
 }
 
@@ -173,11 +176,15 @@ async fn main() -> anyhow::Result<()> {
                 percentile(&lat, 0.99)
             );
         }
-        Cmd::Size { set, hosts, hours, dir } => {
+        Cmd::Size { set, hosts, hours, dir, chunk } => {
             let tmp = tempfile::TempDir::new()?;
             let path = dir.unwrap_or_else(|| tmp.path().to_path_buf());
             let db = pharos_storage::db::open(&path, &Default::default())?;
-            let mut e = ShardEngine::open(db.clone(), 0, Arc::new(Retention::default()), EngineOptions::default())?;
+            let opts = EngineOptions {
+                max_chunk_samples: chunk.unwrap_or(EngineOptions::default().max_chunk_samples),
+                ..Default::default()
+            };
+            let mut e = ShardEngine::open(db.clone(), 0, Arc::new(Retention::default()), opts)?;
             let mut g = Generator::new(set, hosts, 7);
             let steps = hours * 360;
             let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64)
@@ -207,12 +214,16 @@ async fn main() -> anyhow::Result<()> {
             e.apply(&Command::Maintain { now_ms: end + 2 * 3_600_000 }, &mark.to_be_bytes())?;
             e.checkpoint()?;
             drop(e);
+            let mut per_cf = Vec::new();
             for name in pharos_storage::db::ALL_CFS {
                 let cf = pharos_storage::db::cf(&db, name);
                 db.flush_cf(cf)?;
                 db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+                let sst = db.property_int_value_cf(cf, "rocksdb.total-sst-files-size")?.unwrap_or(0);
+                per_cf.push(format!("\"{name}\": {:.3}", sst as f64 / samples as f64));
             }
             drop(db);
+            eprintln!("bytes/sample by column family: {{{}}}", per_cf.join(", "));
             let bytes = dir_bytes(&path);
             eprintln!();
             println!(

@@ -138,6 +138,11 @@ impl Node {
             }
             let writer =
                 ShardWriter::spawn(shard, raft.clone(), &node.config.write, metrics.clone(), shutdown.subscribe());
+            // Maintenance runs on the shard's leader only, started and stopped with leadership.
+            let (r, every) = (raft.clone(), node.config.write.maintenance_interval);
+            pharos_raft::leadership::spawn_while_leader(&raft, move || {
+                crate::writer::maintenance(shard, r.clone(), every)
+            });
             node.shards
                 .write()
                 .expect("shards lock")

@@ -189,6 +189,27 @@ pub struct StorageConfig {
     pub checkpoint_interval: Duration,
     pub block_cache_bytes: usize,
     pub write_buffer_bytes: usize,
+    /// Build 1-minute rollups of a period once it is this old (default: a day before raw data expires).
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub minute_rollup_after: Option<Duration>,
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format!("{}s", d.as_secs())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        pharos_storage::retention::humantime_ms::parse(&s).map(Some).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for StorageConfig {
@@ -202,6 +223,7 @@ impl Default for StorageConfig {
             checkpoint_interval: Duration::from_millis(e.checkpoint_interval_ms as u64),
             block_cache_bytes: d.block_cache_bytes,
             write_buffer_bytes: d.write_buffer_bytes,
+            minute_rollup_after: None,
         }
     }
 }
@@ -213,6 +235,7 @@ impl StorageConfig {
             ooo_window_ms: self.out_of_order_window.as_millis() as i64,
             idle_seal_ms: self.idle_seal.as_millis() as i64,
             checkpoint_interval_ms: self.checkpoint_interval.as_millis() as i64,
+            minute_rollup_after_ms: self.minute_rollup_after.map(|d| d.as_millis() as i64),
         }
     }
     pub fn db(&self) -> pharos_storage::db::DbOptions {

@@ -1,5 +1,6 @@
 //! The shard writer: an actor on each local replica that coalesces concurrent writes into one Raft entry
-//! (group commit) and, while this replica leads, proposes periodic maintenance.
+//! (group commit); and [`maintenance`], the actor that runs on a shard's leader only (see
+//! `pharos_raft::leadership`) and proposes periodic maintenance.
 //!
 //! Its queue is bounded: when it is full, [`ShardWriter::submit`] fails at once with `Overloaded`, which the
 //! endpoints turn into HTTP 503 / gRPC Unavailable with a retry hint. Memory never grows with load.
@@ -9,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::ServerState;
 use pharos_raft::{NodeId, Raft, Request, Response};
 use pharos_storage::{ApplyResult, Command, Point};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -53,15 +53,7 @@ impl ShardWriter {
     ) -> ShardWriter {
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
         let queued = Arc::new(AtomicUsize::new(0));
-        let actor = Actor {
-            shard,
-            raft,
-            rx,
-            max_points: cfg.max_batch_points,
-            maintenance: cfg.maintenance_interval,
-            metrics,
-            queued: queued.clone(),
-        };
+        let actor = Actor { shard, raft, rx, max_points: cfg.max_batch_points, metrics, queued: queued.clone() };
         tokio::spawn(actor.run(shutdown));
         ShardWriter { shard, tx, queued }
     }
@@ -87,15 +79,12 @@ struct Actor {
     raft: Raft,
     rx: mpsc::Receiver<Job>,
     max_points: usize,
-    maintenance: Duration,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
 }
 
 impl Actor {
     async fn run(mut self, mut shutdown: broadcast::Receiver<()>) {
-        let mut tick = tokio::time::interval(self.maintenance);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -116,7 +105,6 @@ impl Actor {
                     self.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
                     self.commit(jobs).await;
                 }
-                _ = tick.tick() => self.maintain().await,
             }
         }
         // Fail what is still queued so callers learn at once.
@@ -170,15 +158,20 @@ impl Actor {
             }
         }
     }
+}
 
-    async fn maintain(&mut self) {
-        if self.raft.metrics().borrow().state != ServerState::Leader {
-            return;
-        }
+/// Runs on a shard's leader (started and stopped by `spawn_while_leader`): proposes `Maintain` with this
+/// node's clock now and every `interval`, so every replica seals, rolls up and expires at the same log
+/// position.
+pub async fn maintenance(shard: u32, raft: Raft, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        match self.raft.client_write(Request::Shard(Command::Maintain { now_ms })).await {
-            Ok(_) => debug!(shard = self.shard, "maintenance committed"),
-            Err(e) => debug!(shard = self.shard, cause = %e, "maintenance not committed"),
+        match raft.client_write(Request::Shard(Command::Maintain { now_ms })).await {
+            Ok(_) => debug!(shard, "maintenance committed"),
+            Err(e) => warn!(shard, cause = %e, "maintenance not committed"),
         }
     }
 }

@@ -8,12 +8,14 @@
 //! - [`shard_sm`]: a shard's state machine over the storage engine; [`meta`]: the meta group's state machine
 //!   (membership, shard map).
 //! - [`network`]: the tonic transport, multiplexing groups over one channel per peer.
+//! - [`leadership`]: a watch on "this node leads the group" and actors scoped to leadership.
 //!
 //! ```text
 //! client write ─► shard leader: Raft::client_write(Request::Shard(Write)) ─► log_store (synced) ─► replicate
 //!                                                  committed ─► ShardStateMachine::apply ─► ShardEngine
 //! ```
 
+pub mod leadership;
 pub mod log_store;
 pub mod meta;
 pub mod network;

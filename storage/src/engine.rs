@@ -69,15 +69,19 @@ pub struct EngineOptions {
     pub idle_seal_ms: i64,
     /// Maintenance checkpoints heads at most this often (bounds log replay after a crash).
     pub checkpoint_interval_ms: i64,
+    /// Build 1-minute rollup blocks once their period is this old. None: one day before the shortest raw
+    /// retention, since while raw data exists it answers 1-minute buckets as fast as the tier would.
+    pub minute_rollup_after_ms: Option<i64>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            max_chunk_samples: 120,
+            max_chunk_samples: 360,
             ooo_window_ms: HOUR,
             idle_seal_ms: HOUR,
             checkpoint_interval_ms: 5 * MINUTE,
+            minute_rollup_after_ms: None,
         }
     }
 }
@@ -605,9 +609,11 @@ impl ShardEngine {
         self.db.write(batch)?;
         // 2. Build rollup blocks of periods no sample can enter any more (older than the out-of-order window).
         let closed_before = now_ms.saturating_sub(self.opts.ooo_window_ms);
-        for tier in [Tier::Minute, Tier::Hour] {
-            self.build_closed_blocks(tier, closed_before, now_ms)?;
-        }
+        let min_raw_keep = self.retention.classes().map(|(_, d)| d.of(Tier::Raw)).min().unwrap_or(0);
+        let minute_after = self.opts.minute_rollup_after_ms.unwrap_or(min_raw_keep - crate::retention::DAY);
+        let minute_before = closed_before.min(now_ms.saturating_sub(minute_after));
+        self.build_closed_blocks(Tier::Minute, minute_before, now_ms)?;
+        self.build_closed_blocks(Tier::Hour, closed_before, now_ms)?;
         // 3. Drop expired partitions of every class and tier.
         self.expire(now_ms)?;
         // 4. Checkpoint now and then.
@@ -668,6 +674,7 @@ impl ShardEngine {
         }
         let mut buckets = Vec::new();
         bucketize(&t, &x, tier.bucket_ms(), 0, &mut buckets);
+        rollup::exact_decimal_sums(&t, &x, tier.bucket_ms(), &mut buckets);
         batch.put_cf(cfh, key, rollup::encode_block(&buckets));
         Ok(())
     }

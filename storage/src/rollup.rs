@@ -9,8 +9,26 @@
 //!
 //! Every column repeats the bucket timestamps, which cost about one bit per bucket (delta-of-delta 0).
 
-use crate::aggregate::Partial;
-use crate::codec::{self, CodecError};
+use crate::aggregate::{bucket_start, Partial};
+use crate::codec::{self, decimal, CodecError};
+
+/// When every raw value is an exact decimal (counters, few-decimal gauges), replaces each bucket's sum by the
+/// exact decimal sum of the mantissas. Float addition would leave values like 69.12000000000001, which only
+/// the XOR encoding can store; the exact sum equals the float sum up to rounding and encodes as decimal.
+pub fn exact_decimal_sums(ts: &[i64], vals: &[f64], width: i64, buckets: &mut [(i64, Partial)]) {
+    let Some((e, ms)) = decimal::fit(vals) else { return };
+    let mut i = 0;
+    for (b, p) in buckets.iter_mut() {
+        let mut sum: i128 = 0;
+        while i < ts.len() && bucket_start(ts[i], width, 0) == *b {
+            sum += ms[i] as i128;
+            i += 1;
+        }
+        if sum.unsigned_abs() < (1u128 << 53) {
+            p.sum = decimal::value(sum as i64, e);
+        }
+    }
+}
 
 const VERSION: u8 = 1;
 const COLUMNS: usize = 8;

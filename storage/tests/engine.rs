@@ -251,7 +251,12 @@ fn t50_rollup_tiers_agree_with_a_naive_model_including_late_samples() {
     );
     runner
         .run(&strategy, |(mut samples, late)| {
-            let f = Fixture::new(EngineOptions { max_chunk_samples: 32, ..Default::default() });
+            // Build 1-minute blocks as soon as they close, so both tiers are checked against raw data.
+            let f = Fixture::new(EngineOptions {
+                max_chunk_samples: 32,
+                minute_rollup_after_ms: Some(0),
+                ..Default::default()
+            });
             let mut e = f.open(0);
             samples.sort_by_key(|s| s.0);
             let mut model: BTreeMap<i64, f64> = BTreeMap::new();

@@ -47,9 +47,26 @@ pub fn fit(vals: &[f64]) -> Option<(u8, Vec<i64>)> {
     None
 }
 
-/// Mantissa stream mode: 0 = deltas, 1 = delta-of-deltas. The first mantissa is written raw (64 bits).
+/// Mantissa modes: 0 = delta codes, 1 = delta-of-delta codes, 2 = frame of reference: the smallest delta
+/// (64 bits), a width (6 bits), then every delta minus the smallest in exactly `width` bits. Mode 2 suits
+/// counters that grow by varying amounts (uniform increments cost their entropy, no prefixes).
+pub const MODES: [u8; 3] = [0, 1, 2];
+
+/// The first mantissa is written raw (64 bits), then count-1 deltas in the mode's form.
 pub fn write_mantissas(w: &mut BitWriter, ms: &[i64], mode: u8) {
     w.write(ms[0] as u64, 64);
+    if mode == 2 {
+        let deltas: Vec<i64> = ms.windows(2).map(|p| p[1].wrapping_sub(p[0])).collect();
+        let min = deltas.iter().copied().min().unwrap_or(0);
+        let width = deltas.iter().map(|d| 64 - (d.wrapping_sub(min) as u64).leading_zeros()).max().unwrap_or(0);
+        w.write(min as u64, 64);
+        w.write(width as u64 & 63, 6);
+        // A width of 64 does not fit 6 bits: such chunks are written in mode 0 instead (see `fits_mode`).
+        for d in deltas {
+            w.write(d.wrapping_sub(min) as u64, width);
+        }
+        return;
+    }
     let (mut prev, mut prev_delta) = (ms[0], 0i64);
     for &m in &ms[1..] {
         let d = m.wrapping_sub(prev);
@@ -59,9 +76,28 @@ pub fn write_mantissas(w: &mut BitWriter, ms: &[i64], mode: u8) {
     }
 }
 
+/// Whether `mode` can encode these mantissas (mode 2 needs the delta range below 2^63).
+pub fn fits_mode(ms: &[i64], mode: u8) -> bool {
+    if mode != 2 {
+        return true;
+    }
+    let deltas = ms.windows(2).map(|p| p[1].wrapping_sub(p[0]));
+    let (lo, hi) = deltas.fold((i64::MAX, i64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
+    ms.len() < 2 || hi.wrapping_sub(lo) >= 0
+}
+
 pub fn read_mantissas(r: &mut BitReader, count: usize, mode: u8, e: u8, out: &mut Vec<f64>) -> Option<()> {
     let mut prev = r.read(64)? as i64;
     out.push(value(prev, e));
+    if mode == 2 {
+        let min = r.read(64)? as i64;
+        let width = r.read(6)? as u32;
+        for _ in 1..count {
+            prev = prev.wrapping_add(min.wrapping_add(r.read(width)? as i64));
+            out.push(value(prev, e));
+        }
+        return Some(());
+    }
     let mut prev_delta = 0i64;
     for _ in 1..count {
         let x = read_int(r)?;

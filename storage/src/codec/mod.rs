@@ -13,9 +13,9 @@
 //!
 //! - **Gorilla** (tag 1): the bit stream of [`gorilla::HeadAppender`]: first value raw (64 bits), then per
 //!   sample a delta-of-delta timestamp code and an XOR value code.
-//! - **Decimal** (tag 2): 1 byte exponent `e`, 1 byte mode (0 delta, 1 delta-of-delta), 1 byte timestamp
-//!   mode, then a bit stream: the timestamp codes, the first mantissa raw (64 bits), count-1 mantissa codes.
-//!   Value = m / 10^e.
+//! - **Decimal** (tag 2): 1 byte exponent `e`, 1 byte mantissa mode (0 delta codes, 1 delta-of-delta codes,
+//!   2 frame of reference), 1 byte timestamp mode, then a bit stream: the timestamp codes, the first mantissa
+//!   raw (64 bits), then the deltas in the mode's form. Value = m / 10^e.
 //! - **Constant** (tag 3): 8 bytes of value bits (big-endian), 1 byte timestamp mode, the timestamp codes.
 //!
 //! Timestamp mode 1 means *regular*: every delta equals span / (count - 1), so no codes follow; mode 0
@@ -157,7 +157,10 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
         Encoding::Decimal => {
             let (e, ms) = decimal::fit(vals)?;
             let mut best: Option<Vec<u8>> = None;
-            for mode in [0u8, 1] {
+            for mode in decimal::MODES {
+                if !decimal::fits_mode(&ms, mode) {
+                    continue;
+                }
                 let mut c = Vec::with_capacity(16 + ts.len());
                 header(enc, ts, &mut c);
                 c.push(e);
@@ -170,7 +173,7 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
                     best = Some(c);
                 }
             }
-            out = best.expect("two modes tried");
+            out = best.expect("mode 0 always fits");
         }
     }
     Some(out)
@@ -237,7 +240,7 @@ fn decode_inner(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<()
                 [e, m, t, ..] => (*e, *m, *t),
                 _ => return Err(CodecError::Truncated { offset: pos }),
             };
-            if e > decimal::MAX_EXP || mode > 1 {
+            if e > decimal::MAX_EXP || mode > 2 {
                 return Err(CodecError::Corrupt { offset: pos, what: "decimal exponent or mode" });
             }
             let mut r = BitReader::new(&payload[3..]);

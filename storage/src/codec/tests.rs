@@ -112,6 +112,20 @@ fn counters_and_gauges_pick_decimal() {
     assert!(check(&regular(120), &gauge).contains(&Encoding::Decimal));
     let reset: Vec<f64> = (0..120).map(|i| if i < 60 { i as f64 * 10.0 } else { (i - 60) as f64 }).collect();
     check(&regular(120), &reset);
+    // Counters growing by varying amounts take the frame-of-reference mode: ~log2(range) bits per value.
+    let mut c = 1e9;
+    let varying: Vec<f64> = (0..360)
+        .map(|i| {
+            c += ((i * 7919) % 101) as f64;
+            c
+        })
+        .collect();
+    let enc = encode_chunk(&regular(360), &varying);
+    // Delta codes would need 15 bits per delta below 101 (12-bit bucket + prefix); 7 bits fit them.
+    assert!(enc.len() < 360, "{} bytes for 360 deltas below 101: fewer than 8 bits each", enc.len());
+    check(&regular(360), &varying);
+    // Extreme deltas that do not fit the frame of reference still round-trip in another mode.
+    check(&[1, 2, 3], &[-4.0e15, 4.0e15, -4.0e15]);
 }
 
 #[test]
