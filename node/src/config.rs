@@ -169,7 +169,7 @@ impl Default for WriteConfig {
     fn default() -> Self {
         WriteConfig {
             queue_depth: 256,
-            max_batch_points: 50_000,
+            max_batch_points: 10_000,
             timeout: Duration::from_secs(10),
             maintenance_interval: Duration::from_secs(60),
         }

@@ -21,6 +21,7 @@ pub mod meta;
 pub mod network;
 pub mod shard_sm;
 pub mod types;
+pub mod wire;
 
 pub use types::{shard_group, GroupId, NodeAddr, NodeId, Raft, Request, Response, TypeConfig, META_GROUP};
 
@@ -65,7 +66,9 @@ impl RaftSettings {
             install_snapshot_timeout: self.install_snapshot_timeout_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.keep_entries_after_snapshot,
-            max_payload_entries: 64,
+            // openraft times each AppendEntries out at `heartbeat_interval`: keep one RPC small enough to be sent,
+            // fsynced and answered well within it even on a loaded machine.
+            max_payload_entries: 4,
             ..Default::default()
         };
         Ok(std::sync::Arc::new(c.validate()?))

@@ -2,7 +2,7 @@
 //!
 //! | CF           | key                       | value                          |
 //! |--------------|---------------------------|--------------------------------|
-//! | `raft_log`   | group(4) index(8)         | bincode of `Entry`             |
+//! | `raft_log`   | group(4) index(8)         | `Entry` in the wire format (`wire`: bincode, LZ4 when large) |
 //! | `raft_state` | group(4) "vote"           | bincode of `Vote`              |
 //! | `raft_state` | group(4) "committed"      | bincode of `Option<LogId>`     |
 //! | `raft_state` | group(4) "purged"         | bincode of `LogId`             |
@@ -103,7 +103,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for item in it {
             let (_, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            out.push(bincode::deserialize::<Entry>(&v).map_err(|e| StorageIOError::read_logs(&e))?);
+            out.push(crate::wire::decode::<Entry>(&v).map_err(|e| StorageIOError::read_logs(&e))?);
         }
         Ok(out)
     }
@@ -120,7 +120,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         it.seek_for_prev(log_key(self.group, u64::MAX));
         let last = if it.valid() {
             let v = it.value().unwrap_or_default();
-            Some(*bincode::deserialize::<Entry>(v).map_err(|e| StorageIOError::read_logs(&e))?.get_log_id())
+            Some(*crate::wire::decode::<Entry>(v).map_err(|e| StorageIOError::read_logs(&e))?.get_log_id())
         } else {
             it.status().map_err(|e| StorageIOError::read_logs(&e))?;
             None
@@ -160,7 +160,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut b = WriteBatch::default();
         let log = cf(&self.db, CF_RAFT_LOG);
         for e in entries {
-            let v = bincode::serialize(&e).map_err(|err| StorageIOError::write_logs(&err))?;
+            let v = crate::wire::encode(&e).map_err(|err| StorageIOError::write_logs(&err))?;
             b.put_cf(log, log_key(self.group, e.get_log_id().index), v);
         }
         let res = self.db.write_opt(b, &synced());

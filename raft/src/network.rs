@@ -90,7 +90,7 @@ impl GroupClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = crate::wire::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.channels.get(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let request = RaftRequest { group: self.group, payload };
         let fut = async {
@@ -119,7 +119,7 @@ impl GroupClient {
             return Err(RPCError::Network(NetworkError::new(&TransportError(reply.error))));
         }
         let res: Result<Resp, RaftError<NodeId, E>> =
-            bincode::deserialize(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            crate::wire::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -153,28 +153,28 @@ impl RaftNetwork<TypeConfig> for GroupClient {
 
 /// Server side: decodes a request for `raft`, runs it, and encodes openraft's result.
 pub async fn serve_append(raft: &crate::types::Raft, payload: &[u8]) -> RaftReply {
-    match bincode::deserialize::<AppendEntriesRequest<TypeConfig>>(payload) {
+    match crate::wire::decode::<AppendEntriesRequest<TypeConfig>>(payload) {
         Ok(req) => encode_reply(&raft.append_entries(req).await),
         Err(e) => RaftReply { payload: Vec::new(), error: format!("bad append-entries payload: {e}") },
     }
 }
 
 pub async fn serve_vote(raft: &crate::types::Raft, payload: &[u8]) -> RaftReply {
-    match bincode::deserialize::<VoteRequest<NodeId>>(payload) {
+    match crate::wire::decode::<VoteRequest<NodeId>>(payload) {
         Ok(req) => encode_reply(&raft.vote(req).await),
         Err(e) => RaftReply { payload: Vec::new(), error: format!("bad vote payload: {e}") },
     }
 }
 
 pub async fn serve_snapshot(raft: &crate::types::Raft, payload: &[u8]) -> RaftReply {
-    match bincode::deserialize::<InstallSnapshotRequest<TypeConfig>>(payload) {
+    match crate::wire::decode::<InstallSnapshotRequest<TypeConfig>>(payload) {
         Ok(req) => encode_reply(&raft.install_snapshot(req).await),
         Err(e) => RaftReply { payload: Vec::new(), error: format!("bad snapshot payload: {e}") },
     }
 }
 
 fn encode_reply<T: Serialize>(res: &T) -> RaftReply {
-    match bincode::serialize(res) {
+    match crate::wire::encode(res) {
         Ok(payload) => RaftReply { payload, error: String::new() },
         Err(e) => RaftReply { payload: Vec::new(), error: format!("encoding reply: {e}") },
     }
