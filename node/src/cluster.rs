@@ -70,6 +70,7 @@ impl Node {
         let ids: Vec<NodeId> = members.keys().copied().collect();
         let placement = initial_placement(&ids, config.shards, config.replication_factor);
         let channels = Channels::default();
+        let syncer = pharos_raft::syncer::Syncer::start(db.clone());
         let raft_config = config.raft.to_openraft("pharos").map_err(|e| NodeError::Raft(e.to_string()))?;
         let metrics = Arc::new(Metrics::new(id));
         let retention = Arc::new(Retention::new(config.retention.clone())?);
@@ -80,7 +81,7 @@ impl Node {
             id,
             raft_config.clone(),
             Network { group: META_GROUP, channels: channels.clone() },
-            LogStore::new(db.clone(), META_GROUP),
+            LogStore::with_syncer(db.clone(), META_GROUP, syncer.clone()),
             meta_sm,
         )
         .await
@@ -127,7 +128,7 @@ impl Node {
                 id,
                 raft_config.clone(),
                 Network { group, channels: channels.clone() },
-                LogStore::new(db.clone(), group),
+                LogStore::with_syncer(db.clone(), group, syncer.clone()),
                 sm,
             )
             .await

@@ -20,6 +20,7 @@ pub mod log_store;
 pub mod meta;
 pub mod network;
 pub mod shard_sm;
+pub mod syncer;
 pub mod types;
 pub mod wire;
 

@@ -7,7 +7,8 @@
 //! | `raft_state` | group(4) "committed"      | bincode of `Option<LogId>`     |
 //! | `raft_state` | group(4) "purged"         | bincode of `LogId`             |
 //!
-//! Votes and appends are written with a synced WAL before they are acknowledged; `purged` is written before
+//! Votes are written with a synced WAL; appends are written at once and acknowledged (their `LogFlushed`
+//! completed) after a WAL sync, which a node-wide [`Syncer`] shares between all groups; `purged` is written before
 //! the entries are deleted, so a crash between the two never shows a log with a hole at its start.
 
 use std::fmt::Debug;
@@ -19,12 +20,15 @@ use openraft::{RaftLogId, StorageIOError};
 use pharos_storage::db::{cf, CF_RAFT_LOG, CF_RAFT_STATE};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
+use crate::syncer::Syncer;
 use crate::types::{Entry, GroupId, LogId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     group: GroupId,
+    /// Batches the fsyncs of appends across groups; without one, each append syncs by itself.
+    syncer: Option<Syncer>,
 }
 
 fn log_key(group: GroupId, index: u64) -> [u8; 12] {
@@ -48,7 +52,12 @@ fn synced() -> WriteOptions {
 
 impl LogStore {
     pub fn new(db: Arc<DB>, group: GroupId) -> LogStore {
-        LogStore { db, group }
+        LogStore { db, group, syncer: None }
+    }
+
+    /// A log store whose appends are made durable by a node-wide [`Syncer`].
+    pub fn with_syncer(db: Arc<DB>, group: GroupId, syncer: Syncer) -> LogStore {
+        LogStore { db, group, syncer: Some(syncer) }
     }
 
     fn get_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
@@ -163,10 +172,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let v = crate::wire::encode(&e).map_err(|err| StorageIOError::write_logs(&err))?;
             b.put_cf(log, log_key(self.group, e.get_log_id().index), v);
         }
-        let res = self.db.write_opt(b, &synced());
-        let io = res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
-        callback.log_io_completed(io);
-        res.map_err(|e| StorageIOError::write_logs(&e).into())
+        match &self.syncer {
+            Some(s) => {
+                // Readable now; durable when the syncer's next fsync completes the callback.
+                self.db.write(b).map_err(|e| StorageIOError::write_logs(&e))?;
+                s.sync(callback);
+                Ok(())
+            }
+            None => {
+                let res = self.db.write_opt(b, &synced());
+                let io = res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
+                callback.log_io_completed(io);
+                res.map_err(|e| StorageIOError::write_logs(&e).into())
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

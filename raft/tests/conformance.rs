@@ -12,6 +12,22 @@ use tempfile::TempDir;
 
 struct ShardBuilder;
 struct MetaBuilder;
+struct SyncedBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, TempDir> for SyncedBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, MetaStateMachine), StorageError> {
+        let dir = TempDir::new().expect("temp dir");
+        let db = pharos_storage::db::open(dir.path(), &Default::default()).expect("open rocksdb");
+        let sm = MetaStateMachine::open(db.clone(), 0)?;
+        let syncer = pharos_raft::syncer::Syncer::start(db.clone());
+        Ok((dir, LogStore::with_syncer(db, 7, syncer), sm))
+    }
+}
+
+#[test]
+fn log_store_with_shared_fsync_passes_openraft_suite() -> Result<(), StorageError> {
+    Suite::test_all(SyncedBuilder)
+}
 
 impl StoreBuilder<TypeConfig, LogStore, ShardStateMachine, TempDir> for ShardBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, ShardStateMachine), StorageError> {
