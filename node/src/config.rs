@@ -79,6 +79,7 @@ pub struct Config {
     pub log: String,
     pub limits: Limits,
     pub write: WriteConfig,
+    pub query: QueryConfig,
     pub storage: StorageConfig,
     pub retention: RetentionConfig,
     pub raft: pharos_raft::RaftSettings,
@@ -99,6 +100,7 @@ impl Default for Config {
             log: "info".into(),
             limits: Limits::default(),
             write: WriteConfig::default(),
+            query: QueryConfig::default(),
             storage: StorageConfig::default(),
             retention: RetentionConfig::default(),
             raft: Default::default(),
@@ -173,6 +175,39 @@ impl Default for WriteConfig {
             timeout: Duration::from_secs(10),
             maintenance_interval: Duration::from_secs(60),
         }
+    }
+}
+
+/// Query limits and timeouts (each with a clear error when reached).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Series one query may touch.
+    pub max_series: u64,
+    /// Samples (or rollup buckets) one query may read, over all shards.
+    pub max_points: u64,
+    /// Buckets per group one GROUP BY time query may produce.
+    pub max_buckets: u64,
+    /// A statement running longer is stopped with an error.
+    #[serde(with = "humantime_ms")]
+    pub timeout: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        let l = pharos_query::Limits::default();
+        QueryConfig {
+            max_series: l.max_series,
+            max_points: l.max_points,
+            max_buckets: l.max_buckets,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn limits(&self) -> pharos_query::Limits {
+        pharos_query::Limits { max_series: self.max_series, max_points: self.max_points, max_buckets: self.max_buckets }
     }
 }
 

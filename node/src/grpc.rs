@@ -196,13 +196,97 @@ impl Admin for AdminService {
     }
 }
 
-pub struct QueryService;
+pub struct QueryService {
+    pub node: Arc<Node>,
+}
+
+/// Rows per streamed message: large raw results go out in pieces.
+const ROWS_PER_MESSAGE: usize = 10_000;
+
+fn query_status(e: &pharos_query::QueryError, text: &str) -> Status {
+    use pharos_query::QueryError as E;
+    let msg = e.render(text);
+    match e {
+        E::Parse(_) | E::Invalid { .. } => Status::invalid_argument(msg),
+        E::Limit(_) => Status::resource_exhausted(msg),
+        E::Timeout(_) => Status::deadline_exceeded(msg),
+        E::Shard { .. } => Status::unavailable(msg),
+        E::Internal(_) => Status::internal(msg),
+    }
+}
+
+fn proto_value(v: &pharos_query::Value) -> Value {
+    use pharos_query::Value as Q;
+    let kind = match v {
+        Q::Null => value::Kind::Null(true),
+        Q::Time(t) => value::Kind::TimeMs(*t),
+        Q::Float(f) => value::Kind::Number(*f),
+        Q::Int(i) => value::Kind::Number(*i as f64),
+        Q::Str(s) => value::Kind::Text(s.clone()),
+        Q::Bool(b) => value::Kind::Text(b.to_string()),
+    };
+    Value { kind: Some(kind) }
+}
 
 #[tonic::async_trait]
 impl Query for QueryService {
-    type QueryStream = tokio_stream::Empty<Result<QueryResponse, Status>>;
+    type QueryStream = tokio_stream::wrappers::ReceiverStream<Result<QueryResponse, Status>>;
 
-    async fn query(&self, _req: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
-        Err(Status::unimplemented("the query language is not built yet; read raw data with GET /api/v1/export"))
+    /// Streams each statement's series; a series with many rows comes in several messages (same name and
+    /// tags, columns only in the first). A failed statement ends the stream with its status.
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
+        let req = req.into_inner();
+        let statements = pharos_query::parse(&req.query).map_err(|e| query_status(&e.into(), &req.query))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let node = self.node.clone();
+        let opts = crate::query::QueryOptions { allow_stale: req.allow_stale };
+        tokio::spawn(async move {
+            for (i, st) in statements.iter().enumerate() {
+                let started = std::time::Instant::now();
+                let res = crate::query::run_statement(&node, st, opts).await;
+                node.metrics.observe_query(started.elapsed(), res.is_ok());
+                let series = match res {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(query_status(&e, &req.query))).await;
+                        return;
+                    }
+                };
+                if series.is_empty()
+                    && tx.send(Ok(QueryResponse { statement: i as u32, ..Default::default() })).await.is_err()
+                {
+                    return;
+                }
+                for s in series {
+                    let tags: Vec<Tag> = s.tags.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
+                    let mut first = true;
+                    let mut rows = s.values.chunks(ROWS_PER_MESSAGE).peekable();
+                    if rows.peek().is_none() {
+                        continue;
+                    }
+                    for chunk in rows {
+                        let msg = QueryResponse {
+                            statement: i as u32,
+                            series: vec![SeriesResult {
+                                name: s.name.clone(),
+                                tags: tags.clone(),
+                                columns: if first { s.columns.clone() } else { vec![] },
+                                rows: chunk
+                                    .iter()
+                                    .map(|r| Row { values: r.iter().map(proto_value).collect() })
+                                    .collect(),
+                            }],
+                            error: String::new(),
+                        };
+                        first = false;
+                        // The client went away: stop (dropping the receiver cancels nothing else).
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 }

@@ -4,6 +4,7 @@
 //! |----------------------|----------------------------------------------------------------------|
 //! | `POST /write`        | line protocol (`precision=ns|us|ms|s`, gzip allowed); 204 on success |
 //! | `POST /api/v2/write` | the same body (InfluxDB 2.x clients, Telegraf's influxdb_v2 output)  |
+//! | `GET/POST /query`    | the query language; InfluxDB 1.x parameters (`q`, `db`, `epoch`, ...) and JSON |
 //! | `GET /ping`          | 204, for clients that probe InfluxDB                                 |
 //! | `GET /health`        | every shard has a leader? JSON, 200 or 503                           |
 //! | `GET /metrics`       | Pharos's own metrics, Prometheus text format                         |
@@ -36,6 +37,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
+        .route("/query", get(query).post(query))
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -154,6 +156,55 @@ async fn write_body(node: Arc<Node>, precision: &str, headers: HeaderMap, body: 
     };
     node.metrics.write_requests.with_label_values(&["http", code]).inc();
     resp
+}
+
+/// InfluxDB 1.x `/query`: `q` (several statements separated by `;`), `epoch` (ns, u, ms, s, m, h; RFC 3339
+/// text without), `pretty`, `stale=true` for follower reads; `db`, `rp`, `chunked` are accepted and
+/// ignored (one database; results come in one piece). Parameters come from the URL or a form body (POST).
+/// A statement's error is reported in its result with 200, as InfluxDB does; a query that does not parse
+/// gets 400.
+async fn query(
+    State(node): State<Arc<Node>>,
+    Query(mut params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        let body = match axum::body::to_bytes(body, node.config.limits.max_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")),
+        };
+        match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
+            Ok(pairs) => params.extend(pairs),
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("form body: {e}")),
+        }
+    }
+    let Some(text) = params.get("q").filter(|q| !q.trim().is_empty()) else {
+        return error_response(StatusCode::BAD_REQUEST, "missing required parameter \"q\"".into());
+    };
+    let Some(epoch) = pharos_query::Epoch::parse(params.get("epoch").map(String::as_str).unwrap_or("")) else {
+        return error_response(StatusCode::BAD_REQUEST, "epoch must be one of ns, u, ms, s, m, h".into());
+    };
+    let opts = crate::query::QueryOptions { allow_stale: params.get("stale").is_some_and(|v| v == "true") };
+    match crate::query::run(&node, text, opts).await {
+        Ok(results) => {
+            let body = pharos_query::result::results_json(&results, epoch);
+            let text = if params.get("pretty").is_some_and(|v| v == "true") {
+                serde_json::to_string_pretty(&body)
+            } else {
+                serde_json::to_string(&body)
+            }
+            .unwrap_or_default();
+            let mut r = ([(header::CONTENT_TYPE, "application/json")], text).into_response();
+            r.headers_mut().insert("X-Influxdb-Version", HeaderValue::from_static("1.8.10-pharos"));
+            r
+        }
+        Err(e) => error_response(StatusCode::BAD_REQUEST, format!("error parsing query: {}", e.render(text))),
+    }
 }
 
 async fn ping() -> Response {

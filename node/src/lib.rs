@@ -5,7 +5,8 @@
 //! - [`cluster`]: the node's Raft groups (meta + local shard replicas), bootstrap, leader lookup.
 //! - [`routing`]: series -> shard on a consistent-hash ring.
 //! - [`writer`]: per-shard actor with group commit and maintenance; [`write`]: the write coordinator.
-//! - [`shard_rpc`]: reads and status against one shard replica; [`internal`]: node-to-node gRPC.
+//! - [`query`]: the query coordinator (fan-out to shard leaders, merge);
+//! - [`shard_rpc`]: reads, query parts and status against one shard replica; [`internal`]: node-to-node gRPC.
 //! - [`http`]: InfluxDB-compatible HTTP endpoints; [`grpc`]: the public gRPC API; [`metrics`]: /metrics.
 //!
 //! # Write path
@@ -22,6 +23,7 @@ pub mod grpc;
 pub mod http;
 pub mod internal;
 pub mod metrics;
+pub mod query;
 pub mod routing;
 pub mod server;
 pub mod shard_rpc;

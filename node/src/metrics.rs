@@ -16,6 +16,8 @@ pub struct Metrics {
     pub shard_applied: IntGaugeVec,
     pub series: IntGaugeVec,
     pub forwarded_writes: IntCounter,
+    pub queries: IntCounterVec,
+    pub query_seconds: prometheus::Histogram,
     pub up: IntGauge,
 }
 
@@ -49,6 +51,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(commit_seconds.clone())).expect("unique metric");
+        let query_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new("query_seconds", "Time to run one query statement on this node as coordinator")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(query_seconds.clone())).expect("unique metric");
         let up = IntGauge::new("up", "1 while the node serves").expect("valid metric");
         registry.register(Box::new(up.clone())).expect("unique metric");
         Metrics {
@@ -65,9 +73,16 @@ impl Metrics {
             shard_applied: gv("shard_applied_index", "Last Raft log index applied by this replica", &["shard"]),
             series: gv("shard_series", "Series in this replica of the shard", &["shard"]),
             forwarded_writes: c("forwarded_writes_total", "Shard writes forwarded to another node's leader"),
+            queries: cv("queries_total", "Query statements by outcome", &["outcome"]),
+            query_seconds,
             up,
             registry,
         }
+    }
+
+    pub fn observe_query(&self, took: std::time::Duration, ok: bool) {
+        self.query_seconds.observe(took.as_secs_f64());
+        self.queries.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
     }
 
     pub fn render(&self) -> String {

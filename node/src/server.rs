@@ -60,7 +60,7 @@ pub async fn run(
         )
         .add_service(WriteServer::new(WriteService { node: node.clone() }).max_decoding_message_size(max_msg))
         .add_service(AdminServer::new(AdminService { node: node.clone() }))
-        .add_service(QueryServer::new(QueryService))
+        .add_service(QueryServer::new(QueryService { node: node.clone() }))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
             let _ = grpc_stop.recv().await;
         });

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ServerState;
 use pharos_proto::internal::ForwardQueryRequest;
+use pharos_query::shard::{ShardAnswer, ShardQuery};
+use pharos_query::QueryError;
+use pharos_raft::shard_sm::SharedEngine;
 use pharos_raft::NodeId;
 use pharos_storage::{Filter, Matcher};
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,8 @@ use crate::cluster::Node;
 pub enum ShardRequest {
     Status,
     ReadRaw(RawRead),
+    /// A query's per-shard part (pharos-query), answered next to the data.
+    Query(ShardQuery),
 }
 
 /// Raw samples of the series of one measurement whose tags equal the given values.
@@ -30,14 +35,8 @@ pub struct RawRead {
     pub end: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RawSeries {
-    pub measurement: String,
-    pub tags: Vec<(String, String)>,
-    pub field: String,
-    pub ts: Vec<i64>,
-    pub vals: Vec<f64>,
-}
+/// Raw samples of one series (the query engine's type, so both read paths share it).
+pub use pharos_query::shard::RawSeries;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardStatus {
@@ -57,6 +56,8 @@ pub struct ShardStatus {
 pub enum ShardResponse {
     Status(ShardStatus),
     Raw(Vec<RawSeries>),
+    /// A query's per-shard answer; a query error (a limit, a bad regex) travels back as it is.
+    Query(Result<ShardAnswer, QueryError>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,16 +102,13 @@ pub async fn execute_local(
                 series,
             }))
         }
+        ShardRequest::Query(q) => {
+            read_barrier(&r.raft, shard, linearizable).await?;
+            let q = q.clone();
+            Ok(ShardResponse::Query(on_engine(r.engine.clone(), move |e| pharos_query::shard::run(e, &q)).await?))
+        }
         ShardRequest::ReadRaw(rr) => {
-            if linearizable {
-                match r.raft.ensure_linearizable().await {
-                    Ok(_) => {}
-                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                        return Err(ShardRpcError::NotLeader { shard, leader: f.leader_id })
-                    }
-                    Err(e) => return Err(ShardRpcError::Failed(e.to_string())),
-                }
-            }
+            read_barrier(&r.raft, shard, linearizable).await?;
             let engine = r.engine.clone();
             let rr = rr.clone();
             // Reads touch RocksDB: keep them off the async workers.
@@ -143,6 +141,34 @@ pub async fn execute_local(
             .map_err(|e| ShardRpcError::Failed(e.to_string()))?
         }
     }
+}
+
+/// For a linearizable read: a Raft read-index round confirming this replica leads and has applied
+/// everything committed before the read started.
+async fn read_barrier(raft: &pharos_raft::Raft, shard: u32, linearizable: bool) -> Result<(), ShardRpcError> {
+    if !linearizable {
+        return Ok(());
+    }
+    match raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(ShardRpcError::NotLeader { shard, leader: f.leader_id })
+        }
+        Err(e) => Err(ShardRpcError::Failed(e.to_string())),
+    }
+}
+
+/// Runs `f` on the shard's engine under its read lock, off the async workers (reads touch RocksDB).
+async fn on_engine<T: Send + 'static>(
+    engine: SharedEngine,
+    f: impl FnOnce(&pharos_storage::ShardEngine) -> T + Send + 'static,
+) -> Result<T, ShardRpcError> {
+    tokio::task::spawn_blocking(move || {
+        let e = engine.read().map_err(|_| ShardRpcError::Failed("engine lock poisoned".into()))?;
+        Ok(f(&e))
+    })
+    .await
+    .map_err(|e| ShardRpcError::Failed(e.to_string()))?
 }
 
 /// Runs a request on the right replica of a shard anywhere in the cluster, following leader hints.

@@ -1,12 +1,16 @@
 //! `pharosctl`: the admin CLI, over gRPC.
 
+// A command-line tool: printing results is its job.
+#![allow(clippy::print_stdout)]
+
 use std::io::Read;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pharos_proto::v1::admin_client::AdminClient;
+use pharos_proto::v1::query_client::QueryClient;
 use pharos_proto::v1::write_client::WriteClient;
-use pharos_proto::v1::{StatusRequest, WriteRequest};
+use pharos_proto::v1::{value, QueryRequest, StatusRequest, WriteRequest};
 
 #[derive(Parser)]
 #[command(name = "pharosctl", version, about = "Administer a Pharos cluster")]
@@ -35,6 +39,121 @@ enum Cmd {
         #[arg(long, default_value = "ns")]
         precision: String,
     },
+    /// Run a query (several statements may be separated by `;`) and print the result.
+    Query {
+        /// The query, e.g. "SELECT mean(usage_user) FROM cpu WHERE time > now() - 1h GROUP BY time(5m), host".
+        query: String,
+        /// Output: an aligned table per series, CSV (name, tags, then the columns), or JSON lines (one
+        /// object per series, InfluxDB's shape).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Read from any replica (may lag the leaders by a heartbeat) instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// One series as it arrives (possibly in several messages).
+struct Printed {
+    statement: u32,
+    name: String,
+    tags: Vec<(String, String)>,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+    json_rows: Vec<Vec<serde_json::Value>>,
+}
+
+fn cell(v: &pharos_proto::v1::Value) -> (String, serde_json::Value) {
+    match &v.kind {
+        Some(value::Kind::Number(n)) => (n.to_string(), serde_json::json!(n)),
+        Some(value::Kind::Text(t)) => (t.clone(), serde_json::json!(t)),
+        Some(value::Kind::TimeMs(ms)) => {
+            let t = chrono::DateTime::from_timestamp_millis(*ms)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                .unwrap_or_else(|| ms.to_string());
+            (t.clone(), serde_json::json!(t))
+        }
+        Some(value::Kind::Null(_)) | None => (String::new(), serde_json::Value::Null),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn print_series(all: &[Printed], format: Format) {
+    match format {
+        Format::Json => {
+            for p in all {
+                let tags: serde_json::Map<String, serde_json::Value> =
+                    p.tags.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+                let obj = serde_json::json!({"statement_id": p.statement, "name": p.name, "tags": tags,
+                    "columns": p.columns, "values": p.json_rows});
+                println!("{obj}");
+            }
+        }
+        Format::Csv => {
+            let mut header: Option<&[String]> = None;
+            for p in all {
+                if header != Some(&p.columns[..]) {
+                    let cols: Vec<String> = p.columns.iter().map(|c| csv_field(c)).collect();
+                    println!("name,tags,{}", cols.join(","));
+                    header = Some(&p.columns[..]);
+                }
+                let tags: Vec<String> = p.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                for r in &p.rows {
+                    let cells: Vec<String> = r.iter().map(|c| csv_field(c)).collect();
+                    println!("{},{},{}", csv_field(&p.name), csv_field(&tags.join(",")), cells.join(","));
+                }
+            }
+        }
+        Format::Table => {
+            for (i, p) in all.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                let tags: Vec<String> = p.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                match (p.name.is_empty(), tags.is_empty()) {
+                    (false, true) => println!("name: {}", p.name),
+                    (false, false) => println!("name: {}\ntags: {}", p.name, tags.join(", ")),
+                    (true, false) => println!("tags: {}", tags.join(", ")),
+                    (true, true) => {}
+                }
+                let mut widths: Vec<usize> = p.columns.iter().map(|c| c.chars().count()).collect();
+                for r in &p.rows {
+                    for (w, c) in widths.iter_mut().zip(r) {
+                        *w = (*w).max(c.chars().count());
+                    }
+                }
+                let line = |cells: &[String]| {
+                    cells
+                        .iter()
+                        .zip(&widths)
+                        .map(|(c, w)| format!("{c:<w$}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .trim_end()
+                        .to_string()
+                };
+                println!("{}", line(&p.columns));
+                println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join(" "));
+                for r in &p.rows {
+                    println!("{}", line(r));
+                }
+            }
+        }
+    }
 }
 
 fn endpoint(addr: &str) -> String {
@@ -46,8 +165,17 @@ fn endpoint(addr: &str) -> String {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let ep = endpoint(&cli.addr);
     match cli.cmd {
         Cmd::Status { json } => {
@@ -118,6 +246,58 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|s| anyhow::anyhow!("write refused: {}", s.message()))?
                 .into_inner();
             println!("wrote {} points ({} samples)", r.points_written, r.samples_written);
+        }
+        Cmd::Query { query, format, stale } => {
+            let mut c = QueryClient::connect(ep.clone())
+                .await
+                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+            let mut stream = c
+                .query(QueryRequest { query: query.clone(), allow_stale: stale })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            let mut all: Vec<Printed> = Vec::new();
+            let mut failure = None;
+            loop {
+                match stream.message().await {
+                    Ok(Some(msg)) => {
+                        for s in msg.series {
+                            let tags: Vec<(String, String)> = s.tags.into_iter().map(|t| (t.key, t.value)).collect();
+                            // Columns come with the first piece of a series; later pieces continue it.
+                            let cont = s.columns.is_empty()
+                                && all.last().is_some_and(|l| {
+                                    l.statement == msg.statement && l.name == s.name && l.tags == tags
+                                });
+                            if !cont {
+                                all.push(Printed {
+                                    statement: msg.statement,
+                                    name: s.name,
+                                    tags,
+                                    columns: s.columns,
+                                    rows: vec![],
+                                    json_rows: vec![],
+                                });
+                            }
+                            let last = all.last_mut().expect("pushed");
+                            for r in s.rows {
+                                let (text, json): (Vec<String>, Vec<serde_json::Value>) =
+                                    r.values.iter().map(cell).unzip();
+                                last.rows.push(text);
+                                last.json_rows.push(json);
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(s) => {
+                        failure = Some(s.message().to_string());
+                        break;
+                    }
+                }
+            }
+            print_series(&all, format);
+            if let Some(f) = failure {
+                anyhow::bail!("{f}");
+            }
         }
     }
     Ok(())

@@ -1,0 +1,1 @@
+SELECT derivative(mean(usage_user), 1m), moving_average(mean(usage_user), 2), exponential_moving_average(mean(usage_user), 3) FROM cpu WHERE host = 'a' AND time >= {t+0} AND time < {t+1800} GROUP BY time(5m)

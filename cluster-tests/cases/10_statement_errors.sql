@@ -1,0 +1,2 @@
+SELECT mean(usage_user) FROM cpu WHERE usage_user > 3;
+SELECT usage_user FROM cpu GROUP BY time(1m)

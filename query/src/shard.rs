@@ -1,0 +1,573 @@
+//! The part of a query that runs next to the data: one [`ShardQuery`] per shard, answered from that shard's
+//! [`ShardEngine`] with partial aggregates per (measurement, group, field, bucket), raw series, or metadata.
+//! Everything here is serializable: the coordinator sends a `ShardQuery` to a shard's leader and merges the
+//! [`ShardAnswer`]s (see [`crate::exec`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use pharos_storage::aggregate::{bucket_start, Partial};
+use pharos_storage::index::FIELD_KEY;
+use pharos_storage::{Filter, GroupBy, Matcher, ShardEngine, TierChoice};
+use regex::Regex;
+use roaring::RoaringTreemap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::QueryError;
+
+/// A regular expression as it travels between nodes (compiled again on arrival).
+pub type RegexSrc = String;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NameSpec {
+    Eq(String),
+    Ne(String),
+    In(Vec<String>),
+    Re(RegexSrc),
+    NotRe(RegexSrc),
+    Any,
+}
+
+/// A tag filter tree (the serializable twin of [`pharos_storage::Filter`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FilterSpec {
+    All,
+    /// No series (a condition that can never hold, e.g. `host = 'a' AND host = 'b'` is not detected, but
+    /// `false` is).
+    Nothing,
+    Eq(String, String),
+    Ne(String, String),
+    Re(String, RegexSrc),
+    NotRe(String, RegexSrc),
+    And(Vec<FilterSpec>),
+    Or(Vec<FilterSpec>),
+}
+
+/// Which series: measurements, then a tag filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesSel {
+    /// Measurements (any matching entry selects it); empty means every measurement.
+    pub measurements: Vec<NameSpec>,
+    pub filter: FilterSpec,
+}
+
+/// Which fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FieldSel {
+    Names(Vec<String>),
+    Re(RegexSrc),
+    All,
+}
+
+/// What a shard must compute per bucket beyond the [`Partial`] (count, sum, min, max, first, last).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Needs {
+    /// Count, mean and squared deviations (stddev), from raw samples.
+    pub moments: bool,
+    /// Every raw sample (median, percentile, top, bottom, mode).
+    pub values: bool,
+    /// Counter increase per series, reset-aware, summed over the series of the group (rate, increase).
+    pub increase: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggQuery {
+    pub sel: SeriesSel,
+    pub fields: FieldSel,
+    pub start: i64,
+    pub end: i64,
+    pub width: i64,
+    pub offset: i64,
+    pub group_by: GroupBy,
+    pub needs: Needs,
+    /// Read raw data only (tests compare with the default, which uses rollup tiers).
+    pub raw_only: bool,
+    pub limits: ShardLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawQuery {
+    pub sel: SeriesSel,
+    pub fields: FieldSel,
+    pub start: i64,
+    pub end: i64,
+    pub limits: ShardLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardLimits {
+    /// Series one query may touch (on this shard; the coordinator also checks the sum).
+    pub max_series: u64,
+    /// Samples or rollup buckets one query may read.
+    pub max_points: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetaQuery {
+    Measurements {
+        name: NameSpec,
+        filter: FilterSpec,
+    },
+    TagKeys {
+        sel: SeriesSel,
+    },
+    TagValues {
+        sel: SeriesSel,
+        key: NameSpec,
+    },
+    FieldKeys {
+        sel: SeriesSel,
+    },
+    /// Distinct (measurement, tag set) pairs; each lives on exactly one shard, so the counts add up.
+    SeriesCardinality {
+        sel: SeriesSel,
+    },
+    /// Series keys `measurement,tag=value,...` (SHOW SERIES).
+    Series {
+        sel: SeriesSel,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardQuery {
+    Aggregate(AggQuery),
+    Raw(RawQuery),
+    Meta(MetaQuery),
+}
+
+/// What one bucket of one group holds after a shard's part; merged across shards by [`BucketAcc::merge`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketAcc {
+    pub ts: i64,
+    pub p: Partial,
+    pub moments: Option<Moments>,
+    /// (timestamp, value) of every raw sample, when [`Needs::values`].
+    pub values: Vec<(i64, f64)>,
+    /// Sum over the group's series of each series' counter increase in this bucket.
+    pub increase: f64,
+}
+
+impl BucketAcc {
+    fn new(ts: i64, p: Partial) -> BucketAcc {
+        BucketAcc { ts, p, moments: None, values: Vec::new(), increase: 0.0 }
+    }
+
+    pub fn merge(&mut self, o: &BucketAcc) {
+        self.p.merge(&o.p);
+        self.moments = match (self.moments, o.moments) {
+            (Some(a), Some(b)) => Some(a.merge(&b)),
+            (a, b) => a.or(b),
+        };
+        self.values.extend_from_slice(&o.values);
+        self.increase += o.increase;
+    }
+}
+
+/// Count, mean and sum of squared deviations; merged exactly (Chan et al.), so stddev over shards equals
+/// stddev over one.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Moments {
+    pub n: u64,
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl Moments {
+    pub fn add(&mut self, v: f64) {
+        self.n += 1;
+        let d = v - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (v - self.mean);
+    }
+
+    pub fn merge(&self, o: &Moments) -> Moments {
+        if self.n == 0 {
+            return *o;
+        }
+        if o.n == 0 {
+            return *self;
+        }
+        let n = self.n + o.n;
+        let d = o.mean - self.mean;
+        Moments {
+            n,
+            mean: self.mean + d * o.n as f64 / n as f64,
+            m2: self.m2 + o.m2 + d * d * self.n as f64 * o.n as f64 / n as f64,
+        }
+    }
+
+    /// Sample standard deviation (n - 1), as InfluxQL's `stddev`; None below two samples.
+    pub fn stddev(&self) -> Option<f64> {
+        (self.n >= 2).then(|| (self.m2 / (self.n - 1) as f64).sqrt())
+    }
+}
+
+/// One (measurement, group, field) with its buckets in time order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggGroup {
+    pub measurement: String,
+    /// Group-by tags in order (a missing tag has value "").
+    pub tags: Vec<(String, String)>,
+    pub field: String,
+    pub buckets: Vec<BucketAcc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawSeries {
+    pub measurement: String,
+    /// Every tag of the series, sorted by key.
+    pub tags: Vec<(String, String)>,
+    pub field: String,
+    pub ts: Vec<i64>,
+    pub vals: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetaAnswer {
+    /// Per measurement, sorted names (tag keys, field keys, measurements: one entry with key "").
+    Names(BTreeMap<String, BTreeSet<String>>),
+    /// Per measurement, (tag key, tag value) pairs.
+    Pairs(BTreeMap<String, BTreeSet<(String, String)>>),
+    /// Per measurement, a count.
+    Counts(BTreeMap<String, u64>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardAnswer {
+    Aggregate { groups: Vec<AggGroup>, series: u64, points: u64 },
+    Raw { series: Vec<RawSeries>, points: u64 },
+    Meta(MetaAnswer),
+}
+
+fn compile(re: &str) -> Result<Regex, QueryError> {
+    Regex::new(re).map_err(|e| QueryError::invalid_nopos(format!("invalid regular expression /{re}/: {e}")))
+}
+
+/// A compiled [`NameSpec`].
+pub type NamePredicate = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+impl NameSpec {
+    pub fn compile(&self) -> Result<NamePredicate, QueryError> {
+        Ok(match self.clone() {
+            NameSpec::Any => Box::new(|_| true),
+            NameSpec::Eq(x) => Box::new(move |s| s == x),
+            NameSpec::Ne(x) => Box::new(move |s| s != x),
+            NameSpec::In(xs) => Box::new(move |s| xs.iter().any(|x| x == s)),
+            NameSpec::Re(r) => {
+                let r = compile(&r)?;
+                Box::new(move |s| r.is_match(s))
+            }
+            NameSpec::NotRe(r) => {
+                let r = compile(&r)?;
+                Box::new(move |s| !r.is_match(s))
+            }
+        })
+    }
+}
+
+impl FilterSpec {
+    pub fn to_filter(&self) -> Result<Option<Filter>, QueryError> {
+        Ok(Some(match self {
+            FilterSpec::All => Filter::All,
+            FilterSpec::Nothing => return Ok(None),
+            FilterSpec::Eq(k, v) => Filter::Match(Matcher::Eq(k.clone(), v.clone())),
+            FilterSpec::Ne(k, v) => Filter::Match(Matcher::Ne(k.clone(), v.clone())),
+            FilterSpec::Re(k, r) => Filter::Match(Matcher::Re(k.clone(), compile(r)?)),
+            FilterSpec::NotRe(k, r) => Filter::Match(Matcher::NotRe(k.clone(), compile(r)?)),
+            FilterSpec::And(xs) => {
+                let mut v = Vec::new();
+                for x in xs {
+                    match x.to_filter()? {
+                        Some(f) => v.push(f),
+                        None => return Ok(None),
+                    }
+                }
+                Filter::And(v)
+            }
+            FilterSpec::Or(xs) => {
+                let v: Vec<Filter> =
+                    xs.iter().map(|x| x.to_filter()).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
+                if v.is_empty() {
+                    return Ok(None);
+                }
+                Filter::Or(v)
+            }
+        }))
+    }
+}
+
+/// Series ids of the selection restricted to some fields.
+fn select(e: &ShardEngine, sel: &SeriesSel, fields: &FieldSel) -> Result<RoaringTreemap, QueryError> {
+    let Some(filter) = sel.filter.to_filter()? else { return Ok(RoaringTreemap::new()) };
+    let ms: Vec<_> = sel.measurements.iter().map(|m| m.compile()).collect::<Result<_, _>>()?;
+    let mfn = |m: &str| ms.is_empty() || ms.iter().any(|f| f(m));
+    let field_filter = match fields {
+        FieldSel::All => None,
+        FieldSel::Names(ns) => {
+            Some(Filter::Or(ns.iter().map(|n| Filter::Match(Matcher::Eq(FIELD_KEY.into(), n.clone()))).collect()))
+        }
+        FieldSel::Re(r) => Some(Filter::Match(Matcher::Re(FIELD_KEY.into(), compile(r)?))),
+    };
+    let filter = match field_filter {
+        Some(ff) => Filter::And(vec![ff, filter]),
+        None => filter,
+    };
+    Ok(e.select(&mfn, &filter))
+}
+
+fn group_tags(info: &pharos_storage::series::SeriesInfo, by: &GroupBy) -> Vec<(String, String)> {
+    match by {
+        GroupBy::None => Vec::new(),
+        GroupBy::All => info.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        GroupBy::Tags(keys) => keys.iter().map(|k| (k.clone(), info.tag(k).unwrap_or("").to_string())).collect(),
+    }
+}
+
+/// Answers one shard query from a shard's engine (call it off the async runtime: it reads RocksDB).
+pub fn run(e: &ShardEngine, q: &ShardQuery) -> Result<ShardAnswer, QueryError> {
+    match q {
+        ShardQuery::Aggregate(a) => aggregate(e, a),
+        ShardQuery::Raw(r) => raw(e, r),
+        ShardQuery::Meta(m) => meta(e, m),
+    }
+}
+
+fn storage_err(err: pharos_storage::StorageError) -> QueryError {
+    QueryError::Internal(format!("storage: {err}"))
+}
+
+fn check_series(n: u64, limits: &ShardLimits) -> Result<(), QueryError> {
+    if n > limits.max_series {
+        return Err(QueryError::Limit(format!(
+            "the query selects more than {} series (query.max_series); narrow the tag filter",
+            limits.max_series
+        )));
+    }
+    Ok(())
+}
+
+fn check_points(n: u64, limits: &ShardLimits) -> Result<(), QueryError> {
+    if n > limits.max_points {
+        return Err(QueryError::Limit(format!(
+            "the query reads more than {} points (query.max_points); narrow the time range or the tag filter, \
+             or group by a wider time interval",
+            limits.max_points
+        )));
+    }
+    Ok(())
+}
+
+fn aggregate(e: &ShardEngine, q: &AggQuery) -> Result<ShardAnswer, QueryError> {
+    let ids = select(e, &q.sel, &q.fields)?;
+    check_series(ids.len(), &q.limits)?;
+    let choice = if q.raw_only { TierChoice::RawOnly } else { TierChoice::Auto };
+    let raw_needed = q.needs.moments || q.needs.values;
+    // (measurement, group tags, field) -> buckets
+    type Key = (String, Vec<(String, String)>, String);
+    let mut groups: HashMap<Key, Vec<BucketAcc>> = HashMap::new();
+    let mut buf = Vec::new();
+    let (mut ts, mut vals) = (Vec::new(), Vec::new());
+    let mut points = 0u64;
+    for sid in ids.iter() {
+        let Some(info) = e.index().info(sid) else { continue };
+        let mut accs: Vec<BucketAcc> = Vec::new();
+        if raw_needed || q.needs.increase {
+            // Raw samples: exact moments, values and counter increases. Increases need the sample before
+            // the first bucket, so the read starts a little earlier.
+            let lookback = if q.needs.increase { q.width.clamp(1, 10 * 60_000) } else { 0 };
+            ts.clear();
+            vals.clear();
+            e.read_raw(sid, q.start.saturating_sub(lookback), q.end, &mut ts, &mut vals).map_err(storage_err)?;
+            points += ts.len() as u64;
+            check_points(points, &q.limits)?;
+            let first_in = ts.partition_point(|t| *t < q.start);
+            for i in first_in..ts.len() {
+                let (t, v) = (ts[i], vals[i]);
+                let b = bucket_start(t, q.width, q.offset);
+                let acc = match accs.last_mut() {
+                    Some(a) if a.ts == b => {
+                        a.p.add(t, v);
+                        a
+                    }
+                    _ => {
+                        accs.push(BucketAcc::new(b, Partial::of(t, v)));
+                        let a = accs.last_mut().expect("just pushed");
+                        if q.needs.moments {
+                            a.moments = Some(Moments::default());
+                        }
+                        a
+                    }
+                };
+                if let Some(m) = acc.moments.as_mut() {
+                    m.add(v);
+                }
+                if q.needs.values {
+                    acc.values.push((t, v));
+                }
+                if q.needs.increase && i > 0 {
+                    let prev = vals[i - 1];
+                    // A drop is a counter reset: the counter restarted from zero and counted `v` since.
+                    acc.increase += if v >= prev { v - prev } else { v };
+                }
+            }
+            if ts.is_empty() && q.needs.increase && !raw_needed {
+                // No raw data left (older than raw retention): increases from the rollup tiers' last values.
+                e.series_buckets(sid, q.start, q.end, q.width, q.offset, choice, &mut buf).map_err(storage_err)?;
+                points += buf.len() as u64;
+                check_points(points, &q.limits)?;
+                let mut prev: Option<f64> = None;
+                for (b, p) in &buf {
+                    let mut a = BucketAcc::new(*b, *p);
+                    a.increase = match prev {
+                        Some(pl) if p.last >= pl => p.last - pl,
+                        Some(_) => p.last,
+                        None => (p.last - p.first).max(0.0),
+                    };
+                    prev = Some(p.last);
+                    accs.push(a);
+                }
+            }
+        } else {
+            e.series_buckets(sid, q.start, q.end, q.width, q.offset, choice, &mut buf).map_err(storage_err)?;
+            points += buf.len() as u64;
+            check_points(points, &q.limits)?;
+            accs.extend(buf.iter().map(|(b, p)| BucketAcc::new(*b, *p)));
+        }
+        if accs.is_empty() {
+            continue;
+        }
+        let key = (info.measurement.to_string(), group_tags(info, &q.group_by), info.field.to_string());
+        match groups.get_mut(&key) {
+            Some(acc) => *acc = merge_buckets(std::mem::take(acc), accs),
+            None => {
+                groups.insert(key, accs);
+            }
+        }
+    }
+    let mut out: Vec<AggGroup> = groups
+        .into_iter()
+        .map(|((measurement, tags, field), buckets)| AggGroup { measurement, tags, field, buckets })
+        .collect();
+    out.sort_by(|a, b| (&a.measurement, &a.tags, &a.field).cmp(&(&b.measurement, &b.tags, &b.field)));
+    Ok(ShardAnswer::Aggregate { groups: out, series: ids.len(), points })
+}
+
+/// Merges two bucket lists ordered by time into one.
+pub fn merge_buckets(a: Vec<BucketAcc>, b: Vec<BucketAcc>) -> Vec<BucketAcc> {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        match (ia.peek(), ib.peek()) {
+            (Some(x), Some(y)) if x.ts == y.ts => {
+                let mut x = ia.next().expect("peeked");
+                x.merge(&ib.next().expect("peeked"));
+                out.push(x);
+            }
+            (Some(x), Some(y)) if x.ts < y.ts => out.push(ia.next().expect("peeked")),
+            (Some(_), Some(_)) => out.push(ib.next().expect("peeked")),
+            (Some(_), None) => out.push(ia.next().expect("peeked")),
+            (None, Some(_)) => out.push(ib.next().expect("peeked")),
+            (None, None) => return out,
+        }
+    }
+}
+
+fn raw(e: &ShardEngine, q: &RawQuery) -> Result<ShardAnswer, QueryError> {
+    let ids = select(e, &q.sel, &q.fields)?;
+    check_series(ids.len(), &q.limits)?;
+    let mut out = Vec::new();
+    let mut points = 0u64;
+    for sid in ids.iter() {
+        let Some(info) = e.index().info(sid) else { continue };
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        e.read_raw(sid, q.start, q.end, &mut ts, &mut vals).map_err(storage_err)?;
+        points += ts.len() as u64;
+        check_points(points, &q.limits)?;
+        if ts.is_empty() {
+            continue;
+        }
+        out.push(RawSeries {
+            measurement: info.measurement.to_string(),
+            tags: info.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            field: info.field.to_string(),
+            ts,
+            vals,
+        });
+    }
+    Ok(ShardAnswer::Raw { series: out, points })
+}
+
+fn meta(e: &ShardEngine, q: &MetaQuery) -> Result<ShardAnswer, QueryError> {
+    let infos = |sel: &SeriesSel| -> Result<Vec<std::sync::Arc<pharos_storage::series::SeriesInfo>>, QueryError> {
+        let ids = select(e, sel, &FieldSel::All)?;
+        Ok(ids.iter().filter_map(|sid| e.index().info(sid).cloned()).collect())
+    };
+    Ok(ShardAnswer::Meta(match q {
+        MetaQuery::Measurements { name, filter } => {
+            let f = name.compile()?;
+            let sel = SeriesSel { measurements: vec![], filter: filter.clone() };
+            let mut names = BTreeSet::new();
+            if matches!(filter, FilterSpec::All) {
+                names.extend(e.index().measurements().filter(|m| f(m)).map(str::to_string));
+            } else {
+                names.extend(infos(&sel)?.iter().filter(|i| f(&i.measurement)).map(|i| i.measurement.to_string()));
+            }
+            MetaAnswer::Names(BTreeMap::from([(String::new(), names)]))
+        }
+        MetaQuery::TagKeys { sel } => {
+            let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for i in infos(sel)? {
+                out.entry(i.measurement.to_string()).or_default().extend(i.tags.iter().map(|(k, _)| k.to_string()));
+            }
+            MetaAnswer::Names(out)
+        }
+        MetaQuery::TagValues { sel, key } => {
+            let f = key.compile()?;
+            let mut out: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+            for i in infos(sel)? {
+                let set = out.entry(i.measurement.to_string()).or_default();
+                for (k, v) in &i.tags {
+                    if f(k) {
+                        set.insert((k.to_string(), v.to_string()));
+                    }
+                }
+            }
+            out.retain(|_, s| !s.is_empty());
+            MetaAnswer::Pairs(out)
+        }
+        MetaQuery::FieldKeys { sel } => {
+            let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for i in infos(sel)? {
+                out.entry(i.measurement.to_string()).or_default().insert(i.field.to_string());
+            }
+            MetaAnswer::Names(out)
+        }
+        MetaQuery::SeriesCardinality { sel } => {
+            type TagSet = Vec<(std::sync::Arc<str>, std::sync::Arc<str>)>;
+            let mut sets: BTreeMap<String, BTreeSet<TagSet>> = BTreeMap::new();
+            for i in infos(sel)? {
+                sets.entry(i.measurement.to_string()).or_default().insert(i.tags.clone());
+            }
+            MetaAnswer::Counts(sets.into_iter().map(|(m, s)| (m, s.len() as u64)).collect())
+        }
+        MetaQuery::Series { sel } => {
+            let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for i in infos(sel)? {
+                let mut key = i.measurement.to_string();
+                for (k, v) in &i.tags {
+                    key.push(',');
+                    key.push_str(k);
+                    key.push('=');
+                    key.push_str(v);
+                }
+                out.entry(i.measurement.to_string()).or_default().insert(key);
+            }
+            MetaAnswer::Names(out)
+        }
+    }))
+}

@@ -1,0 +1,220 @@
+//! Queries over real shard engines (RocksDB in a temp dir): a query over many shards equals the same query
+//! over one, and answers from rollup tiers equal answers from raw data where raw data still exists.
+
+use std::sync::Arc;
+
+use pharos_query::{run_local, Limits, PlanOptions, StatementResult, Value};
+use pharos_storage::retention::{DAY, HOUR, MINUTE};
+use pharos_storage::{Command, EngineOptions, Point, Retention, ShardEngine};
+use tempfile::TempDir;
+
+const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % DAY;
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn f(&mut self) -> f64 {
+        (self.next() % 1_000_000) as f64 / 10_000.0
+    }
+}
+
+/// 6 hosts in 2 regions, 3 hours at 10 s with jitter and gaps: cpu (two gauges), http (a counter that resets).
+fn data() -> Vec<Point> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut out = Vec::new();
+    for h in 0..6 {
+        let tags = vec![("host".to_string(), format!("h{h}")), ("region".to_string(), format!("r{}", h % 2))];
+        let mut counter = 0.0;
+        for i in 0..(3 * 360) {
+            if rng.next() % 50 == 0 {
+                continue; // a missed scrape
+            }
+            let ts = T0 + i * 10_000 + (rng.next() % 900) as i64;
+            out.push(Point {
+                measurement: "cpu".into(),
+                tags: tags.clone(),
+                fields: vec![("usage_user".into(), rng.f()), ("usage_system".into(), rng.f() / 3.0)],
+                timestamp: ts,
+            });
+            counter =
+                if rng.next() % 400 == 0 { (rng.next() % 10) as f64 } else { counter + (rng.next() % 100) as f64 };
+            out.push(Point {
+                measurement: "http".into(),
+                tags: tags.clone(),
+                fields: vec![("requests".into(), counter)],
+                timestamp: ts,
+            });
+        }
+    }
+    out
+}
+
+struct Cluster {
+    _dir: TempDir,
+    engines: Vec<ShardEngine>,
+}
+
+/// Series (measurement and tags) spread round-robin in order of first appearance, so every shard gets some.
+fn shard_of(p: &Point, n: usize, seen: &mut Vec<(String, Vec<(String, String)>)>) -> usize {
+    let key = (p.measurement.clone(), p.tags.clone());
+    let i = match seen.iter().position(|k| *k == key) {
+        Some(i) => i,
+        None => {
+            seen.push(key);
+            seen.len() - 1
+        }
+    };
+    i % n
+}
+
+/// `n` shards in one RocksDB, fed like the node feeds them (series routed by measurement and tags), then
+/// maintained far enough ahead that every rollup block of the data is built.
+fn cluster(n: usize, points: &[Point]) -> Cluster {
+    let dir = TempDir::new().unwrap();
+    let db = pharos_storage::db::open(dir.path(), &Default::default()).unwrap();
+    let opts = EngineOptions { minute_rollup_after_ms: Some(0), ..Default::default() };
+    let retention = Arc::new(Retention::default());
+    let mut engines: Vec<ShardEngine> =
+        (0..n).map(|s| ShardEngine::open(db.clone(), s as u32, retention.clone(), opts.clone()).unwrap()).collect();
+    let mut parts: Vec<Vec<Point>> = vec![Vec::new(); n];
+    let mut seen = Vec::new();
+    for p in points {
+        parts[shard_of(p, n, &mut seen)].push(p.clone());
+    }
+    for (i, (e, ps)) in engines.iter_mut().zip(parts).enumerate() {
+        for (j, chunk) in ps.chunks(500).enumerate() {
+            e.apply(&Command::Write(vec![chunk.to_vec()]), &[i as u8, j as u8]).unwrap();
+        }
+        e.apply(&Command::Maintain { now_ms: T0 + 4 * HOUR }, b"m").unwrap();
+    }
+    Cluster { _dir: dir, engines }
+}
+
+fn run(c: &Cluster, q: &str, raw_only: bool) -> Vec<StatementResult> {
+    let engines: Vec<&ShardEngine> = c.engines.iter().collect();
+    let opts = PlanOptions { now_ms: T0 + 3 * HOUR, limits: Limits::default(), raw_only };
+    run_local(&engines, q, &opts).unwrap()
+}
+
+fn close(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => {
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0) || (x.is_nan() && y.is_nan())
+        }
+        _ => a == b,
+    }
+}
+
+fn assert_same(q: &str, a: &[StatementResult], b: &[StatementResult]) {
+    assert_eq!(a.len(), b.len(), "{q}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.error, y.error, "{q}");
+        assert_eq!(x.series.len(), y.series.len(), "{q}: series count");
+        for (s, t) in x.series.iter().zip(&y.series) {
+            assert_eq!((&s.name, &s.tags, &s.columns), (&t.name, &t.tags, &t.columns), "{q}");
+            assert_eq!(s.values.len(), t.values.len(), "{q}: rows of {} {:?}", s.name, s.tags);
+            for (r, u) in s.values.iter().zip(&t.values) {
+                assert!(r.iter().zip(u).all(|(a, b)| close(a, b)), "{q}: {r:?} != {u:?}");
+            }
+        }
+    }
+}
+
+const RANGE: &str = "time >= 1699920000000ms AND time < 1699930800000ms";
+
+fn queries() -> Vec<String> {
+    let w = RANGE.replace("1699920000000", &T0.to_string()).replace("1699930800000", &(T0 + 3 * HOUR).to_string());
+    [
+        "SELECT mean(usage_user), max(usage_system), count(usage_user) FROM cpu WHERE {w} GROUP BY time(5m), host",
+        "SELECT sum(usage_user), min(usage_user), first(usage_user), last(usage_user), spread(usage_user) FROM cpu WHERE {w} GROUP BY time(1h)",
+        "SELECT median(usage_user), percentile(usage_user, 90), stddev(usage_user) FROM cpu WHERE {w} AND region = 'r1' GROUP BY time(30m)",
+        "SELECT mean(usage_user) + mean(usage_system) AS busy FROM cpu WHERE {w} AND host =~ /h[0-3]/ GROUP BY time(10m), region fill(none)",
+        "SELECT rate(requests), increase(requests) FROM http WHERE {w} GROUP BY time(10m), host",
+        "SELECT rate(requests, 1m) FROM http WHERE {w} GROUP BY time(1h)",
+        "SELECT derivative(mean(usage_user), 1m), moving_average(mean(usage_user), 3), exponential_moving_average(mean(usage_user), 4) FROM cpu WHERE {w} GROUP BY time(10m)",
+        "SELECT top(usage_user, 3) FROM cpu WHERE {w} AND host = 'h2' GROUP BY time(1h)",
+        "SELECT bottom(usage_user, 2) FROM cpu WHERE {w} GROUP BY time(1h), host SLIMIT 2 SOFFSET 1",
+        "SELECT usage_user, usage_system, host FROM cpu WHERE {w} AND host = 'h1' ORDER BY time DESC LIMIT 20 OFFSET 5",
+        "SELECT * FROM cpu WHERE {w} AND region = 'r0' GROUP BY host LIMIT 7",
+        "SELECT difference(requests), non_negative_derivative(requests, 10s) FROM http WHERE {w} AND host = 'h4' LIMIT 50",
+        "SELECT max(usage_user) FROM cpu WHERE {w} GROUP BY * HAVING max(usage_user) > 99",
+        "SELECT mean(*) FROM cpu WHERE {w} GROUP BY time(1h) fill(0)",
+        "SELECT count(usage_user) FROM cpu WHERE {w} GROUP BY time(7m, 2m) fill(previous)",
+        "SHOW MEASUREMENTS; SHOW TAG KEYS FROM cpu; SHOW TAG VALUES FROM cpu WITH KEY = host WHERE region = 'r1'",
+        "SHOW FIELD KEYS; SHOW SERIES CARDINALITY; SHOW SERIES FROM http WHERE host =~ /h[12]/",
+    ]
+    .iter()
+    .map(|q| q.replace("{w}", &w))
+    .collect()
+}
+
+#[test]
+fn a_query_over_many_shards_equals_the_same_query_over_one() {
+    let points = data();
+    let one = cluster(1, &points);
+    let many = cluster(5, &points);
+    assert!(many.engines.iter().all(|e| e.series_count() > 0), "data spread over every shard");
+    for q in queries() {
+        let a = run(&one, &q, false);
+        let b = run(&many, &q, false);
+        for r in &a {
+            assert!(r.error.is_none(), "{q}: {:?}", r.error);
+            assert!(!r.series.is_empty(), "{q}: the query must return something to compare");
+        }
+        assert_same(&q, &a, &b);
+    }
+}
+
+#[test]
+fn rollup_answers_equal_raw_answers_where_raw_data_exists() {
+    let c = cluster(3, &data());
+    let w = format!("time >= {}ms AND time < {}ms", T0 + 7 * MINUTE, T0 + 3 * HOUR - 11 * MINUTE);
+    for q in [
+        format!("SELECT mean(usage_user), min(usage_user), max(usage_user), count(usage_user), sum(usage_system) FROM cpu WHERE {w} GROUP BY time(1h), host"),
+        format!("SELECT first(usage_user), last(usage_user), spread(usage_user) FROM cpu WHERE {w} GROUP BY time(1m)"),
+        format!("SELECT mean(usage_user) FROM cpu WHERE {w} GROUP BY time(2h, 30m), region"),
+        format!("SELECT max(usage_user) FROM cpu WHERE {w}"),
+    ] {
+        let tiers = run(&c, &q, false);
+        let raw = run(&c, &q, true);
+        assert!(tiers[0].error.is_none(), "{q}: {:?}", tiers[0].error);
+        assert!(!tiers[0].series.is_empty(), "{q}");
+        assert_same(&q, &tiers, &raw);
+    }
+}
+
+#[test]
+fn errors_point_at_the_query_text_and_limits_stop_large_queries() {
+    let c = cluster(2, &data());
+    let r = run(&c, "SELECT meen(usage_user) FROM cpu WHERE time > now() - 1h GROUP BY time(1m)", false);
+    let e = r[0].error.as_deref().unwrap();
+    assert!(e.contains("line 1, column 8") && e.contains("unknown function meen()"), "{e}");
+    let r = run(&c, "SELECT mean(usage_user) FROM cpu WHERE usage_user > 5", false);
+    assert!(r[0].error.as_deref().unwrap().contains("HAVING"), "{:?}", r[0].error);
+    let r = run(&c, "SELECT mean(usage_user), usage_system FROM cpu", false);
+    assert!(
+        r[0].error.as_deref().unwrap().contains("\"usage_system\" is used outside an aggregate"),
+        "{:?}",
+        r[0].error
+    );
+
+    let engines: Vec<&ShardEngine> = c.engines.iter().collect();
+    let tight = PlanOptions {
+        now_ms: T0 + 3 * HOUR,
+        limits: Limits { max_points: 1000, ..Limits::default() },
+        raw_only: false,
+    };
+    let r = run_local(&engines, "SELECT * FROM cpu", &tight).unwrap();
+    assert!(r[0].error.as_deref().unwrap().contains("query.max_points"), "{:?}", r[0].error);
+    let tight = PlanOptions { limits: Limits { max_series: 3, ..Limits::default() }, ..tight };
+    let r = run_local(&engines, "SELECT last(usage_user) FROM cpu", &tight).unwrap();
+    assert!(r[0].error.as_deref().unwrap().contains("query.max_series"), "{:?}", r[0].error);
+    let r = run(&c, &format!("SELECT mean(usage_user) FROM cpu WHERE time > {}ms GROUP BY time(1ms)", T0), false);
+    assert!(r[0].error.as_deref().unwrap().contains("query.max_buckets"), "{:?}", r[0].error);
+}
