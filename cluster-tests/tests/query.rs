@@ -124,6 +124,23 @@ async fn t10_golden_cases_grpc_pharosctl_and_the_influx_cli() -> Result<()> {
         bail!("{} golden case(s) differ:\n{}", failures.len(), failures.join("\n"));
     }
 
+    // The same dashboard query again: whole buckets come from the shards' caches, the answer is the same,
+    // and the hit count shows in /metrics.
+    let q = expand(
+        "SELECT mean(usage_user) FROM cpu WHERE time >= {t+0} AND time < {t+7200} GROUP BY time(10m), host",
+        base,
+    );
+    let first = query_json(&c, 0, &q).await?.1;
+    let again = query_json(&c, 0, &q).await?.1;
+    assert_eq!(first, again);
+    let metrics = c.http.get(c.nodes[0].url("/metrics")).send().await?.text().await?;
+    let hits: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("pharos_query_cache_buckets_total") && l.contains("result=\"hit\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .context("pharos_query_cache_buckets_total{result=\"hit\"} in /metrics")?;
+    assert!(hits >= 12.0, "12 buckets per host were cached: {hits}");
+
     // A query that does not parse: 400 naming the position.
     let (code, body) = query_json(&c, 0, "SELECT mean(usage_user FROM cpu").await?;
     assert_eq!(code, 400);

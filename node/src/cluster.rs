@@ -33,6 +33,8 @@ pub struct ShardReplica {
     pub raft: Raft,
     pub engine: SharedEngine,
     pub writer: ShardWriter,
+    /// Answers of whole buckets for repeated dashboard queries (pharos-query's cache).
+    pub query_cache: Arc<std::sync::Mutex<pharos_query::cache::ShardCache>>,
 }
 
 pub struct Node {
@@ -144,10 +146,12 @@ impl Node {
             pharos_raft::leadership::spawn_while_leader(&raft, move || {
                 crate::writer::maintenance(shard, r.clone(), every)
             });
+            let query_cache =
+                Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(node.config.query.cache_entries)));
             node.shards
                 .write()
                 .expect("shards lock")
-                .insert(shard, Arc::new(ShardReplica { shard, raft, engine, writer }));
+                .insert(shard, Arc::new(ShardReplica { shard, raft, engine, writer, query_cache }));
         }
         // Record the founding placement in the meta group (ignored when one exists).
         if first == id {

@@ -191,6 +191,8 @@ pub struct QueryConfig {
     /// A statement running longer is stopped with an error.
     #[serde(with = "humantime_ms")]
     pub timeout: Duration,
+    /// Query shapes whose whole buckets each shard replica caches (0 turns the cache off).
+    pub cache_entries: usize,
 }
 
 impl Default for QueryConfig {
@@ -201,6 +203,7 @@ impl Default for QueryConfig {
             max_points: l.max_points,
             max_buckets: l.max_buckets,
             timeout: Duration::from_secs(60),
+            cache_entries: 64,
         }
     }
 }

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub series: IntGaugeVec,
     pub forwarded_writes: IntCounter,
     pub queries: IntCounterVec,
+    pub query_cache: IntCounterVec,
     pub query_seconds: prometheus::Histogram,
     pub up: IntGauge,
 }
@@ -74,6 +75,11 @@ impl Metrics {
             series: gv("shard_series", "Series in this replica of the shard", &["shard"]),
             forwarded_writes: c("forwarded_writes_total", "Shard writes forwarded to another node's leader"),
             queries: cv("queries_total", "Query statements by outcome", &["outcome"]),
+            query_cache: cv(
+                "query_cache_buckets_total",
+                "Whole buckets of cacheable shard queries run here: served from the cache (hit) or computed (miss)",
+                &["result"],
+            ),
             query_seconds,
             up,
             registry,

@@ -12,7 +12,7 @@ use pharos_query::{exec, parse, plan, PlanOptions, QueryError, Series, Statement
 use tokio::task::JoinSet;
 
 use crate::cluster::Node;
-use crate::shard_rpc::{execute, ShardRequest, ShardResponse};
+use crate::shard_rpc::{execute, query_local_batch, ShardRequest, ShardResponse, ShardRpcError};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueryOptions {
@@ -72,15 +72,29 @@ async fn fan_out(
     opts: QueryOptions,
     timeout: Duration,
 ) -> Result<Vec<ShardAnswer>, QueryError> {
+    // Shards this node can answer itself (its replica leads, or any replica will do) go in one batch;
+    // the others, and local ones that turn out not to lead, go one by one to their leaders.
+    let (local, mut remote): (Vec<u32>, Vec<u32>) =
+        (0..node.router.shards()).partition(|s| node.replica(*s).is_some() && (opts.allow_stale || node.is_leader(*s)));
+    let mut results = Vec::with_capacity(node.router.shards() as usize);
+    for (shard, res) in query_local_batch(node, &local, &q, !opts.allow_stale).await {
+        match res {
+            Ok(r) => results.push((shard, Ok(r))),
+            Err(ShardRpcError::Failed(why)) => results.push((shard, Err(why))),
+            Err(_) => remote.push(shard),
+        }
+    }
     let req = Arc::new(ShardRequest::Query(q));
     let mut set = JoinSet::new();
-    for shard in 0..node.router.shards() {
+    for shard in remote {
         let (node, req) = (node.clone(), req.clone());
         set.spawn(async move { (shard, execute(&node, shard, &req, !opts.allow_stale, timeout).await) });
     }
-    let mut answers = Vec::with_capacity(node.router.shards() as usize);
     while let Some(joined) = set.join_next().await {
-        let (shard, res) = joined.map_err(|e| QueryError::Internal(e.to_string()))?;
+        results.push(joined.map_err(|e| QueryError::Internal(e.to_string()))?);
+    }
+    let mut answers = Vec::with_capacity(results.len());
+    for (shard, res) in results {
         match res {
             Ok(ShardResponse::Query(Ok(a))) => answers.push(a),
             Ok(ShardResponse::Query(Err(e))) => return Err(e),

@@ -105,7 +105,12 @@ pub async fn execute_local(
         ShardRequest::Query(q) => {
             read_barrier(&r.raft, shard, linearizable).await?;
             let q = q.clone();
-            Ok(ShardResponse::Query(on_engine(r.engine.clone(), move |e| pharos_query::shard::run(e, &q)).await?))
+            let cache = r.query_cache.clone();
+            let (answer, stats) =
+                on_engine(r.engine.clone(), move |e| pharos_query::cache::run_cached(e, &cache, &q)).await?;
+            node.metrics.query_cache.with_label_values(&["hit"]).inc_by(stats.hits);
+            node.metrics.query_cache.with_label_values(&["miss"]).inc_by(stats.misses);
+            Ok(ShardResponse::Query(answer))
         }
         ShardRequest::ReadRaw(rr) => {
             read_barrier(&r.raft, shard, linearizable).await?;
@@ -141,6 +146,67 @@ pub async fn execute_local(
             .map_err(|e| ShardRpcError::Failed(e.to_string()))?
         }
     }
+}
+
+/// Runs a query's shard part on several local replicas at once: the read barriers concurrently, then the
+/// reads in one blocking task per core (not one per shard: most shard parts take microseconds, and a thread
+/// hand-off per shard would cost more than the read).
+pub async fn query_local_batch(
+    node: &Node,
+    shards: &[u32],
+    q: &ShardQuery,
+    linearizable: bool,
+) -> Vec<(u32, Result<ShardResponse, ShardRpcError>)> {
+    let mut out = Vec::with_capacity(shards.len());
+    let mut ready = Vec::new();
+    let barriers = shards.iter().map(|&s| async move {
+        let r = node.replica(s).ok_or(ShardRpcError::NoReplica(s))?;
+        read_barrier(&r.raft, s, linearizable).await?;
+        Ok::<_, ShardRpcError>(r)
+    });
+    for (&s, res) in shards.iter().zip(futures::future::join_all(barriers).await) {
+        match res {
+            Ok(r) => ready.push(r),
+            Err(e) => out.push((s, Err(e))),
+        }
+    }
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1);
+    let per = ready.len().div_ceil(workers).max(1);
+    let mut tasks = Vec::new();
+    for group in ready.chunks(per) {
+        let group: Vec<Arc<crate::cluster::ShardReplica>> = group.to_vec();
+        let q = q.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            group
+                .iter()
+                .map(|r| {
+                    let res = match r.engine.read() {
+                        Ok(e) => Ok(pharos_query::cache::run_cached(&e, &r.query_cache, &q)),
+                        Err(_) => Err(ShardRpcError::Failed("engine lock poisoned".into())),
+                    };
+                    (r.shard, res)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    for t in futures::future::join_all(tasks).await {
+        match t {
+            Ok(results) => {
+                for (s, res) in results {
+                    out.push((
+                        s,
+                        res.map(|(answer, stats)| {
+                            node.metrics.query_cache.with_label_values(&["hit"]).inc_by(stats.hits);
+                            node.metrics.query_cache.with_label_values(&["miss"]).inc_by(stats.misses);
+                            ShardResponse::Query(answer)
+                        }),
+                    ));
+                }
+            }
+            Err(e) => return vec![(u32::MAX, Err(ShardRpcError::Failed(e.to_string())))],
+        }
+    }
+    out
 }
 
 /// For a linearizable read: a Raft read-index round confirming this replica leads and has applied

@@ -7,10 +7,12 @@
 //!                                                              ▼ aggregates per group and bucket, or raw series
 //!                  result::Series ◄──exec::finish (merge, final aggregates, window functions, fill, order, limits)
 //! ```
+//! [`cache`] keeps shards' answers of whole buckets for dashboards that repeat a query.
 //! The node (pharos-node) sends the shard queries to the shards' leaders over gRPC; [`run_local`] runs a
 //! query over engines in this process (tests, tools).
 
 pub mod ast;
+pub mod cache;
 pub mod error;
 pub mod exec;
 pub mod parser;

@@ -218,3 +218,65 @@ fn errors_point_at_the_query_text_and_limits_stop_large_queries() {
     let r = run(&c, &format!("SELECT mean(usage_user) FROM cpu WHERE time > {}ms GROUP BY time(1ms)", T0), false);
     assert!(r[0].error.as_deref().unwrap().contains("query.max_buckets"), "{:?}", r[0].error);
 }
+
+#[test]
+fn cached_answers_equal_fresh_ones_through_late_writes_and_moving_windows() {
+    use pharos_query::cache::{run_cached, ShardCache};
+    use pharos_query::shard::{run as run_shard, ShardAnswer};
+    use std::sync::Mutex;
+
+    let points = data();
+    let mut c = cluster(2, &points[..points.len() / 2]);
+    let caches: Vec<Mutex<ShardCache>> = (0..2).map(|_| Mutex::new(ShardCache::new(16))).collect();
+    let opts = PlanOptions { now_ms: T0 + 3 * HOUR, limits: Limits::default(), raw_only: false };
+    let mut hits = 0;
+    let mut rest: Vec<Point> = points[points.len() / 2..].to_vec();
+    for step in 0..12i64 {
+        // A dashboard: the last 90 minutes in 5-minute buckets, moving on by 7 minutes each refresh.
+        let end = T0 + 90 * MINUTE + step * 7 * MINUTE;
+        for q in [
+            format!("SELECT mean(usage_user), max(usage_system), count(usage_user) FROM cpu WHERE time >= {}ms AND time < {end}ms GROUP BY time(5m), host", end - 90 * MINUTE),
+            format!("SELECT rate(requests) FROM http WHERE time >= {}ms AND time < {end}ms GROUP BY time(5m)", end - 90 * MINUTE),
+        ] {
+            let st = pharos_query::parse(&q).unwrap().remove(0);
+            let plan = pharos_query::plan(&st, &opts).unwrap();
+            let sq = plan.shard_query().unwrap();
+            let mut cached_answers = Vec::new();
+            let mut fresh_answers = Vec::new();
+            for (e, cache) in c.engines.iter().zip(&caches) {
+                let (a, stats) = run_cached(e, cache, &sq);
+                hits += stats.hits;
+                cached_answers.push(a.unwrap());
+                fresh_answers.push(run_shard(e, &sq).unwrap());
+            }
+            for (x, y) in cached_answers.iter().zip(&fresh_answers) {
+                let (ShardAnswer::Aggregate { groups: gx, .. }, ShardAnswer::Aggregate { groups: gy, .. }) = (x, y) else {
+                    panic!("aggregate answers")
+                };
+                assert_eq!(gx.len(), gy.len(), "step {step}: {q}");
+                for (a, b) in gx.iter().zip(gy) {
+                    assert_eq!((&a.measurement, &a.tags, &a.field), (&b.measurement, &b.tags, &b.field));
+                    assert_eq!(a.buckets.len(), b.buckets.len(), "step {step}: {q}");
+                    for (p, r) in a.buckets.iter().zip(&b.buckets) {
+                        assert_eq!((p.ts, p.p.count), (r.ts, r.p.count), "step {step}: {q}");
+                        assert!((p.p.sum - r.p.sum).abs() <= 1e-9 * p.p.sum.abs().max(1.0), "step {step}: {q}");
+                        assert!((p.increase - r.increase).abs() <= 1e-9 * p.increase.abs().max(1.0), "step {step}: {q}");
+                        assert_eq!((p.p.max, p.p.last), (r.p.max, r.p.last), "step {step}: {q}");
+                    }
+                }
+            }
+        }
+        // Between refreshes: the newest data arrives, and some late samples land in already cached buckets.
+        let take = rest.len().min(2000);
+        let mut batch: Vec<Point> = rest.drain(..take).collect();
+        for p in batch.iter_mut().step_by(97) {
+            p.timestamp -= 40 * MINUTE; // late: inside the out-of-order window, inside cached buckets
+        }
+        for (i, e) in c.engines.iter_mut().enumerate() {
+            let mine: Vec<Point> =
+                batch.iter().filter(|p| (p.tags[0].1.as_bytes()[1] as usize) % 2 == i).cloned().collect();
+            e.apply(&Command::Write(vec![mine]), &[9, step as u8]).unwrap();
+        }
+    }
+    assert!(hits > 100, "the cache served buckets ({hits})");
+}

@@ -150,7 +150,15 @@ pub struct ShardEngine {
     scratch_key: Vec<u8>,
     /// Per (class, tier): data before this time was expired (reads start no earlier).
     floors: HashMap<(u16, Tier), i64>,
+    /// Changes that can alter a read, for caches of derived answers: (version, oldest timestamp touched).
+    changes: std::collections::VecDeque<(u64, i64)>,
+    version: u64,
 }
+
+static ENGINE_INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 32);
+
+/// How many recent changes [`ShardEngine::oldest_change_since`] can look back over.
+const CHANGE_HISTORY: usize = 8192;
 
 const META_MARK: &str = "mark";
 const META_WM_1M: &str = "wm1m";
@@ -205,6 +213,10 @@ impl ShardEngine {
             samples_in_heads: 0,
             scratch_key: Vec::with_capacity(256),
             floors: HashMap::new(),
+            changes: std::collections::VecDeque::new(),
+            // Versions of different engine instances (reopened, or replaced by a snapshot) never meet, so a
+            // cache keyed by an old instance's version is never taken for valid.
+            version: ENGINE_INSTANCES.fetch_add(1 << 32, std::sync::atomic::Ordering::Relaxed),
         };
         e.load()?;
         Ok(e)
@@ -331,7 +343,13 @@ impl ShardEngine {
     /// Applies one command. `mark` (the Raft log id, opaque here) is stored with the next checkpoint.
     pub fn apply(&mut self, cmd: &Command, mark: &[u8]) -> Result<Vec<ApplyResult>> {
         let res = match cmd {
-            Command::Write(batches) => self.apply_write(batches)?,
+            Command::Write(batches) => {
+                let oldest = batches.iter().flatten().map(|p| p.timestamp).min();
+                if let Some(t) = oldest {
+                    self.record_change(t);
+                }
+                self.apply_write(batches)?
+            }
             Command::Maintain { now_ms } => {
                 self.mark = mark.to_vec();
                 self.maintain(*now_ms)?;
@@ -340,6 +358,33 @@ impl ShardEngine {
         };
         self.mark = mark.to_vec();
         Ok(res)
+    }
+
+    /// A number that grows with every change that can alter a read (writes, expiry, snapshot installs).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The oldest timestamp touched by changes after `version`: `Some(i64::MAX)` when nothing changed,
+    /// `None` when the history no longer reaches back that far (assume everything changed). A cache of
+    /// answers computed at `version` stays valid for data older than the returned time.
+    pub fn oldest_change_since(&self, version: u64) -> Option<i64> {
+        if version == self.version {
+            return Some(i64::MAX);
+        }
+        match self.changes.front() {
+            Some((first, _)) if *first <= version + 1 => {}
+            _ => return None,
+        }
+        Some(self.changes.iter().filter(|(v, _)| *v > version).map(|(_, t)| *t).min().unwrap_or(i64::MAX))
+    }
+
+    fn record_change(&mut self, oldest_ts: i64) {
+        self.version += 1;
+        if self.changes.len() == CHANGE_HISTORY {
+            self.changes.pop_front();
+        }
+        self.changes.push_back((self.version, oldest_ts));
     }
 
     /// Records a mark for a log entry that carries no command for the engine (blank or membership entries).
@@ -691,7 +736,11 @@ impl ShardEngine {
                 let hi = keys::part_prefix(self.shard, class, cutoff_part);
                 let floor = cutoff_part.saturating_mul(tier.partition_ms());
                 let f = self.floors.entry((class, tier)).or_insert(i64::MIN);
+                let moved = floor > *f;
                 *f = (*f).max(floor);
+                if moved {
+                    self.record_change(i64::MIN);
+                }
                 if lo < hi {
                     let name = match tier {
                         Tier::Raw => CF_CHUNKS,
@@ -769,11 +818,16 @@ impl ShardEngine {
     /// Raw samples of one series in [start, end), in time order, appended to the outputs.
     pub fn read_raw(&self, sid: SeriesId, start: i64, end: i64, ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<()> {
         let Some((start, end)) = self.clamp(sid, Tier::Raw, start, end) else { return Ok(()) };
+        // Sealed chunks hold only samples older than the head's first (later samples join the head), so a
+        // range that starts inside the head needs no chunk lookups: recent reads touch memory only.
+        let head_first = self.states[sid as usize].head.as_ref().and_then(|h| h.first_ts());
+        let chunks_end = head_first.map_or(end, |f| end.min(f));
         let class = self.class_of(sid);
         let width = Tier::Raw.partition_ms();
         let (mut t, mut x) = (Vec::with_capacity(256), Vec::with_capacity(256));
         let chunks = cf(&self.db, CF_CHUNKS);
-        for part in part_of(start, width)..=part_of(end - 1, width) {
+        let parts = if start < chunks_end { part_of(start, width)..=part_of(chunks_end - 1, width) } else { 1..=0 };
+        for part in parts {
             let lo = data_key(self.shard, class, part, sid, i64::MIN);
             let hi = data_key(self.shard, class, part, sid, i64::MAX);
             let mut ro = ReadOptions::default();
