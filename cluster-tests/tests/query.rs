@@ -205,3 +205,51 @@ async fn t10_golden_cases_grpc_pharosctl_and_the_influx_cli() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("error parsing query"), "{out:?}");
     Ok(())
 }
+
+/// `count` of every sample through one node (linearizable, or from any replica with `stale`).
+async fn count_via(c: &Cluster, node: usize, q: &str, stale: bool) -> Result<Option<i64>> {
+    let mut params = vec![("q", q.to_string()), ("epoch", "ms".to_string())];
+    if stale {
+        params.push(("stale", "true".to_string()));
+    }
+    let r = c.http.get(c.nodes[node].url("/query")).query(&params).send().await?;
+    let body: Json = r.json().await?;
+    if let Some(e) = body["results"][0]["error"].as_str() {
+        bail!("node {}: {e}", node + 1);
+    }
+    Ok(body["results"][0]["series"][0]["values"][0][1].as_i64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_three_nodes_read_their_writes_and_answer_through_a_node_loss() -> Result<()> {
+    let mut c = Cluster::start(3, "").await?;
+    let base = base_ms();
+    let data = data(base);
+    let lines = data.lines().count() as i64;
+    let q = expand("SELECT count(usage_user) FROM cpu WHERE time >= {t+0} AND time < {t+7200}", base);
+    let qh = expand("SELECT count(requests) FROM http WHERE time >= {t+0} AND time < {t+7200}", base);
+    // Written through node 1, read right away through every node: linearizable reads see it all.
+    let (code, body) = c.write(1, data).await?;
+    assert_eq!(code, 204, "{body}");
+    for n in 0..3 {
+        assert_eq!(count_via(&c, n, &q, false).await?, Some(345), "node {}", n + 1);
+        assert_eq!(count_via(&c, n, &qh, false).await?, Some(lines - 345), "node {}", n + 1);
+    }
+    // Stale reads from any replica catch up within moments.
+    for n in 0..3 {
+        cluster_tests::wait_for(std::time::Duration::from_secs(5), "stale read complete", || async {
+            Ok((count_via(&c, n, &q, true).await? == Some(345)).then_some(()))
+        })
+        .await?;
+    }
+    // SIGKILL node 3: the shards it led elect new leaders; queries through the others answer in full.
+    c.node(3).kill();
+    let started = std::time::Instant::now();
+    cluster_tests::wait_for(std::time::Duration::from_secs(15), "a full answer without node 3", || async {
+        Ok(matches!(count_via(&c, 0, &q, false).await, Ok(Some(345))).then_some(()))
+    })
+    .await?;
+    eprintln!("full answers again {:?} after the SIGKILL", started.elapsed());
+    assert_eq!(count_via(&c, 1, &qh, false).await?, Some(lines - 345));
+    Ok(())
+}
