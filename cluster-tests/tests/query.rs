@@ -91,7 +91,8 @@ async fn query_json(c: &Cluster, node: usize, q: &str) -> Result<(u16, Json)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_golden_cases_grpc_pharosctl_and_the_influx_cli() -> Result<()> {
-    let c = Cluster::start(1, "").await?;
+    // Small windows, so streamed raw queries (gRPC, chunked HTTP) come in many pieces.
+    let c = Cluster::start(1, "[query]\nwindow_points = 100\n").await?;
     let base = base_ms();
     let (code, body) = c.write(1, data(base)).await?;
     assert_eq!(code, 204, "{body}");
@@ -140,6 +141,41 @@ async fn t10_golden_cases_grpc_pharosctl_and_the_influx_cli() -> Result<()> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .context("pharos_query_cache_buckets_total{result=\"hit\"} in /metrics")?;
     assert!(hits >= 12.0, "12 buckets per host were cached: {hits}");
+
+    // chunked=true: raw rows stream as several JSON objects, one per line; together they equal the whole.
+    let q =
+        expand("SELECT usage_user, usage_system FROM cpu WHERE time >= {t+0} AND time < {t+7200} GROUP BY host", base);
+    let whole = query_json(&c, 0, &q).await?.1;
+    let text = c
+        .http
+        .get(c.nodes[0].url("/query"))
+        .query(&[("q", q.as_str()), ("epoch", "ms"), ("chunked", "true")])
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut joined: std::collections::BTreeMap<String, Vec<Json>> = Default::default();
+    let mut chunks = 0;
+    for line in text.lines() {
+        chunks += 1;
+        let v: Json = serde_json::from_str(line)?;
+        for s in v["results"][0]["series"].as_array().into_iter().flatten() {
+            joined
+                .entry(s["tags"].to_string())
+                .or_default()
+                .extend(s["values"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    assert!(chunks > 3, "streamed in pieces: {chunks}");
+    for s in whole["results"][0]["series"].as_array().context("series")? {
+        assert_eq!(
+            Some(s["values"].as_array().context("values")?),
+            joined.get(&s["tags"].to_string()),
+            "{}",
+            s["tags"]
+        );
+    }
+    assert_eq!(joined.values().map(Vec::len).sum::<usize>(), 345);
 
     // A query that does not parse: 400 naming the position.
     let (code, body) = query_json(&c, 0, "SELECT mean(usage_user FROM cpu").await?;

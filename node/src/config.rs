@@ -193,6 +193,8 @@ pub struct QueryConfig {
     pub timeout: Duration,
     /// Query shapes whose whole buckets each shard replica caches (0 turns the cache off).
     pub cache_entries: usize,
+    /// Raw queries streamed over gRPC (and HTTP with chunked=true) read about this many samples per window.
+    pub window_points: u64,
 }
 
 impl Default for QueryConfig {
@@ -204,6 +206,7 @@ impl Default for QueryConfig {
             max_buckets: l.max_buckets,
             timeout: Duration::from_secs(60),
             cache_entries: 64,
+            window_points: 1_000_000,
         }
     }
 }

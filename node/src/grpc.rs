@@ -228,12 +228,41 @@ fn proto_value(v: &pharos_query::Value) -> Value {
     Value { kind: Some(kind) }
 }
 
+/// Result series as stream messages: at most ROWS_PER_MESSAGE rows each; columns only in the first piece of
+/// a series within its statement (`seen`).
+fn messages(
+    statement: u32,
+    batch: Vec<pharos_query::Series>,
+    seen: &mut std::collections::HashSet<(String, Vec<(String, String)>)>,
+) -> Vec<QueryResponse> {
+    let mut out = Vec::new();
+    for s in batch {
+        let tags: Vec<Tag> = s.tags.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
+        let mut first = seen.insert((s.name.clone(), s.tags.clone()));
+        for chunk in s.values.chunks(ROWS_PER_MESSAGE) {
+            out.push(QueryResponse {
+                statement,
+                series: vec![SeriesResult {
+                    name: s.name.clone(),
+                    tags: tags.clone(),
+                    columns: if first { s.columns.clone() } else { vec![] },
+                    rows: chunk.iter().map(|r| Row { values: r.iter().map(proto_value).collect() }).collect(),
+                }],
+                error: String::new(),
+            });
+            first = false;
+        }
+    }
+    out
+}
+
 #[tonic::async_trait]
 impl Query for QueryService {
     type QueryStream = tokio_stream::wrappers::ReceiverStream<Result<QueryResponse, Status>>;
 
-    /// Streams each statement's series; a series with many rows comes in several messages (same name and
-    /// tags, columns only in the first). A failed statement ends the stream with its status.
+    /// Streams each statement's series as they become final (raw queries window by window); a series with
+    /// many rows comes in several messages (same name and tags, columns only in the first). A failed
+    /// statement ends the stream with its status.
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
         let req = req.into_inner();
         let statements = pharos_query::parse(&req.query).map_err(|e| query_status(&e.into(), &req.query))?;
@@ -243,47 +272,34 @@ impl Query for QueryService {
         tokio::spawn(async move {
             for (i, st) in statements.iter().enumerate() {
                 let started = std::time::Instant::now();
-                let res = crate::query::run_statement(&node, st, opts).await;
-                node.metrics.observe_query(started.elapsed(), res.is_ok());
-                let series = match res {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = tx.send(Err(query_status(&e, &req.query))).await;
-                        return;
-                    }
-                };
-                if series.is_empty()
-                    && tx.send(Ok(QueryResponse { statement: i as u32, ..Default::default() })).await.is_err()
-                {
-                    return;
-                }
-                for s in series {
-                    let tags: Vec<Tag> = s.tags.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
-                    let mut first = true;
-                    let mut rows = s.values.chunks(ROWS_PER_MESSAGE).peekable();
-                    if rows.peek().is_none() {
-                        continue;
-                    }
-                    for chunk in rows {
-                        let msg = QueryResponse {
-                            statement: i as u32,
-                            series: vec![SeriesResult {
-                                name: s.name.clone(),
-                                tags: tags.clone(),
-                                columns: if first { s.columns.clone() } else { vec![] },
-                                rows: chunk
-                                    .iter()
-                                    .map(|r| Row { values: r.iter().map(proto_value).collect() })
-                                    .collect(),
-                            }],
-                            error: String::new(),
-                        };
-                        first = false;
-                        // The client went away: stop (dropping the receiver cancels nothing else).
-                        if tx.send(Ok(msg)).await.is_err() {
-                            return;
+                let (btx, mut brx) = tokio::sync::mpsc::channel::<Vec<pharos_query::Series>>(2);
+                // Forward batches while the statement runs. When the client is gone the forwarder stops,
+                // the statement's next send fails, and it stops too (cancellation).
+                let out = tx.clone();
+                let forward = tokio::spawn(async move {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut sent_any = false;
+                    while let Some(batch) = brx.recv().await {
+                        for msg in messages(i as u32, batch, &mut seen) {
+                            sent_any = true;
+                            if out.send(Ok(msg)).await.is_err() {
+                                return None;
+                            }
                         }
                     }
+                    Some(sent_any)
+                });
+                let res = crate::query::run_statement_into(&node, st, opts, &btx).await;
+                drop(btx);
+                let Ok(Some(sent_any)) = forward.await else { return };
+                node.metrics.observe_query(started.elapsed(), res.is_ok());
+                if let Err(e) = res {
+                    let _ = tx.send(Err(query_status(&e, &req.query))).await;
+                    return;
+                }
+                if !sent_any && tx.send(Ok(QueryResponse { statement: i as u32, ..Default::default() })).await.is_err()
+                {
+                    return;
                 }
             }
         });

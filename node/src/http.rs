@@ -190,6 +190,9 @@ async fn query(
         return error_response(StatusCode::BAD_REQUEST, "epoch must be one of ns, u, ms, s, m, h".into());
     };
     let opts = crate::query::QueryOptions { allow_stale: params.get("stale").is_some_and(|v| v == "true") };
+    if params.get("chunked").is_some_and(|v| v == "true") {
+        return query_chunked(node, text.clone(), epoch, opts);
+    }
     match crate::query::run(&node, text, opts).await {
         Ok(results) => {
             let body = pharos_query::result::results_json(&results, epoch);
@@ -205,6 +208,69 @@ async fn query(
         }
         Err(e) => error_response(StatusCode::BAD_REQUEST, format!("error parsing query: {}", e.render(text))),
     }
+}
+
+/// `chunked=true`: one JSON object per line, each `{"results":[{"statement_id":N,"series":[...]}]}` with the
+/// rows that became final (raw queries stream window by window, so a series may come in several objects),
+/// as InfluxDB's chunked responses; a statement's error comes as `{"results":[{"statement_id":N,"error":..}]}`.
+/// A query that does not parse still gets 400.
+fn query_chunked(
+    node: Arc<Node>,
+    text: String,
+    epoch: pharos_query::Epoch,
+    opts: crate::query::QueryOptions,
+) -> Response {
+    let statements = match pharos_query::parse(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            let e: pharos_query::QueryError = e.into();
+            return error_response(StatusCode::BAD_REQUEST, format!("error parsing query: {}", e.render(&text)));
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let line = |v: serde_json::Value| Ok(Bytes::from(format!("{v}\n")));
+        for (i, st) in statements.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let (btx, mut brx) = tokio::sync::mpsc::channel::<Vec<pharos_query::Series>>(2);
+            let out = tx.clone();
+            // Forward batches while the statement runs; a client that went away stops the forwarder, and
+            // with it the statement (its next send fails).
+            let forward = tokio::spawn(async move {
+                let mut sent = false;
+                while let Some(series) = brx.recv().await {
+                    let r = pharos_query::StatementResult { statement_id: i, series, error: None };
+                    if out.send(line(pharos_query::result::results_json(&[r], epoch))).await.is_err() {
+                        return None;
+                    }
+                    sent = true;
+                }
+                Some(sent)
+            });
+            let res = crate::query::run_statement_into(&node, st, opts, &btx).await;
+            drop(btx);
+            let Ok(Some(sent)) = forward.await else { return };
+            node.metrics.observe_query(started.elapsed(), res.is_ok());
+            let tail = match res {
+                Err(e) => Some(pharos_query::StatementResult {
+                    statement_id: i,
+                    series: vec![],
+                    error: Some(e.render(&text)),
+                }),
+                Ok(()) if !sent => Some(pharos_query::StatementResult { statement_id: i, series: vec![], error: None }),
+                Ok(()) => None,
+            };
+            if let Some(r) = tail {
+                if tx.send(line(pharos_query::result::results_json(&[r], epoch))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("X-Influxdb-Version", HeaderValue::from_static("1.8.10-pharos"));
+    r
 }
 
 async fn ping() -> Response {

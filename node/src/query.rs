@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pharos_query::shard::{ShardAnswer, ShardQuery};
+use pharos_query::stream::RawWindows;
 use pharos_query::{exec, parse, plan, PlanOptions, QueryError, Series, StatementResult};
 use tokio::task::JoinSet;
 
@@ -63,6 +64,45 @@ pub async fn run_statement(
     tokio::task::spawn_blocking(move || exec::finish(&p, answers))
         .await
         .map_err(|e| QueryError::Internal(e.to_string()))?
+}
+
+/// Runs one statement and sends its result series to `tx` as they become final: raw queries in time
+/// windows of about `query.window_points` samples (so a large result never sits whole in memory here),
+/// everything else in one piece. Stops early, cancelling the rest, when the receiver is gone (the client
+/// went away).
+pub async fn run_statement_into(
+    node: &Arc<Node>,
+    st: &pharos_query::ast::Statement,
+    opts: QueryOptions,
+    tx: &tokio::sync::mpsc::Sender<Vec<Series>>,
+) -> Result<(), QueryError> {
+    let popts = PlanOptions { now_ms: now_ms(), limits: node.config.query.limits(), raw_only: false };
+    let p = plan(st, &popts)?;
+    let raw = match &p {
+        pharos_query::Plan::Raw(r) if RawWindows::streamable(r) => r.clone(),
+        _ => {
+            let series = run_statement(node, st, opts).await?;
+            let _ = tx.send(series).await;
+            return Ok(());
+        }
+    };
+    let timeout = node.config.query.timeout;
+    let work = async {
+        let extents = fan_out(node, RawWindows::extent_query(&raw), opts, timeout).await?;
+        let mut windows = RawWindows::new(&raw, &extents, node.config.query.window_points)?;
+        while let Some((q, a, z)) = windows.next_query() {
+            let answers = fan_out(node, q, opts, timeout).await?;
+            let series = windows.finish_window(a, z, answers)?;
+            if !series.is_empty() && tx.send(series).await.is_err() {
+                return Ok(()); // nobody listens any more
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(QueryError::Timeout(timeout.as_millis() as u64)),
+    }
 }
 
 /// Sends the shard query to every shard at once and collects the answers (all, or the first error).

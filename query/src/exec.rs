@@ -363,6 +363,7 @@ fn finish_aggregate(plan: &AggPlan, answers: Vec<ShardAnswer>) -> Result<Vec<Ser
         let counts: Vec<bool> =
             columns.iter().map(|c| matches!(&c.expr, PExpr::Leaf(l) if leaves[*l].func == AggFn::Count)).collect();
         let mut times = Vec::new();
+        let mut empty = Vec::new();
         let mut table: Vec<Vec<Option<V>>> = Vec::new();
         for i in 0..grid.len() {
             if !keep[i] {
@@ -377,12 +378,13 @@ fn finish_aggregate(plan: &AggPlan, answers: Vec<ShardAnswer>) -> Result<Vec<Ser
                 continue;
             }
             times.push(if plan.time_grouped { grid[i] } else { plan.report_time });
+            empty.push(!any_data[i]);
             table.push(cols.iter().map(|c| Some(c[i].clone())).collect());
         }
         if table.is_empty() {
             continue;
         }
-        fill(&mut table, &times, plan.shape.fill);
+        fill(&mut table, &times, &empty, plan.shape.fill);
         let values: Vec<Vec<Value>> = times
             .iter()
             .zip(table)
@@ -408,25 +410,26 @@ fn to_value(v: V, integer: bool) -> Value {
     }
 }
 
-/// FILL over a table of rows (one entry per column); numeric cells only.
-fn fill(table: &mut [Vec<Option<V>>], times: &[i64], how: Fill) {
+/// FILL over a table of rows (one entry per column): only rows of empty buckets (`empty`) are filled; a null
+/// computed from data (stddev of one sample, a division by zero) stays null.
+fn fill(table: &mut [Vec<Option<V>>], times: &[i64], empty: &[bool], how: Fill) {
     let ncols = table.first().map(Vec::len).unwrap_or(0);
     for j in 0..ncols {
         match how {
             Fill::Null | Fill::None => {}
             Fill::Value(x) => {
-                for row in table.iter_mut() {
-                    if row[j] == Some(V::Null) {
+                for (i, row) in table.iter_mut().enumerate() {
+                    if empty[i] && row[j] == Some(V::Null) {
                         row[j] = Some(V::F(x));
                     }
                 }
             }
             Fill::Previous => {
                 let mut prev: Option<V> = None;
-                for row in table.iter_mut() {
+                for (i, row) in table.iter_mut().enumerate() {
                     match &row[j] {
                         Some(V::Null) | None => {
-                            if let Some(p) = &prev {
+                            if let (true, Some(p)) = (empty[i], &prev) {
                                 row[j] = Some(p.clone());
                             }
                         }
@@ -443,6 +446,9 @@ fn fill(table: &mut [Vec<Option<V>>], times: &[i64], how: Fill) {
                 for pair in known.windows(2) {
                     let ((i0, v0), (i1, v1)) = (pair[0], pair[1]);
                     for (i, row) in table.iter_mut().enumerate().take(i1).skip(i0 + 1) {
+                        if !empty[i] {
+                            continue;
+                        }
                         let f = (times[i] - times[i0]) as f64 / (times[i1] - times[i0]) as f64;
                         row[j] = Some(V::F(v0 + (v1 - v0) * f));
                     }

@@ -19,6 +19,7 @@ pub mod parser;
 pub mod plan;
 pub mod result;
 pub mod shard;
+pub mod stream;
 
 pub use error::{ParseError, QueryError};
 pub use parser::parse;

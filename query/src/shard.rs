@@ -125,6 +125,12 @@ pub enum MetaQuery {
     Series {
         sel: SeriesSel,
     },
+    /// Oldest and newest sample time of the selected series, and how many there are (to cut a raw query
+    /// into windows that each hold a bounded number of points).
+    Extent {
+        sel: SeriesSel,
+        fields: FieldSel,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +235,8 @@ pub enum MetaAnswer {
     Pairs(BTreeMap<String, BTreeSet<(String, String)>>),
     /// Per measurement, a count.
     Counts(BTreeMap<String, u64>),
+    /// (oldest, newest) sample time and series count; None when no series has a sample.
+    Extent(Option<(i64, i64)>, u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -554,6 +562,14 @@ fn meta(e: &ShardEngine, q: &MetaQuery) -> Result<ShardAnswer, QueryError> {
                 sets.entry(i.measurement.to_string()).or_default().insert(i.tags.clone());
             }
             MetaAnswer::Counts(sets.into_iter().map(|(m, s)| (m, s.len() as u64)).collect())
+        }
+        MetaQuery::Extent { sel, fields } => {
+            let ids = select(e, sel, fields)?;
+            let range = ids
+                .iter()
+                .filter_map(|sid| e.series_time_range(sid))
+                .fold(None, |acc: Option<(i64, i64)>, (a, b)| Some(acc.map_or((a, b), |(x, y)| (x.min(a), y.max(b)))));
+            MetaAnswer::Extent(range, ids.len())
         }
         MetaQuery::Series { sel } => {
             let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

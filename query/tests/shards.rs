@@ -280,3 +280,54 @@ fn cached_answers_equal_fresh_ones_through_late_writes_and_moving_windows() {
     }
     assert!(hits > 100, "the cache served buckets ({hits})");
 }
+
+#[test]
+fn raw_queries_in_windows_equal_the_whole_answer() {
+    use pharos_query::shard::run as run_shard;
+    use pharos_query::stream::RawWindows;
+    use pharos_query::{Plan, Series};
+
+    let c = cluster(3, &data());
+    let opts = PlanOptions { now_ms: T0 + 3 * HOUR, limits: Limits::default(), raw_only: false };
+    for q in [
+        "SELECT usage_user, usage_system, host FROM cpu WHERE region = 'r1'".to_string(),
+        "SELECT * FROM cpu GROUP BY host ORDER BY time DESC LIMIT 500 OFFSET 3".to_string(),
+        format!(
+            "SELECT requests * 2 FROM http WHERE time >= {}ms AND time < {}ms GROUP BY host LIMIT 40",
+            T0 + 7 * MINUTE,
+            T0 + 2 * HOUR
+        ),
+    ] {
+        let st = pharos_query::parse(&q).unwrap().remove(0);
+        let Plan::Raw(raw) = pharos_query::plan(&st, &opts).unwrap() else { panic!("raw plan") };
+        assert!(RawWindows::streamable(&raw));
+        let whole = run(&c, &q, false).remove(0).series;
+        let ask = |sq: &pharos_query::shard::ShardQuery| {
+            c.engines.iter().map(|e| run_shard(e, sq).unwrap()).collect::<Vec<_>>()
+        };
+        // Windows of about 500 points: the data (up to ~20,000 samples per query) takes many.
+        let mut w = RawWindows::new(&raw, &ask(&RawWindows::extent_query(&raw)), 500).unwrap();
+        let mut pieces: Vec<Series> = Vec::new();
+        let mut windows = 0;
+        while let Some((sq, a, z)) = w.next_query() {
+            windows += 1;
+            assert!(windows < 10_000, "windows make progress");
+            pieces.extend(w.finish_window(a, z, ask(&sq)).unwrap());
+        }
+        assert!(windows > 3, "{q}: the query ran in several windows ({windows})");
+        // Join the pieces of each series, in the order they came.
+        let mut joined: Vec<Series> = Vec::new();
+        for p in pieces {
+            match joined.iter_mut().find(|s| s.name == p.name && s.tags == p.tags) {
+                Some(s) => s.values.extend(p.values),
+                None => joined.push(p),
+            }
+        }
+        joined.sort_by(|a, b| (&a.name, &a.tags).cmp(&(&b.name, &b.tags)));
+        assert_eq!(joined.len(), whole.len(), "{q}");
+        for (j, w) in joined.iter().zip(&whole) {
+            assert_eq!(j.columns, w.columns, "{q}");
+            assert_eq!(j.values, w.values, "{q}: {} {:?}", j.name, j.tags);
+        }
+    }
+}

@@ -322,6 +322,12 @@ impl ShardEngine {
         &self.index
     }
 
+    /// Oldest and newest timestamp ever applied to a series (None before its first sample).
+    pub fn series_time_range(&self, sid: SeriesId) -> Option<(i64, i64)> {
+        let st = self.states.get(sid as usize)?;
+        (st.max_ts != i64::MIN).then_some((st.min_ts, st.max_ts))
+    }
+
     pub fn series_count(&self) -> usize {
         self.index.len()
     }

@@ -263,22 +263,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(Some(msg)) => {
                         for s in msg.series {
                             let tags: Vec<(String, String)> = s.tags.into_iter().map(|t| (t.key, t.value)).collect();
-                            // Columns come with the first piece of a series; later pieces continue it.
-                            let cont = s.columns.is_empty()
-                                && all.last().is_some_and(|l| {
-                                    l.statement == msg.statement && l.name == s.name && l.tags == tags
-                                });
-                            if !cont {
-                                all.push(Printed {
-                                    statement: msg.statement,
-                                    name: s.name,
-                                    tags,
-                                    columns: s.columns,
-                                    rows: vec![],
-                                    json_rows: vec![],
-                                });
-                            }
-                            let last = all.last_mut().expect("pushed");
+                            // Columns come with the first piece of a series; later pieces (raw queries are
+                            // streamed in time windows, so pieces of several series interleave) continue it.
+                            let at = all.iter().position(|l| {
+                                s.columns.is_empty()
+                                    && l.statement == msg.statement
+                                    && l.name == s.name
+                                    && l.tags == tags
+                            });
+                            let at = match at {
+                                Some(i) => i,
+                                None => {
+                                    all.push(Printed {
+                                        statement: msg.statement,
+                                        name: s.name,
+                                        tags,
+                                        columns: s.columns,
+                                        rows: vec![],
+                                        json_rows: vec![],
+                                    });
+                                    all.len() - 1
+                                }
+                            };
+                            let last = &mut all[at];
                             for r in s.rows {
                                 let (text, json): (Vec<String>, Vec<serde_json::Value>) =
                                     r.values.iter().map(cell).unzip();
