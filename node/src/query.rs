@@ -60,10 +60,28 @@ pub async fn run_statement(
         }
         None => vec![],
     };
-    // Merging is CPU work proportional to the answer: keep it off the async workers.
+    // Merging is CPU work proportional to the answer: off the async workers unless the answer is small
+    // (a thread hand-off costs more than merging a few thousand points).
+    if answer_points(&answers) < 20_000 {
+        return exec::finish(&p, answers);
+    }
     tokio::task::spawn_blocking(move || exec::finish(&p, answers))
         .await
         .map_err(|e| QueryError::Internal(e.to_string()))?
+}
+
+/// Samples or buckets held in shard answers (a measure of the merge's work).
+fn answer_points(answers: &[ShardAnswer]) -> u64 {
+    answers
+        .iter()
+        .map(|a| match a {
+            ShardAnswer::Raw { series, .. } => series.iter().map(|s| s.ts.len() as u64).sum(),
+            ShardAnswer::Aggregate { groups, .. } => {
+                groups.iter().map(|g| g.buckets.iter().map(|b| 1 + b.values.len() as u64).sum::<u64>()).sum()
+            }
+            ShardAnswer::Meta(_) => 0,
+        })
+        .sum()
 }
 
 /// Runs one statement and sends its result series to `tx` as they become final: raw queries in time
