@@ -264,6 +264,21 @@ impl Node {
     }
 
     /// True when this node leads the shard.
+    /// Whether the local replica may serve a stale read: it leads, or follows a leader it hears from. A
+    /// follower cut off from its leader becomes a candidate after an election timeout and stops qualifying,
+    /// so a stale read lags the leader by at most about an election timeout plus replication lag.
+    pub fn serves_stale(&self, shard: u32) -> bool {
+        self.replica(shard).is_some_and(|r| {
+            let m = r.raft.metrics();
+            let m = m.borrow();
+            match m.state {
+                ServerState::Leader => true,
+                ServerState::Follower => m.current_leader.is_some_and(|l| l != self.id),
+                _ => false,
+            }
+        })
+    }
+
     pub fn is_leader(&self, shard: u32) -> bool {
         self.replica(shard).is_some_and(|r| r.raft.metrics().borrow().state == ServerState::Leader)
     }

@@ -50,6 +50,12 @@ pub struct ServerFlags {
     /// Every founding member: `1=host:grpcport,2=host:grpcport,3=host:grpcport`. Omit for a single node.
     #[arg(long)]
     pub initial_cluster: Option<String>,
+    /// Line protocol over TCP (Telegraf socket_writer, nc): off unless given [default: off].
+    #[arg(long)]
+    pub line_tcp_addr: Option<SocketAddr>,
+    /// Line protocol over UDP (best effort): off unless given [default: off].
+    #[arg(long)]
+    pub line_udp_addr: Option<SocketAddr>,
     /// Join a running cluster through any member's gRPC address (host:port).
     #[arg(long)]
     pub join: Option<String>,
@@ -72,6 +78,9 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub advertise_grpc_addr: Option<String>,
+    /// Line protocol over TCP / UDP listeners (off when unset).
+    pub line_tcp_addr: Option<SocketAddr>,
+    pub line_udp_addr: Option<SocketAddr>,
     pub initial_cluster: Option<String>,
     pub join: Option<String>,
     pub shards: u32,
@@ -93,6 +102,8 @@ impl Default for Config {
             http_addr: "127.0.0.1:8086".parse().expect("valid"),
             grpc_addr: "127.0.0.1:8087".parse().expect("valid"),
             advertise_grpc_addr: None,
+            line_tcp_addr: None,
+            line_udp_addr: None,
             initial_cluster: None,
             join: None,
             shards: 16,
@@ -305,6 +316,12 @@ impl Config {
         over!(data_dir, http_addr, grpc_addr, node_id, shards, replication_factor, log);
         if flags.advertise_grpc_addr.is_some() {
             c.advertise_grpc_addr = flags.advertise_grpc_addr.clone();
+        }
+        if flags.line_tcp_addr.is_some() {
+            c.line_tcp_addr = flags.line_tcp_addr;
+        }
+        if flags.line_udp_addr.is_some() {
+            c.line_udp_addr = flags.line_udp_addr;
         }
         if flags.initial_cluster.is_some() {
             c.initial_cluster = flags.initial_cluster.clone();

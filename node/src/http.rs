@@ -4,6 +4,7 @@
 //! |----------------------|----------------------------------------------------------------------|
 //! | `POST /write`        | line protocol (`precision=ns|us|ms|s`, gzip allowed); 204 on success |
 //! | `POST /api/v2/write` | the same body (InfluxDB 2.x clients, Telegraf's influxdb_v2 output)  |
+//! | `POST /api/v1/write` | Prometheus remote write (snappy protobuf); 204, 400 naming the bad series |
 //! | `GET/POST /query`    | the query language; InfluxDB 1.x parameters (`q`, `db`, `epoch`, ...) and JSON |
 //! | `GET /ping`          | 204, for clients that probe InfluxDB                                 |
 //! | `GET /health`        | every shard has a leader? JSON, 200 or 503                           |
@@ -38,6 +39,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
         .route("/query", get(query).post(query))
+        .route("/api/v1/write", post(remote_write))
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -271,6 +273,45 @@ fn query_chunked(
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r.headers_mut().insert("X-Influxdb-Version", HeaderValue::from_static("1.8.10-pharos"));
     r
+}
+
+/// Prometheus remote write: all of a request is checked before any of it is written (see `prom.rs`).
+async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
+    let limit = node.config.limits.max_body_bytes;
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return write_error(WriteError::TooLarge { limit }),
+    };
+    let points = match crate::prom::decode(
+        &body,
+        &node.config.limits.line(),
+        limit,
+        node.config.limits.max_points_per_request,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            node.metrics.write_requests.with_label_values(&["remote_write", "invalid_argument"]).inc();
+            let status = match e {
+                crate::prom::RemoteWriteError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return error_response(status, format!("{e}; nothing of this request was written"));
+        }
+    };
+    match write_points(&node, points).await {
+        Ok(w) => {
+            let (code, resp) = match w.refusal(node.config.storage.out_of_order_window) {
+                Some(msg) => ("partial", error_response(StatusCode::BAD_REQUEST, msg)),
+                None => ("ok", StatusCode::NO_CONTENT.into_response()),
+            };
+            node.metrics.write_requests.with_label_values(&["remote_write", code]).inc();
+            resp
+        }
+        Err(e) => {
+            node.metrics.write_requests.with_label_values(&["remote_write", e.code()]).inc();
+            write_error(e)
+        }
+    }
 }
 
 async fn ping() -> Response {

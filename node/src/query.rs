@@ -133,7 +133,8 @@ async fn fan_out(
     // Shards this node can answer itself (its replica leads, or any replica will do) go in one batch;
     // the others, and local ones that turn out not to lead, go one by one to their leaders.
     let (local, mut remote): (Vec<u32>, Vec<u32>) =
-        (0..node.router.shards()).partition(|s| node.replica(*s).is_some() && (opts.allow_stale || node.is_leader(*s)));
+        (0..node.router.shards())
+            .partition(|s| if opts.allow_stale { node.serves_stale(*s) } else { node.is_leader(*s) });
     let mut results = Vec::with_capacity(node.router.shards() as usize);
     for (shard, res) in query_local_batch(node, &local, &q, !opts.allow_stale).await {
         match res {

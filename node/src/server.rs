@@ -43,6 +43,19 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let http_listener = bind(config.http_addr, "HTTP", "http-addr").await?;
     let grpc_listener = bind(config.grpc_addr, "gRPC", "grpc-addr").await?;
+    let line_tcp = match config.line_tcp_addr {
+        Some(a) => Some(bind(a, "line protocol TCP", "line-tcp-addr").await?),
+        None => None,
+    };
+    let line_udp = match config.line_udp_addr {
+        Some(addr) => Some(tokio::net::UdpSocket::bind(addr).await.map_err(|source| ServeError::Bind {
+            addr,
+            what: "line protocol UDP",
+            flag: "line-udp-addr",
+            source,
+        })?),
+        None => None,
+    };
     let (shutdown, _) = broadcast::channel::<()>(8);
     let max_msg = config.limits.max_body_bytes.max(4 << 20);
     let node = Node::start(config, shutdown.clone()).await?;
@@ -68,6 +81,12 @@ pub async fn run(
     let http = axum::serve(http_listener, crate::http::router(node.clone())).with_graceful_shutdown(async move {
         let _ = http_stop.recv().await;
     });
+    if let Some(l) = line_tcp {
+        tokio::spawn(crate::line_listeners::serve_tcp(node.clone(), l, stop_tx.subscribe()));
+    }
+    if let Some(s) = line_udp {
+        tokio::spawn(crate::line_listeners::serve_udp(node.clone(), s, stop_tx.subscribe()));
+    }
     let grpc_task = tokio::spawn(grpc);
     let http_task = tokio::spawn(async move { http.await });
     let gauges = {

@@ -77,6 +77,10 @@ pub async fn execute_local(
     req: &ShardRequest,
     linearizable: bool,
 ) -> Result<ShardResponse, ShardRpcError> {
+    if !linearizable && !matches!(req, ShardRequest::Status) && !node.serves_stale(shard) {
+        // A replica without a leader may be arbitrarily behind: send the reader to the leader instead.
+        return Err(ShardRpcError::NotLeader { shard, leader: node.leader_of(shard).filter(|l| *l != node.id) });
+    }
     let r = node.replica(shard).ok_or(ShardRpcError::NoReplica(shard))?;
     match req {
         ShardRequest::Status => {
@@ -257,7 +261,11 @@ pub async fn execute(
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(20);
     loop {
-        let local_ok = node.replica(shard).is_some() && (!linearizable || node.is_leader(shard));
+        let local_ok = match req {
+            ShardRequest::Status => node.replica(shard).is_some(),
+            _ if linearizable => node.is_leader(shard),
+            _ => node.serves_stale(shard),
+        };
         let target = if local_ok { Some(node.id) } else { node.leader_of(shard) };
         let res = match target {
             Some(t) if t == node.id => execute_local(node, shard, req, linearizable).await,
