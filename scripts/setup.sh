@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Pharos needs on a fresh Debian machine with only Rust on it:
 # Debian's RocksDB (linked instead of compiling RocksDB's C++, see docs/ARCHITECTURE.md "Build") and
-# libclang for the RocksDB bindings; influxdb-client for the query tests. Safe to run again; does nothing when everything is present.
+# libclang for the RocksDB bindings; influxdb-client and prometheus for the
+# query and collection tests. Safe to run again; does nothing when everything is present.
 set -euo pipefail
 need=()
 [ -e /usr/lib/x86_64-linux-gnu/librocksdb.so ] || [ -e /usr/lib/aarch64-linux-gnu/librocksdb.so ] || need+=(librocksdb-dev)
@@ -11,6 +12,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v python3 >/dev/null || need+=(python3)
 # The InfluxDB 1.x command-line client: the query tests drive /query with it.
 command -v influx >/dev/null || need+=(influxdb-client)
+# Prometheus: the remote-write test points a real Prometheus server at Pharos.
+command -v prometheus >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt-get)" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -1,4 +1,5 @@
-//! Push collection on a real `pharos` process: Prometheus remote write, line protocol over TCP and UDP.
+//! Push collection on a real `pharos` process: Prometheus remote write (from our own client and from a real
+//! Prometheus server, Debian's package), line protocol over TCP and UDP.
 
 use std::time::Duration;
 
@@ -124,4 +125,85 @@ async fn t10_remote_write_tcp_and_udp_line_protocol() -> Result<()> {
         "the bad TCP line is counted"
     );
     Ok(())
+}
+
+/// Raw samples `(ms, value)` Prometheus holds for a selector in [at_s - 2m, at_s] (Prometheus 2.x range
+/// selectors include both ends; a range query returns the stored samples themselves).
+async fn prometheus_samples(http: &reqwest::Client, base: &str, selector: &str, at_s: f64) -> Result<Vec<(i64, f64)>> {
+    let r: Json = http
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", format!("{selector}[2m]")), ("time", format!("{at_s:.3}"))])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let values = r["data"]["result"][0]["values"].as_array().cloned().unwrap_or_default();
+    Ok(values
+        .iter()
+        .map(|v| {
+            (
+                (v[0].as_f64().unwrap_or(0.0) * 1000.0).round() as i64,
+                v[1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN),
+            )
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_a_real_prometheus_remote_writes_what_it_scraped() -> Result<()> {
+    let c = Cluster::start(1, "").await?;
+    let dir = tempfile::TempDir::new()?;
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 500ms\n",
+            c.nodes[0].url("/api/v1/write")
+        ),
+    )?;
+    let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting prometheus (apt install prometheus; scripts/setup.sh does): {e}"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let result = async {
+        // Prometheus scrapes itself every second and pushes; wait for ten scrapes to arrive in Pharos.
+        let q = "SELECT count(value) FROM up WHERE job = 'self' AND time > now() - 5m";
+        wait_for(Duration::from_secs(60), "Prometheus's samples in Pharos", || async { Ok((count(&c, q).await?.unwrap_or(0) >= 10).then_some(())) })
+            .await?;
+        // Compare every stored sample of a counter over the same 2 minutes, a few seconds back (delivered).
+        let at_s = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as f64 - 3000.0) / 1000.0;
+        let selector = "prometheus_http_requests_total{handler=\"/metrics\"}";
+        let theirs = prometheus_samples(&c.http, &base, selector, at_s).await?;
+        assert!(theirs.len() >= 5, "Prometheus holds samples: {theirs:?}");
+        let end_ms = (at_s * 1000.0).round() as i64;
+        let q = format!(
+            "SELECT value FROM prometheus_http_requests_total WHERE handler = '/metrics' AND job = 'self' AND time >= {}ms AND time <= {end_ms}ms",
+            end_ms - 120_000
+        );
+        let r: Json = c.http.get(c.nodes[0].url("/query")).query(&[("q", q.as_str()), ("epoch", "ms")]).send().await?.json().await?;
+        let ours: Vec<(i64, f64)> = r["results"][0]["series"][0]["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| (v[0].as_i64().unwrap_or(0), v[1].as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        assert_eq!(ours, theirs, "Pharos stores what Prometheus scraped, sample for sample");
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let _ = prom.kill();
+    let _ = prom.wait();
+    if result.is_err() {
+        eprintln!(
+            "prometheus log:\n{}",
+            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+        );
+    }
+    result
 }
