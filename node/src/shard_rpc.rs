@@ -174,6 +174,21 @@ pub async fn query_local_batch(
             Err(e) => out.push((s, Err(e))),
         }
     }
+    // Small queries (one series for an hour, say) run right here: a thread hand-off would cost more.
+    let small = ready.iter().try_fold(0u64, |acc, r| {
+        let e = r.engine.try_read().ok()?;
+        Some(acc + pharos_query::shard::estimate_points(&e, q)?)
+    });
+    if small.is_some_and(|n| n <= INLINE_POINTS) {
+        for r in ready {
+            let res = match r.engine.read() {
+                Ok(e) => Ok(pharos_query::cache::run_cached(&e, &r.query_cache, q)),
+                Err(_) => Err(ShardRpcError::Failed("engine lock poisoned".into())),
+            };
+            out.push((r.shard, res.map(|(answer, stats)| count_cache(node, stats, answer))));
+        }
+        return out;
+    }
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1);
     let per = ready.len().div_ceil(workers).max(1);
     let mut tasks = Vec::new();
@@ -197,20 +212,26 @@ pub async fn query_local_batch(
         match t {
             Ok(results) => {
                 for (s, res) in results {
-                    out.push((
-                        s,
-                        res.map(|(answer, stats)| {
-                            node.metrics.query_cache.with_label_values(&["hit"]).inc_by(stats.hits);
-                            node.metrics.query_cache.with_label_values(&["miss"]).inc_by(stats.misses);
-                            ShardResponse::Query(answer)
-                        }),
-                    ));
+                    out.push((s, res.map(|(answer, stats)| count_cache(node, stats, answer))));
                 }
             }
             Err(e) => return vec![(u32::MAX, Err(ShardRpcError::Failed(e.to_string())))],
         }
     }
     out
+}
+
+/// Estimated samples below which local shard parts run on the calling task instead of a blocking thread.
+const INLINE_POINTS: u64 = 5_000;
+
+fn count_cache(
+    node: &Node,
+    stats: pharos_query::cache::CacheStats,
+    answer: Result<ShardAnswer, QueryError>,
+) -> ShardResponse {
+    node.metrics.query_cache.with_label_values(&["hit"]).inc_by(stats.hits);
+    node.metrics.query_cache.with_label_values(&["miss"]).inc_by(stats.misses);
+    ShardResponse::Query(answer)
 }
 
 /// For a linearizable read: a Raft read-index round confirming this replica leads and has applied

@@ -330,6 +330,25 @@ fn group_tags(info: &pharos_storage::series::SeriesInfo, by: &GroupBy) -> Vec<(S
     }
 }
 
+/// A cheap upper estimate of the samples a query will read on this shard (series selected times the range
+/// at one sample per 10 s), so a caller can run small queries inline instead of handing them to a thread.
+/// None for metadata queries (their cost is the index size).
+pub fn estimate_points(e: &ShardEngine, q: &ShardQuery) -> Option<u64> {
+    let (sel, fields, start, end) = match q {
+        ShardQuery::Aggregate(a) => (&a.sel, &a.fields, a.start, a.end),
+        ShardQuery::Raw(r) => (&r.sel, &r.fields, r.start, r.end),
+        ShardQuery::Meta(_) => return None,
+    };
+    let ids = select(e, sel, fields).ok()?;
+    let mut total = 0u64;
+    for sid in ids.iter() {
+        let Some((a, z)) = e.series_time_range(sid) else { continue };
+        let span = end.min(z.saturating_add(1)).saturating_sub(start.max(a)).max(0) as u64;
+        total = total.saturating_add(span / 10_000 + 1);
+    }
+    Some(total)
+}
+
 /// Answers one shard query from a shard's engine (call it off the async runtime: it reads RocksDB).
 pub fn run(e: &ShardEngine, q: &ShardQuery) -> Result<ShardAnswer, QueryError> {
     match q {
