@@ -41,6 +41,9 @@ pub enum Command {
     Write(Vec<Vec<Point>>),
     /// Periodic maintenance with the leader's clock.
     Maintain { now_ms: i64 },
+    /// Replicated key-value state of actors that run on the shard's leader (alerting: rule states, the
+    /// notification outbox). Applied atomically; kept with the shard's data, so it travels in snapshots.
+    State { puts: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>> },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +171,8 @@ const META_LAST_CKPT: &str = "ckpt";
 const META_RANGE: &str = "r";
 /// `f` + class + tier: expiry floors.
 const META_FLOOR: &str = "f";
+/// `s` + key: replicated actor state ([`Command::State`]).
+const META_STATE: &str = "s";
 
 fn new_state() -> SeriesState {
     SeriesState { max_ts: i64::MIN, min_ts: i64::MAX, ..Default::default() }
@@ -361,6 +366,20 @@ impl ShardEngine {
                 self.maintain(*now_ms)?;
                 return Ok(Vec::new());
             }
+            Command::State { puts, deletes } => {
+                let meta = cf(&self.db, CF_META);
+                let mut batch = WriteBatch::default();
+                for k in deletes {
+                    batch.delete_cf(meta, self.state_key(k));
+                }
+                for (k, v) in puts {
+                    batch.put_cf(meta, self.state_key(k), v);
+                }
+                // Not synced: the Raft log holds the command, and replay from the durable mark re-applies it.
+                self.db.write(batch)?;
+                self.mark = mark.to_vec();
+                return Ok(Vec::new());
+            }
         };
         self.mark = mark.to_vec();
         Ok(res)
@@ -391,6 +410,32 @@ impl ShardEngine {
             self.changes.pop_front();
         }
         self.changes.push_back((self.version, oldest_ts));
+    }
+
+    fn state_key(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = meta_key(self.shard, META_STATE);
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// Replicated state (see [`Command::State`]) whose keys start with `prefix`, in key order.
+    pub fn state_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let lo = self.state_key(prefix);
+        let mut hi = lo.clone();
+        // The smallest key greater than every key with this prefix.
+        while let Some(last) = hi.pop() {
+            if last < 0xff {
+                hi.push(last + 1);
+                break;
+            }
+        }
+        if hi.is_empty() {
+            hi = keys::shard_end(self.shard).to_vec();
+        }
+        let strip = self.state_key(b"").len();
+        range_iter(&self.db, CF_META, &lo, &hi)
+            .map(|r| r.map(|(k, v)| (k[strip..].to_vec(), v.to_vec())).map_err(Into::into))
+            .collect()
     }
 
     /// Records a mark for a log entry that carries no command for the engine (blank or membership entries).

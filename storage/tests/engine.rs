@@ -417,3 +417,39 @@ fn t80_group_by_tags_and_measurement_listing() {
     assert_eq!(summary, vec![("eu".into(), 6, 15.0), ("us".into(), 12, 30.0)]);
     assert_eq!(e.index().field_keys(&|m| m == "cpu"), vec!["sys", "user"]);
 }
+
+#[test]
+fn t90_replicated_actor_state_is_kept_scanned_and_travels_in_snapshots() {
+    let f = Fixture::new(EngineOptions::default());
+    let mut a = f.open(4);
+    let mut other = f.open(5);
+    let state = |puts: &[(&str, &str)], deletes: &[&str]| Command::State {
+        puts: puts.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect(),
+        deletes: deletes.iter().map(|k| k.as_bytes().to_vec()).collect(),
+    };
+    a.apply(&state(&[("alert/g1", "one"), ("alert/g2", "two"), ("outbox/1", "n1"), ("outbox/2", "n2")], &[]), &mark(1))
+        .unwrap();
+    other.apply(&state(&[("alert/g1", "other shard")], &[]), &mark(1)).unwrap();
+    a.apply(&state(&[("alert/g2", "two v2")], &["outbox/1"]), &mark(2)).unwrap();
+    let scan = |e: &ShardEngine, p: &str| -> Vec<(String, String)> {
+        e.state_scan(p.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect()
+    };
+    assert_eq!(scan(&a, "alert/"), vec![("alert/g1".into(), "one".into()), ("alert/g2".into(), "two v2".into())]);
+    assert_eq!(scan(&a, "outbox/"), vec![("outbox/2".into(), "n2".into())]);
+    assert_eq!(scan(&other, ""), vec![("alert/g1".into(), "other shard".into())]);
+    // Reopened, and imported elsewhere from a snapshot: the same state.
+    let snap = a.export().unwrap();
+    drop(a);
+    assert_eq!(scan(&f.open(4), "alert/").len(), 2);
+    let g = Fixture::new(EngineOptions::default());
+    let b = ShardEngine::import(g.db.clone(), 4, &snap, g.retention.clone(), g.opts.clone()).unwrap();
+    assert_eq!(scan(&b, ""), scan(&f.open(4), ""));
+    // Dropping the shard drops its state.
+    ShardEngine::drop_data(&f.db, 4).unwrap();
+    assert!(scan(&f.open(4), "").is_empty());
+    assert_eq!(scan(&f.open(5), "").len(), 1);
+}
