@@ -23,6 +23,17 @@ pub struct MetaState {
     pub nodes: BTreeMap<NodeId, NodeAddr>,
     /// Replicas of each shard; the index is the shard id.
     pub shards: Vec<Vec<NodeId>>,
+    /// The alerting and recording rule file in force (validated by the node before it is proposed).
+    pub rules: StoredRules,
+    /// Alert silences by id, as JSON (their shape belongs to pharos-alert).
+    pub silences: BTreeMap<String, String>,
+}
+
+/// A rule file and its version (increments with every apply, so actors know to reload).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRules {
+    pub text: String,
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +54,18 @@ pub enum MetaCommand {
     SetReplicas {
         shard: u32,
         replicas: Vec<NodeId>,
+    },
+    /// Replaces the rule file (text already validated).
+    SetRules {
+        text: String,
+    },
+    /// Adds or replaces a silence.
+    PutSilence {
+        id: String,
+        json: String,
+    },
+    DeleteSilence {
+        id: String,
     },
 }
 
@@ -79,6 +102,18 @@ impl MetaState {
                     MetaResponse::Ok
                 }
                 None => MetaResponse::Rejected(format!("no shard {shard}")),
+            },
+            MetaCommand::SetRules { text } => {
+                self.rules = StoredRules { text: text.clone(), version: self.rules.version + 1 };
+                MetaResponse::Ok
+            }
+            MetaCommand::PutSilence { id, json } => {
+                self.silences.insert(id.clone(), json.clone());
+                MetaResponse::Ok
+            }
+            MetaCommand::DeleteSilence { id } => match self.silences.remove(id) {
+                Some(_) => MetaResponse::Ok,
+                None => MetaResponse::Rejected(format!("no silence {id}")),
             },
         }
     }
@@ -224,6 +259,18 @@ impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_are_versioned_and_silences_come_and_go() {
+        let mut s = MetaState::default();
+        assert_eq!(s.apply(&MetaCommand::SetRules { text: "groups: []".into() }), MetaResponse::Ok);
+        s.apply(&MetaCommand::SetRules { text: "groups: [x]".into() });
+        assert_eq!(s.rules, StoredRules { text: "groups: [x]".into(), version: 2 });
+        s.apply(&MetaCommand::PutSilence { id: "s1".into(), json: "{}".into() });
+        assert_eq!(s.silences.len(), 1);
+        assert_eq!(s.apply(&MetaCommand::DeleteSilence { id: "s1".into() }), MetaResponse::Ok);
+        assert!(matches!(s.apply(&MetaCommand::DeleteSilence { id: "s1".into() }), MetaResponse::Rejected(_)));
+    }
 
     #[test]
     fn placement_is_even_and_distinct() {
