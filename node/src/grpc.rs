@@ -181,6 +181,34 @@ impl Admin for AdminService {
         Ok(Response::new(cluster_status(&self.node).await))
     }
 
+    /// Validates a rule file (every query must plan) and, unless `dry_run`, stores it in the meta group.
+    async fn apply_rules(&self, req: Request<ApplyRulesRequest>) -> Result<Response<ApplyRulesResponse>, Status> {
+        let req = req.into_inner();
+        let (groups, rules) = crate::alerting::validate(None, &req.text).map_err(Status::invalid_argument)?;
+        let version = if req.dry_run {
+            self.node.meta_state.read().map(|m| m.rules.version).unwrap_or(0)
+        } else {
+            match self.node.meta_write(pharos_raft::meta::MetaCommand::SetRules { text: req.text }).await {
+                Ok(pharos_raft::meta::MetaResponse::Ok) => {}
+                Ok(pharos_raft::meta::MetaResponse::Rejected(why)) => return Err(Status::failed_precondition(why)),
+                Err(e) => return Err(Status::unavailable(format!("storing the rules: {e}"))),
+            }
+            self.node.meta_state.read().map(|m| m.rules.version).unwrap_or(0)
+        };
+        Ok(Response::new(ApplyRulesResponse { version, groups: groups as u32, rules: rules as u32 }))
+    }
+
+    async fn get_rules(&self, _req: Request<GetRulesRequest>) -> Result<Response<GetRulesResponse>, Status> {
+        let r = self.node.meta_state.read().map(|m| m.rules.clone()).unwrap_or_default();
+        Ok(Response::new(GetRulesResponse { text: r.text, version: r.version }))
+    }
+
+    async fn alerts(&self, _req: Request<AlertsRequest>) -> Result<Response<AlertsResponse>, Status> {
+        Err(Status::unimplemented(
+            "alert evaluation is not built yet: rules are validated and stored (pharosctl rules apply), not run",
+        ))
+    }
+
     async fn add_node(&self, _req: Request<AddNodeRequest>) -> Result<Response<StatusResponse>, Status> {
         Err(Status::unimplemented(
             "adding nodes to a running cluster is not built yet; start every node with the same --initial-cluster",

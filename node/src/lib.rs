@@ -16,6 +16,7 @@
 //! ShardWriter: drain queue (bounded) ─► one Raft entry ─► quorum commit ─► apply ─► answer each request
 //! ```
 
+pub mod alerting;
 pub mod cluster;
 pub mod config;
 pub mod error;

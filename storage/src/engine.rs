@@ -877,8 +877,8 @@ impl ShardEngine {
         let width = Tier::Raw.partition_ms();
         let (mut t, mut x) = (Vec::with_capacity(256), Vec::with_capacity(256));
         let chunks = cf(&self.db, CF_CHUNKS);
-        let parts = if start < chunks_end { part_of(start, width)..=part_of(chunks_end - 1, width) } else { 1..=0 };
-        for part in parts {
+        let parts = (start < chunks_end).then(|| part_of(start, width)..=part_of(chunks_end - 1, width));
+        for part in parts.into_iter().flatten() {
             let lo = data_key(self.shard, class, part, sid, i64::MIN);
             let hi = data_key(self.shard, class, part, sid, i64::MAX);
             let mut ro = ReadOptions::default();

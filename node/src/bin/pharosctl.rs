@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use pharos_proto::v1::admin_client::AdminClient;
 use pharos_proto::v1::query_client::QueryClient;
 use pharos_proto::v1::write_client::WriteClient;
-use pharos_proto::v1::{value, QueryRequest, StatusRequest, WriteRequest};
+use pharos_proto::v1::{value, ApplyRulesRequest, GetRulesRequest, QueryRequest, StatusRequest, WriteRequest};
 
 #[derive(Parser)]
 #[command(name = "pharosctl", version, about = "Administer a Pharos cluster")]
@@ -39,6 +39,11 @@ enum Cmd {
         #[arg(long, default_value = "ns")]
         precision: String,
     },
+    /// Alerting and recording rules (Prometheus rule-file YAML; expr is a Pharos query).
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
     /// Run a query (several statements may be separated by `;`) and print the result.
     Query {
         /// The query, e.g. "SELECT mean(usage_user) FROM cpu WHERE time > now() - 1h GROUP BY time(5m), host".
@@ -51,6 +56,21 @@ enum Cmd {
         #[arg(long)]
         stale: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Validate a rule file locally (no server needed): shape, durations, labels, templates, queries.
+    Check { file: String },
+    /// Validate and store a rule file in the cluster (replaces the one in force).
+    Apply {
+        file: String,
+        /// Only validate on the server.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the rule file in force and its version.
+    List,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -246,6 +266,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|s| anyhow::anyhow!("write refused: {}", s.message()))?
                 .into_inner();
             println!("wrote {} points ({} samples)", r.points_written, r.samples_written);
+        }
+        Cmd::Rules { cmd } => {
+            let read = |file: &str| std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
+            match cmd {
+                RulesCmd::Check { file } => {
+                    let text = read(&file)?;
+                    match pharos_node::alerting::validate(Some(&file), &text) {
+                        Ok((groups, rules)) => println!("{file}: ok ({groups} groups, {rules} rules)"),
+                        Err(problems) => anyhow::bail!("invalid rule file\n{problems}"),
+                    }
+                }
+                RulesCmd::Apply { file, dry_run } => {
+                    let text = read(&file)?;
+                    let mut c = AdminClient::connect(ep.clone())
+                        .await
+                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let r = c
+                        .apply_rules(ApplyRulesRequest { text, dry_run })
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                        .into_inner();
+                    if dry_run {
+                        println!("{file}: valid ({} groups, {} rules); nothing stored", r.groups, r.rules);
+                    } else {
+                        println!("{file}: applied as version {} ({} groups, {} rules)", r.version, r.groups, r.rules);
+                    }
+                }
+                RulesCmd::List => {
+                    let mut c = AdminClient::connect(ep.clone())
+                        .await
+                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let r = c
+                        .get_rules(GetRulesRequest {})
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                        .into_inner();
+                    if r.version == 0 {
+                        println!("no rules applied yet (pharosctl rules apply FILE)");
+                    } else {
+                        println!("# version {}\n{}", r.version, r.text);
+                    }
+                }
+            }
         }
         Cmd::Query { query, format, stale } => {
             let mut c = QueryClient::connect(ep.clone())
