@@ -447,6 +447,7 @@ impl ShardEngine {
         let mut results = Vec::with_capacity(batches.len());
         let mut batch = WriteBatch::default();
         let mut late: Vec<(SeriesId, i64, f64)> = Vec::new();
+        let mut in_head: HashMap<SeriesId, Vec<(i64, f64)>> = HashMap::new();
         let mut dirty: BTreeSet<(SeriesId, i64)> = BTreeSet::new();
         let rolled_before = self.watermark_1m.unwrap_or(i64::MIN).max(self.watermark_1h.unwrap_or(i64::MIN));
         let mut key = std::mem::take(&mut self.scratch_key);
@@ -462,7 +463,7 @@ impl ShardEngine {
                             self.create_series(&key, p, field, &mut batch)
                         }
                     };
-                    match self.add_sample(sid, p.timestamp, *v, &mut batch, &mut late)? {
+                    match self.add_sample(sid, p.timestamp, *v, &mut batch, &mut late, &mut in_head)? {
                         Accepted::Yes => {
                             res.samples_written += 1;
                             if p.timestamp < rolled_before {
@@ -477,6 +478,9 @@ impl ShardEngine {
             results.push(res);
         }
         self.scratch_key = key;
+        for (sid, samples) in in_head {
+            self.merge_into_head(sid, samples, &mut late);
+        }
         self.db.write(batch)?;
         if !late.is_empty() {
             self.apply_late(late)?;
@@ -526,6 +530,7 @@ impl ShardEngine {
         v: f64,
         batch: &mut WriteBatch,
         late: &mut Vec<(SeriesId, i64, f64)>,
+        in_head: &mut HashMap<SeriesId, Vec<(i64, f64)>>,
     ) -> Result<Accepted> {
         let max_chunk = self.opts.max_chunk_samples;
         if ts < self.tier_floor(sid, Tier::Raw) {
@@ -541,6 +546,9 @@ impl ShardEngine {
                 if h.len() >= max_chunk
                     || part_of(first, Tier::Raw.partition_ms()) != part_of(ts, Tier::Raw.partition_ms())
                 {
+                    if let Some(pending) = in_head.remove(&sid) {
+                        self.merge_into_head(sid, pending, late);
+                    }
                     self.seal(sid, batch)?;
                     let st = &mut self.states[sid as usize];
                     let mut h = HeadAppender::new();
@@ -552,23 +560,10 @@ impl ShardEngine {
                 self.samples_in_heads += 1;
             }
             Some(h) if ts >= h.first_ts().unwrap_or(i64::MAX) => {
-                // Inside the head: rebuild it with the sample inserted (or the value replaced).
-                let (mut t, mut x) = (Vec::with_capacity(h.len() + 1), Vec::with_capacity(h.len() + 1));
-                h.decode_into(&mut t, &mut x);
-                match t.binary_search(&ts) {
-                    Ok(i) if x[i].to_bits() == v.to_bits() => return Ok(Accepted::Yes),
-                    Ok(i) => x[i] = v,
-                    Err(i) => {
-                        t.insert(i, ts);
-                        x.insert(i, v);
-                        self.samples_in_heads += 1;
-                    }
-                }
-                let mut nh = HeadAppender::new();
-                for (&a, &b) in t.iter().zip(&x) {
-                    nh.append(a, b);
-                }
-                *h = nh;
+                // Inside the head: merged once per series after the whole command, or before the head is
+                // sealed (see merge_into_head), not by rebuilding the head per sample (concurrent writers
+                // deliver many such samples at once).
+                in_head.entry(sid).or_default().push((ts, v));
             }
             None if st.max_ts == i64::MIN || ts > st.max_ts => {
                 let mut h = HeadAppender::new();
@@ -583,6 +578,41 @@ impl ShardEngine {
         st.min_ts = st.min_ts.min(ts);
         st.dirty = true;
         Ok(Accepted::Yes)
+    }
+
+    /// Inserts samples that fell inside a series' head (older than its newest sample) with one head rebuild,
+    /// in apply order (a later write of a timestamp wins). Called before the head is sealed and after each
+    /// command, so the head still covers them; anything below it goes to the sealed chunks.
+    fn merge_into_head(&mut self, sid: SeriesId, samples: Vec<(i64, f64)>, late: &mut Vec<(SeriesId, i64, f64)>) {
+        let st = &mut self.states[sid as usize];
+        let Some(h) = st.head.as_mut() else {
+            late.extend(samples.into_iter().map(|(ts, v)| (sid, ts, v)));
+            return;
+        };
+        let first = h.first_ts().unwrap_or(i64::MAX);
+        let (mut t, mut x) = (Vec::with_capacity(h.len() + samples.len()), Vec::with_capacity(h.len() + samples.len()));
+        h.decode_into(&mut t, &mut x);
+        let mut added = 0u64;
+        for (ts, v) in samples {
+            if ts < first {
+                late.push((sid, ts, v));
+                continue;
+            }
+            match t.binary_search(&ts) {
+                Ok(k) => x[k] = v,
+                Err(k) => {
+                    t.insert(k, ts);
+                    x.insert(k, v);
+                    added += 1;
+                }
+            }
+        }
+        let mut nh = HeadAppender::new();
+        for (&a, &b) in t.iter().zip(&x) {
+            nh.append(a, b);
+        }
+        *h = nh;
+        self.samples_in_heads += added;
     }
 
     /// Moves a series' head into a sealed chunk (in `batch`).
