@@ -4,6 +4,11 @@
 use clap::{Parser, Subcommand};
 use pharos_node::config::{Config, ServerFlags};
 
+/// mimalloc instead of the system allocator: ingest allocates and frees many small strings and buffers
+/// (see docs/benchmarks.md, ingest profile), where glibc's malloc spent a third of the CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "pharos", version, about = "Pharos: clustered metrics storage and alerting")]
 struct Cli {
