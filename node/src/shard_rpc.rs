@@ -13,7 +13,6 @@ use pharos_query::shard::{ShardAnswer, ShardQuery};
 use pharos_query::QueryError;
 use pharos_raft::shard_sm::SharedEngine;
 use pharos_raft::NodeId;
-use pharos_storage::{Filter, Matcher};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Node;
@@ -118,36 +117,25 @@ pub async fn execute_local(
         }
         ShardRequest::ReadRaw(rr) => {
             read_barrier(&r.raft, shard, linearizable).await?;
-            let engine = r.engine.clone();
-            let rr = rr.clone();
-            // Reads touch RocksDB: keep them off the async workers.
-            tokio::task::spawn_blocking(move || {
-                let e = engine.read().map_err(|_| ShardRpcError::Failed("engine lock poisoned".into()))?;
-                let filter = Filter::And(
-                    rr.tags.iter().map(|(k, v)| Filter::Match(Matcher::Eq(k.clone(), v.clone()))).collect(),
-                );
-                let ids = e.select(&|m| m == rr.measurement, &filter);
-                let mut out = Vec::new();
-                for sid in ids.iter() {
-                    let Some(info) = e.index().info(sid) else { continue };
-                    let (mut ts, mut vals) = (Vec::new(), Vec::new());
-                    e.read_raw(sid, rr.start, rr.end, &mut ts, &mut vals)
-                        .map_err(|e| ShardRpcError::Failed(e.to_string()))?;
-                    if ts.is_empty() {
-                        continue;
-                    }
-                    out.push(RawSeries {
-                        measurement: info.measurement.to_string(),
-                        tags: info.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                        field: info.field.to_string(),
-                        ts,
-                        vals,
-                    });
-                }
-                Ok(ShardResponse::Raw(out))
-            })
-            .await
-            .map_err(|e| ShardRpcError::Failed(e.to_string()))?
+            // The query engine's raw read, with the export's exact-match selection.
+            use pharos_query::shard::{FieldSel, FilterSpec, NameSpec, RawQuery, SeriesSel, ShardLimits};
+            let q = ShardQuery::Raw(RawQuery {
+                sel: SeriesSel {
+                    measurements: vec![NameSpec::Eq(rr.measurement.clone())],
+                    filter: FilterSpec::And(
+                        rr.tags.iter().map(|(k, v)| FilterSpec::Eq(k.clone(), v.clone())).collect(),
+                    ),
+                },
+                fields: FieldSel::All,
+                start: rr.start,
+                end: rr.end,
+                limits: ShardLimits { max_series: u64::MAX, max_points: u64::MAX },
+            });
+            match on_engine(r.engine.clone(), move |e| pharos_query::shard::run(e, &q)).await? {
+                Ok(ShardAnswer::Raw { series, .. }) => Ok(ShardResponse::Raw(series)),
+                Ok(_) => Err(ShardRpcError::Failed("raw read answered with another kind".into())),
+                Err(e) => Err(ShardRpcError::Failed(e.to_string())),
+            }
         }
     }
 }
