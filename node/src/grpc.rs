@@ -299,35 +299,34 @@ impl Query for QueryService {
         let opts = crate::query::QueryOptions { allow_stale: req.allow_stale };
         tokio::spawn(async move {
             for (i, st) in statements.iter().enumerate() {
-                let started = std::time::Instant::now();
-                let (btx, mut brx) = tokio::sync::mpsc::channel::<Vec<pharos_query::Series>>(2);
-                // Forward batches while the statement runs. When the client is gone the forwarder stops,
-                // the statement's next send fails, and it stops too (cancellation).
                 let out = tx.clone();
-                let forward = tokio::spawn(async move {
-                    let mut seen = std::collections::HashSet::new();
-                    let mut sent_any = false;
-                    while let Some(batch) = brx.recv().await {
-                        for msg in messages(i as u32, batch, &mut seen) {
-                            sent_any = true;
+                let mut seen = std::collections::HashSet::new();
+                let deliver = move |batch| {
+                    let msgs = messages(i as u32, batch, &mut seen);
+                    let out = out.clone();
+                    async move {
+                        for msg in msgs {
                             if out.send(Ok(msg)).await.is_err() {
-                                return None;
+                                return false;
                             }
                         }
+                        true
                     }
-                    Some(sent_any)
-                });
-                let res = crate::query::run_statement_into(&node, st, opts, &btx).await;
-                drop(btx);
-                let Ok(Some(sent_any)) = forward.await else { return };
-                node.metrics.observe_query(started.elapsed(), res.is_ok());
-                if let Err(e) = res {
-                    let _ = tx.send(Err(query_status(&e, &req.query))).await;
-                    return;
-                }
-                if !sent_any && tx.send(Ok(QueryResponse { statement: i as u32, ..Default::default() })).await.is_err()
-                {
-                    return;
+                };
+                let empty = QueryResponse { statement: i as u32, ..Default::default() };
+                match crate::query::stream_statement(&node, st, opts, deliver).await {
+                    crate::query::Streamed::ClientGone => return,
+                    crate::query::Streamed::Failed(e) => {
+                        // A failed statement ends the stream with its status.
+                        let _ = tx.send(Err(query_status(&e, &req.query))).await;
+                        return;
+                    }
+                    crate::query::Streamed::Done { sent_any: false } => {
+                        if tx.send(Ok(empty)).await.is_err() {
+                            return;
+                        }
+                    }
+                    crate::query::Streamed::Done { sent_any: true } => {}
                 }
             }
         });

@@ -233,39 +233,24 @@ fn query_chunked(
     tokio::spawn(async move {
         let line = |v: serde_json::Value| Ok(Bytes::from(format!("{v}\n")));
         for (i, st) in statements.iter().enumerate() {
-            let started = std::time::Instant::now();
-            let (btx, mut brx) = tokio::sync::mpsc::channel::<Vec<pharos_query::Series>>(2);
             let out = tx.clone();
-            // Forward batches while the statement runs; a client that went away stops the forwarder, and
-            // with it the statement (its next send fails).
-            let forward = tokio::spawn(async move {
-                let mut sent = false;
-                while let Some(series) = brx.recv().await {
-                    let r = pharos_query::StatementResult { statement_id: i, series, error: None };
-                    if out.send(line(pharos_query::result::results_json(&[r], epoch))).await.is_err() {
-                        return None;
-                    }
-                    sent = true;
-                }
-                Some(sent)
-            });
-            let res = crate::query::run_statement_into(&node, st, opts, &btx).await;
-            drop(btx);
-            let Ok(Some(sent)) = forward.await else { return };
-            node.metrics.observe_query(started.elapsed(), res.is_ok());
-            let tail = match res {
-                Err(e) => Some(pharos_query::StatementResult {
-                    statement_id: i,
-                    series: vec![],
-                    error: Some(e.render(&text)),
-                }),
-                Ok(()) if !sent => Some(pharos_query::StatementResult { statement_id: i, series: vec![], error: None }),
-                Ok(()) => None,
+            let deliver = move |series| {
+                let out = out.clone();
+                let r = pharos_query::StatementResult { statement_id: i, series, error: None };
+                async move { out.send(line(pharos_query::result::results_json(&[r], epoch))).await.is_ok() }
             };
-            if let Some(r) = tail {
-                if tx.send(line(pharos_query::result::results_json(&[r], epoch))).await.is_err() {
-                    return;
+            let tail = match crate::query::stream_statement(&node, st, opts, deliver).await {
+                crate::query::Streamed::ClientGone => return,
+                crate::query::Streamed::Failed(e) => {
+                    pharos_query::StatementResult { statement_id: i, series: vec![], error: Some(e.render(&text)) }
                 }
+                crate::query::Streamed::Done { sent_any: false } => {
+                    pharos_query::StatementResult { statement_id: i, series: vec![], error: None }
+                }
+                crate::query::Streamed::Done { sent_any: true } => continue,
+            };
+            if tx.send(line(pharos_query::result::results_json(&[tail], epoch))).await.is_err() {
+                return;
             }
         }
     });

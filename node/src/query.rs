@@ -123,6 +123,52 @@ pub async fn run_statement_into(
     }
 }
 
+/// How a streamed statement ended.
+pub enum Streamed {
+    /// It ran to the end; `sent_any`: some batch held series.
+    Done {
+        sent_any: bool,
+    },
+    Failed(QueryError),
+    /// The client went away (`deliver` said so); the statement was cancelled.
+    ClientGone,
+}
+
+/// Runs one statement and hands each batch of final series to `deliver` while the statement goes on (a
+/// forwarding task with a two-batch buffer between them). `deliver` returns false when the client is gone:
+/// the statement's next send then fails and it stops. Records the statement in the query metrics.
+pub async fn stream_statement<D, F>(
+    node: &Arc<Node>,
+    st: &pharos_query::ast::Statement,
+    opts: QueryOptions,
+    mut deliver: D,
+) -> Streamed
+where
+    D: FnMut(Vec<Series>) -> F + Send + 'static,
+    F: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Series>>(2);
+    let forward = tokio::spawn(async move {
+        let mut sent_any = false;
+        while let Some(batch) = rx.recv().await {
+            sent_any |= !batch.is_empty();
+            if !deliver(batch).await {
+                return None;
+            }
+        }
+        Some(sent_any)
+    });
+    let res = run_statement_into(node, st, opts, &tx).await;
+    drop(tx);
+    let Ok(Some(sent_any)) = forward.await else { return Streamed::ClientGone };
+    node.metrics.observe_query(started.elapsed(), res.is_ok());
+    match res {
+        Ok(()) => Streamed::Done { sent_any },
+        Err(e) => Streamed::Failed(e),
+    }
+}
+
 /// Sends the shard query to every shard at once and collects the answers (all, or the first error).
 async fn fan_out(
     node: &Arc<Node>,
