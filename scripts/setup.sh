@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Pharos needs on a fresh Debian machine with only Rust on it:
 # Debian's RocksDB (linked instead of compiling RocksDB's C++, see docs/ARCHITECTURE.md "Build") and
-# libclang for the RocksDB bindings; influxdb-client and prometheus for the
-# query and collection tests. Safe to run again; does nothing when everything is present.
+# libclang for the RocksDB bindings; for the tests, real peers: influxdb-client (query), prometheus,
+# prometheus-node-exporter and python3-prometheus-client (collection), prometheus-alertmanager and
+# python3-aiosmtpd (alerting: an Alertmanager and an SMTP server receive notifications). Safe to run again; does nothing when everything is present.
 set -euo pipefail
 need=()
 [ -e /usr/lib/x86_64-linux-gnu/librocksdb.so ] || [ -e /usr/lib/aarch64-linux-gnu/librocksdb.so ] || need+=(librocksdb-dev)
@@ -14,6 +15,12 @@ command -v python3 >/dev/null || need+=(python3)
 command -v influx >/dev/null || need+=(influxdb-client)
 # Prometheus: the remote-write test points a real Prometheus server at Pharos.
 command -v prometheus >/dev/null || need+=(prometheus)
+# Scrape targets for the collection tests.
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+[ -d /usr/lib/python3/dist-packages/prometheus_client ] || need+=(python3-prometheus-client)
+# Notification receivers for the alerting tests (run with Debian's /usr/bin/python3).
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+[ -d /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt-get)" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -14,6 +14,8 @@ use pharos_proto::v1::admin_client::AdminClient;
 use pharos_proto::v1::{StatusRequest, StatusResponse};
 use tempfile::TempDir;
 
+pub mod receivers;
+
 pub fn pharos_bin() -> PathBuf {
     if let Ok(p) = std::env::var("PHAROS_BIN") {
         return PathBuf::from(p);

@@ -1,10 +1,17 @@
-//! Alerting on a real `pharos` process: rule files validated and stored in the meta group, with
-//! `pharosctl rules check|apply|list`. (Evaluation and notification are not built yet.)
+//! Alerting end to end on real `pharos` processes: rule files checked and stored (`pharosctl rules`),
+//! rules evaluated by the leader of their shard, notifications delivered to real receivers (an HTTP
+//! server taking webhooks, PagerDuty events and SMS requests; Debian's aiosmtpd; Debian's
+//! prometheus-alertmanager), silences, resolution, a receiver that is down for two minutes, and the
+//! alerting shard's leader SIGKILLed while an alert is pending and again between firing and delivery.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use cluster_tests::Cluster;
+use anyhow::{bail, Context, Result};
+use cluster_tests::receivers::{Alertmanager, HttpReceiver, SmtpServer};
+use cluster_tests::{wait_for, Cluster};
 
 const GOOD: &str = r#"groups:
   - name: api
@@ -34,8 +41,12 @@ const BAD: &str = r#"groups:
 "#;
 
 fn ctl(c: &Cluster, args: &[&str]) -> Result<(bool, String)> {
+    ctl_at(&c.nodes[0].grpc, args)
+}
+
+fn ctl_at(grpc: &str, args: &[&str]) -> Result<(bool, String)> {
     let out = Command::new(cluster_tests::pharos_bin().with_file_name("pharosctl"))
-        .args(["--addr", &c.nodes[0].grpc])
+        .args(["--addr", grpc])
         .args(args)
         .output()?;
     Ok((
@@ -69,5 +80,401 @@ async fn t10_rule_files_are_checked_applied_and_listed() -> Result<()> {
     assert!(!ok && out.contains("6:"), "{out}");
     let (ok, out) = ctl(&c, &["rules", "list"])?;
     assert!(ok && out.contains("# version 1") && out.contains("alert: HighCpu"), "{out}");
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn parse_time(v: &serde_json::Value) -> Option<i64> {
+    chrono_free_rfc3339(v.as_str()?)
+}
+
+/// Milliseconds of an RFC 3339 UTC time as Pharos writes them (`2026-11-25T08:11:00.871Z`).
+fn chrono_free_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms)
+}
+
+/// The alert instances a node reports (`GET /api/alerts`).
+async fn alerts(c: &Cluster, node: usize) -> Result<Vec<serde_json::Value>> {
+    let r = c.http.get(c.nodes[node].url("/api/alerts")).send().await?;
+    if r.status() != 200 {
+        bail!("/api/alerts: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let v: serde_json::Value = r.json().await?;
+    Ok(v["alerts"].as_array().cloned().unwrap_or_default())
+}
+
+fn find<'a>(list: &'a [serde_json::Value], host: &str, state: &str) -> Option<&'a serde_json::Value> {
+    list.iter().find(|a| a["labels"]["host"] == host && a["state"] == state)
+}
+
+/// Writes `load,host=H value=V` for each (host, value) every 300 ms through the running nodes in turn,
+/// until `stop` is set; `values` can be changed while it runs.
+fn writer(
+    c: &Cluster,
+    values: Arc<std::sync::Mutex<Vec<(String, f64)>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let urls: Vec<String> = c.nodes.iter().map(|n| n.url("/write?precision=ms")).collect();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    tokio::spawn(async move {
+        let mut i = 0usize;
+        while !stop.load(Ordering::SeqCst) {
+            let now = now_ms();
+            let body: String =
+                values.lock().unwrap().iter().map(|(h, v)| format!("load,host={h} value={v} {now}\n")).collect();
+            // A killed node refuses the connection: the next one takes the write.
+            for k in 0..urls.len() {
+                let url = &urls[(i + k) % urls.len()];
+                if matches!(http.post(url).body(body.clone()).send().await, Ok(r) if r.status().is_success()) {
+                    break;
+                }
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+const LOAD_RULES: &str = r#"groups:
+  - name: load
+    interval: 1s
+    rules:
+      - alert: HighLoad
+        expr: SELECT last(value) FROM load WHERE time > now() - 3s GROUP BY host HAVING last(value) > 5
+        for: FOR
+        labels:
+          severity: page
+        annotations:
+          summary: "load of {{ $labels.host }} is {{ $value }}"
+      - record: load_max
+        expr: SELECT max(value) FROM load WHERE time > now() - 3s GROUP BY host
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_alerts_fire_notify_every_receiver_obey_silences_and_resolve() -> Result<()> {
+    let hook = HttpReceiver::start().await?;
+    let smtp = SmtpServer::start().await?;
+    let am = Alertmanager::start().await?;
+    let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"2s\"\n[auth]\nadmin_token = \"s3cret\"\n").await?;
+    let dir = tempfile::TempDir::new()?;
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, LOAD_RULES.replace("FOR", "3s"))?;
+    let routing = dir.path().join("routing.yml");
+    std::fs::write(
+        &routing,
+        format!(
+            r#"route:
+  receiver: everyone
+  group_by: [alertname, host]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: everyone
+    webhook_configs:
+      - url: {hook}
+    pagerduty_configs:
+      - routing_key: R0UT1NG
+        url: {pd}
+    sms_configs:
+      - url: {sms}
+        account_sid: AC42
+        auth_token: t0k
+        from: "+15550000001"
+        to: "+15550000002"
+        send_resolved: true
+    email_configs:
+      - to: oncall@example.com
+        from: pharos@example.com
+        smarthost: {smtp}
+        require_tls: false
+        send_resolved: true
+    alertmanager_configs:
+      - url: {am}
+"#,
+            hook = hook.url("/hook/team"),
+            pd = hook.url("/pagerduty/v2/enqueue"),
+            sms = hook.url("/sms"),
+            smtp = smtp.addr,
+            am = am.url,
+        ),
+    )?;
+    let (rules, routing) = (rules.to_str().unwrap(), routing.to_str().unwrap());
+
+    // Changes need the admin token.
+    let (ok, out) = ctl(&c, &["rules", "apply", rules])?;
+    assert!(!ok && out.contains("admin token"), "{out}");
+    let (ok, out) = ctl(&c, &["--token", "wrong", "rules", "apply", rules])?;
+    assert!(!ok && out.contains("wrong"), "{out}");
+    let (ok, out) = ctl(&c, &["--token", "s3cret", "rules", "apply", rules])?;
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&c, &["--token", "s3cret", "routing", "apply", routing])?;
+    assert!(ok && out.contains("1 receivers"), "{out}");
+    // host b is silenced: it fires, but nobody hears of it.
+    let (ok, silence_id) = ctl(
+        &c,
+        &[
+            "--token",
+            "s3cret",
+            "silence",
+            "add",
+            "host=\"b\"",
+            "--duration",
+            "1h",
+            "--author",
+            "test",
+            "--comment",
+            "maintenance",
+        ],
+    )?;
+    assert!(ok, "{silence_id}");
+    let silence_id = silence_id.trim().to_string();
+    let (ok, out) = ctl(&c, &["silence", "list"])?;
+    assert!(ok && out.contains(&silence_id) && out.contains("active") && out.contains("maintenance"), "{out}");
+
+    let values = Arc::new(std::sync::Mutex::new(vec![("a".to_string(), 10.0), ("b".to_string(), 10.0)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&c, values.clone(), stop.clone());
+
+    // Firing for a, after `for`, reaches every receiver.
+    let started = Instant::now();
+    let fired = wait_for(Duration::from_secs(30), "a firing webhook notification", || async {
+        Ok(hook.of_kind("hook").into_iter().find(|r| r.json()["status"] == "firing"))
+    })
+    .await?;
+    println!("firing notification {:?} after the first write", fired.at - started);
+    let body = fired.json();
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["receiver"], "everyone");
+    assert_eq!(body["alerts"][0]["labels"]["host"], "a");
+    assert_eq!(body["alerts"][0]["labels"]["severity"], "page");
+    assert_eq!(body["alerts"][0]["annotations"]["summary"], "load of a is 10");
+    assert!(fired.key.starts_with("everyone/"), "a stable notification key: {:?}", fired.key);
+    let list = alerts(&c, 0).await?;
+    let a = find(&list, "a", "firing").context("a firing in /api/alerts")?;
+    let since = parse_time(&a["activeSince"]).unwrap();
+    let fired_at = parse_time(&a["firedAt"]).unwrap();
+    assert!(fired_at - since >= 3000, "fired {} ms after becoming pending, for: 3s", fired_at - since);
+    assert!(find(&list, "b", "firing").is_some(), "a silence mutes notifications, not the alert: {list:?}");
+
+    let pd = wait_for(Duration::from_secs(20), "a PagerDuty trigger", || async {
+        Ok(hook.of_kind("pagerduty").into_iter().find(|r| r.json()["event_action"] == "trigger"))
+    })
+    .await?;
+    assert_eq!(pd.json()["routing_key"], "R0UT1NG");
+    let dedup = pd.json()["dedup_key"].as_str().unwrap_or("").to_string();
+    assert!(!dedup.is_empty());
+    let sms =
+        wait_for(Duration::from_secs(20), "an SMS", || async { Ok(hook.of_kind("sms").into_iter().next()) }).await?;
+    assert_eq!(sms.path, "/sms/AC42");
+    assert!(sms.authorization.starts_with("Basic "), "{}", sms.authorization);
+    assert!(sms.body.contains("To=%2B15550000002") && sms.body.contains("HighLoad"), "{}", sms.body);
+    let mail = wait_for(Duration::from_secs(20), "an email", || async {
+        Ok(smtp.messages().into_iter().find(|m| m.contains("FIRING")))
+    })
+    .await?;
+    let text = mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="); // quoted-printable
+    assert!(mail.contains("To: oncall@example.com") && mail.contains("Subject: [FIRING:1] HighLoad"), "{mail}");
+    assert!(text.contains("host = a") && text.contains("load of a is 10"), "{text}");
+    let am_alert = wait_for(Duration::from_secs(20), "the alert in Alertmanager", || async {
+        Ok(am.alerts().await?.into_iter().find(|a| a["labels"]["alertname"] == "HighLoad"))
+    })
+    .await?;
+    assert_eq!(am_alert["labels"]["host"], "a");
+
+    // Visible in pharosctl and as ALERTS series; the recording rule wrote its series.
+    let (ok, out) = ctl(&c, &["alerts", "--state", "firing"])?;
+    assert!(ok && out.contains("HighLoad") && out.contains("host=\"a\""), "{out}");
+    let (ok, out) = ctl(&c, &["query", "SELECT count(value) FROM ALERTS WHERE alertstate = 'firing' GROUP BY host; SELECT last(value) FROM load_max GROUP BY host", "--format", "csv"])?;
+    assert!(ok && out.contains("ALERTS,host=a") && out.contains("load_max,host=b"), "{out}");
+
+    // Nothing about b while silenced; expiring the silence lets it through.
+    assert!(hook.of_kind("hook").iter().all(|r| !r.body.contains("\"host\":\"b\"")), "silenced b was notified");
+    let (ok, out) = ctl(&c, &["--token", "s3cret", "silence", "expire", &silence_id])?;
+    assert!(ok, "{out}");
+    wait_for(Duration::from_secs(20), "b notified once the silence expired", || async {
+        Ok(hook.of_kind("hook").into_iter().find(|r| r.body.contains("\"host\":\"b\"")))
+    })
+    .await?;
+
+    // Resolution notifies the webhook, PagerDuty (resolve, same dedup key) and email.
+    values.lock().unwrap()[0].1 = 1.0;
+    let resolved = wait_for(Duration::from_secs(30), "a resolved notification", || async {
+        Ok(hook.of_kind("hook").into_iter().find(|r| r.json()["status"] == "resolved"))
+    })
+    .await?;
+    assert_eq!(resolved.json()["alerts"][0]["labels"]["host"], "a");
+    assert_ne!(resolved.json()["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    assert_ne!(resolved.key, fired.key, "a different notification has a different key");
+    let pd_resolve = wait_for(Duration::from_secs(20), "a PagerDuty resolve", || async {
+        Ok(hook.of_kind("pagerduty").into_iter().find(|r| r.json()["event_action"] == "resolve"))
+    })
+    .await?;
+    assert_eq!(pd_resolve.json()["dedup_key"], dedup.as_str());
+    wait_for(Duration::from_secs(20), "a resolved email", || async {
+        Ok(smtp.messages().into_iter().find(|m| m.contains("RESOLVED")))
+    })
+    .await?;
+    // Exactly one firing notification for a's group reached the webhook (no duplicates in steady state).
+    let firing_a = hook
+        .of_kind("hook")
+        .iter()
+        .filter(|r| r.json()["status"] == "firing" && r.json()["groupLabels"]["host"] == "a")
+        .count();
+    assert_eq!(firing_a, 1, "{:?}", hook.of_kind("hook"));
+    stop.store(true, Ordering::SeqCst);
+    w.await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t25_a_receiver_down_for_two_minutes_gets_the_notification_when_back() -> Result<()> {
+    let hook = HttpReceiver::start().await?;
+    hook.set_down(true);
+    let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"5s\"\n").await?;
+    let dir = tempfile::TempDir::new()?;
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, LOAD_RULES.replace("FOR", "0s"))?;
+    let routing = dir.path().join("routing.yml");
+    std::fs::write(
+        &routing,
+        format!(
+            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+            hook.url("/hook/down")
+        ),
+    )?;
+    assert!(ctl(&c, &["rules", "apply", rules.to_str().unwrap()])?.0);
+    assert!(ctl(&c, &["routing", "apply", routing.to_str().unwrap()])?.0);
+    let values = Arc::new(std::sync::Mutex::new(vec![("a".to_string(), 10.0)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&c, values, stop.clone());
+    wait_for(Duration::from_secs(30), "a first refused delivery", || async { Ok((hook.refused() > 0).then_some(())) })
+        .await?;
+    let down_since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let refused = hook.refused();
+    assert!(refused >= 20, "retried with backoff capped at 5 s over two minutes: {refused} attempts");
+    assert!(hook.received().is_empty());
+    hook.set_down(false);
+    let back = Instant::now();
+    let got = wait_for(Duration::from_secs(15), "the notification once the receiver is back", || async {
+        Ok(hook.received().into_iter().next())
+    })
+    .await?;
+    println!(
+        "receiver down {:?}, {refused} refused attempts; delivered {:?} after it came back",
+        back - down_since,
+        got.at - back
+    );
+    assert_eq!(got.json()["status"], "firing");
+    stop.store(true, Ordering::SeqCst);
+    w.await?;
+    Ok(())
+}
+
+/// The node leading the shard that evaluates the `load` group (from a node that answers).
+async fn alert_leader(c: &Cluster) -> Result<(u32, u64)> {
+    wait_for(Duration::from_secs(30), "an alert instance naming its shard and a leader", || async {
+        for (i, n) in c.nodes.iter().enumerate() {
+            if n.pid().is_none() {
+                continue;
+            }
+            let Ok(list) = alerts(c, i).await else { continue };
+            let Some(shard) = list.first().and_then(|a| a["shard"].as_u64()) else { continue };
+            let Ok(st) = c.status(n.id).await else { continue };
+            if let Some(s) = st.shards.iter().find(|s| s.shard as u64 == shard && s.leader != 0) {
+                return Ok(Some((shard as u32, s.leader)));
+            }
+        }
+        Ok(None)
+    })
+    .await
+}
+
+fn running(c: &Cluster) -> usize {
+    c.nodes.iter().position(|n| n.pid().is_some()).expect("a running node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_alert_state_and_notifications_survive_sigkill_of_the_shard_leader() -> Result<()> {
+    let hook = HttpReceiver::start().await?;
+    hook.set_down(true);
+    let mut c = Cluster::start(3, "[alerting]\nretry_max_backoff = \"1s\"\n").await?;
+    let dir = tempfile::TempDir::new()?;
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, LOAD_RULES.replace("FOR", "8s"))?;
+    let routing = dir.path().join("routing.yml");
+    std::fs::write(
+        &routing,
+        format!(
+            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+            hook.url("/hook/failover")
+        ),
+    )?;
+    assert!(ctl(&c, &["rules", "apply", rules.to_str().unwrap()])?.0);
+    assert!(ctl(&c, &["routing", "apply", routing.to_str().unwrap()])?.0);
+    let values = Arc::new(std::sync::Mutex::new(vec![("a".to_string(), 10.0)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&c, values, stop.clone());
+
+    // 1. SIGKILL the leader while the alert is pending: `for` keeps counting from the same start.
+    let pending = wait_for(Duration::from_secs(30), "a pending alert", || async {
+        Ok(alerts(&c, 0).await?.into_iter().find(|a| a["state"] == "pending"))
+    })
+    .await?;
+    let since = parse_time(&pending["activeSince"]).unwrap();
+    let (shard, leader) = alert_leader(&c).await?;
+    println!("alert group on shard {shard}, led by node {leader}; SIGKILL it while pending");
+    c.node(leader).kill();
+    let firing = wait_for(Duration::from_secs(40), "the alert firing under the new leader", || async {
+        let i = running(&c);
+        Ok(alerts(&c, i).await.ok().and_then(|l| l.into_iter().find(|a| a["state"] == "firing")))
+    })
+    .await?;
+    let since_after = parse_time(&firing["activeSince"]).unwrap();
+    let fired_at = parse_time(&firing["firedAt"]).unwrap();
+    println!("pending since {since}, fired at +{} ms after a failover", fired_at - since);
+    assert_eq!(since_after, since, "the new leader kept the pending start");
+    assert!(fired_at - since >= 8000 && fired_at - since < 8000 + 6000, "fired {} ms after pending", fired_at - since);
+
+    // 2. Firing is committed, the receiver is down: SIGKILL the leader that holds the undelivered
+    // notification; the next leader must deliver it once the receiver is back.
+    c.node(leader).start()?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    wait_for(Duration::from_secs(20), "delivery attempts refused by the receiver", || async {
+        Ok((hook.refused() > 0).then_some(()))
+    })
+    .await?;
+    let (_, leader2) = alert_leader(&c).await?;
+    println!("SIGKILL node {leader2}, the leader now retrying the undelivered notification");
+    c.node(leader2).kill();
+    hook.set_down(false);
+    let killed = Instant::now();
+    let got = wait_for(Duration::from_secs(40), "the notification from the next leader", || async {
+        Ok(hook.received().into_iter().next())
+    })
+    .await?;
+    println!("delivered {:?} after the SIGKILL", got.at - killed);
+    let body = got.json();
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["alerts"][0]["labels"]["host"], "a");
+    assert_eq!(parse_time(&body["alerts"][0]["startsAt"]), Some(fired_at), "the same alert, same start");
+    stop.store(true, Ordering::SeqCst);
+    w.await?;
     Ok(())
 }

@@ -146,6 +146,11 @@ impl Node {
             pharos_raft::leadership::spawn_while_leader(&raft, move || {
                 crate::writer::maintenance(shard, r.clone(), every)
             });
+            // So does the alert actor of the rule groups placed on this shard.
+            let n = node.clone();
+            pharos_raft::leadership::spawn_while_leader(&raft, move || {
+                crate::alerting::run_on_leader(n.clone(), shard)
+            });
             let query_cache =
                 Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(node.config.query.cache_entries)));
             node.shards

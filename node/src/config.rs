@@ -92,6 +92,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub retention: RetentionConfig,
     pub raft: pharos_raft::RaftSettings,
+    pub alerting: AlertingConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -115,8 +117,56 @@ impl Default for Config {
             storage: StorageConfig::default(),
             retention: RetentionConfig::default(),
             raft: Default::default(),
+            alerting: AlertingConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
+}
+
+/// Rule evaluation and notification delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// Interval of rule groups that do not set one.
+    #[serde(with = "humantime_ms")]
+    pub evaluation_interval: Duration,
+    /// Where people look at alerts: the `externalURL` of notifications and `$externalURL` in templates
+    /// [default: http://<http_addr>].
+    pub external_url: Option<String>,
+    /// Labels added to every alert (`$externalLabels` in templates), e.g. `{ cluster = "eu-1" }`.
+    pub external_labels: BTreeMap<String, String>,
+    /// One delivery attempt (HTTP request or SMTP session) gives up after this long.
+    #[serde(with = "humantime_ms")]
+    pub notify_timeout: Duration,
+    /// Failed deliveries are retried with exponential backoff from one second up to this.
+    #[serde(with = "humantime_ms")]
+    pub retry_max_backoff: Duration,
+    /// How long an alert forwarded to an Alertmanager stays valid without being re-sent.
+    #[serde(with = "humantime_ms")]
+    pub alertmanager_valid_for: Duration,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            evaluation_interval: Duration::from_secs(60),
+            external_url: None,
+            external_labels: BTreeMap::new(),
+            notify_timeout: Duration::from_secs(10),
+            retry_max_backoff: Duration::from_secs(30),
+            alertmanager_valid_for: Duration::from_secs(4 * 60),
+        }
+    }
+}
+
+/// Access control for changes to the cluster's configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When set, changing rules, routing or silences over the Admin API needs `authorization: Bearer
+    /// <token>` (pharosctl `--token` or `PHAROS_TOKEN`). Unset: anyone who reaches the gRPC port may.
+    /// Also read from the environment variable `PHAROS_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
 }
 
 /// Limits on what one request may carry.
@@ -329,8 +379,16 @@ impl Config {
         if flags.join.is_some() {
             c.join = flags.join.clone();
         }
+        if c.auth.admin_token.is_none() {
+            c.auth.admin_token = std::env::var("PHAROS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+        }
         c.validate()?;
         Ok(c)
+    }
+
+    /// The URL notifications link to.
+    pub fn external_url(&self) -> String {
+        self.alerting.external_url.clone().unwrap_or_else(|| format!("http://{}", self.http_addr))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

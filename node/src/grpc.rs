@@ -8,6 +8,7 @@ use pharos_proto::v1::admin_server::Admin;
 use pharos_proto::v1::query_server::Query;
 use pharos_proto::v1::write_server::Write;
 use pharos_proto::v1::*;
+use pharos_raft::meta::{MetaCommand, MetaResponse};
 use pharos_storage::{line_protocol, Precision};
 use tonic::{Request, Response, Status};
 
@@ -113,6 +114,33 @@ pub struct AdminService {
     pub node: Arc<Node>,
 }
 
+impl AdminService {
+    /// Changes to rules, routing and silences need the admin token when one is configured.
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.node.config.auth.admin_token else { return Ok(()) };
+        let given = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let given = given.strip_prefix("Bearer ").unwrap_or("");
+        // Compared in constant time, so the answer's timing does not reveal a prefix of the token.
+        let same =
+            given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+        if same {
+            Ok(())
+        } else if given.is_empty() {
+            Err(Status::unauthenticated("this change needs the admin token: pharosctl --token TOKEN (or PHAROS_TOKEN)"))
+        } else {
+            Err(Status::permission_denied("the admin token is wrong"))
+        }
+    }
+
+    async fn meta(&self, cmd: MetaCommand, what: &str) -> Result<(), Status> {
+        match self.node.meta_write(cmd).await {
+            Ok(MetaResponse::Ok) => Ok(()),
+            Ok(MetaResponse::Rejected(why)) => Err(Status::failed_precondition(why)),
+            Err(e) => Err(Status::unavailable(format!("storing {what}: {e}"))),
+        }
+    }
+}
+
 /// Status of every shard as its replicas report it (the leader's view when reachable).
 pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
     let placement = node.placement();
@@ -183,16 +211,16 @@ impl Admin for AdminService {
 
     /// Validates a rule file (every query must plan) and, unless `dry_run`, stores it in the meta group.
     async fn apply_rules(&self, req: Request<ApplyRulesRequest>) -> Result<Response<ApplyRulesResponse>, Status> {
+        let dry_run = req.get_ref().dry_run;
+        if !dry_run {
+            self.authorize(&req)?;
+        }
         let req = req.into_inner();
         let (groups, rules) = crate::alerting::validate(None, &req.text).map_err(Status::invalid_argument)?;
-        let version = if req.dry_run {
+        let version = if dry_run {
             self.node.meta_state.read().map(|m| m.rules.version).unwrap_or(0)
         } else {
-            match self.node.meta_write(pharos_raft::meta::MetaCommand::SetRules { text: req.text }).await {
-                Ok(pharos_raft::meta::MetaResponse::Ok) => {}
-                Ok(pharos_raft::meta::MetaResponse::Rejected(why)) => return Err(Status::failed_precondition(why)),
-                Err(e) => return Err(Status::unavailable(format!("storing the rules: {e}"))),
-            }
+            self.meta(MetaCommand::SetRules { text: req.text }, "the rules").await?;
             self.node.meta_state.read().map(|m| m.rules.version).unwrap_or(0)
         };
         Ok(Response::new(ApplyRulesResponse { version, groups: groups as u32, rules: rules as u32 }))
@@ -203,10 +231,70 @@ impl Admin for AdminService {
         Ok(Response::new(GetRulesResponse { text: r.text, version: r.version }))
     }
 
-    async fn alerts(&self, _req: Request<AlertsRequest>) -> Result<Response<AlertsResponse>, Status> {
-        Err(Status::unimplemented(
-            "alert evaluation is not built yet: rules are validated and stored (pharosctl rules apply), not run",
-        ))
+    /// Every alert instance of every shard (read from each shard's leader).
+    async fn alerts(&self, req: Request<AlertsRequest>) -> Result<Response<AlertsResponse>, Status> {
+        let states = req.into_inner().states;
+        let mut alerts = crate::alerting::list_alerts(&self.node).await.map_err(Status::unavailable)?;
+        if !states.is_empty() {
+            alerts.retain(|a| states.iter().any(|s| s.eq_ignore_ascii_case(&a.state)));
+        }
+        Ok(Response::new(AlertsResponse { alerts }))
+    }
+
+    /// Validates a routing configuration and, unless `dry_run`, stores it in the meta group.
+    async fn apply_routing(&self, req: Request<ApplyRoutingRequest>) -> Result<Response<ApplyRoutingResponse>, Status> {
+        let dry_run = req.get_ref().dry_run;
+        if !dry_run {
+            self.authorize(&req)?;
+        }
+        let req = req.into_inner();
+        let receivers = crate::alerting::validate_routing(None, &req.text).map_err(Status::invalid_argument)?;
+        if !dry_run {
+            self.meta(MetaCommand::SetRouting { text: req.text }, "the routing configuration").await?;
+        }
+        let version = self.node.meta_state.read().map(|m| m.routing.version).unwrap_or(0);
+        Ok(Response::new(ApplyRoutingResponse { version, receivers: receivers as u32 }))
+    }
+
+    async fn get_routing(&self, _req: Request<GetRoutingRequest>) -> Result<Response<GetRoutingResponse>, Status> {
+        let r = self.node.meta_state.read().map(|m| m.routing.clone()).unwrap_or_default();
+        Ok(Response::new(GetRoutingResponse { text: r.text, version: r.version }))
+    }
+
+    async fn add_silence(&self, req: Request<AddSilenceRequest>) -> Result<Response<AddSilenceResponse>, Status> {
+        self.authorize(&req)?;
+        let info = req.into_inner().silence.ok_or_else(|| Status::invalid_argument("a silence is required"))?;
+        let silence = crate::alerting::silence_from_proto(info, now_ms()).map_err(Status::invalid_argument)?;
+        let json = serde_json::to_string(&silence).expect("silences serialize");
+        self.meta(MetaCommand::PutSilence { id: silence.id.clone(), json }, "the silence").await?;
+        Ok(Response::new(AddSilenceResponse { id: silence.id }))
+    }
+
+    async fn list_silences(
+        &self,
+        _req: Request<ListSilencesRequest>,
+    ) -> Result<Response<ListSilencesResponse>, Status> {
+        let now = now_ms();
+        let silences =
+            crate::alerting::silences(&self.node).iter().map(|s| crate::alerting::silence_to_proto(s, now)).collect();
+        Ok(Response::new(ListSilencesResponse { silences }))
+    }
+
+    async fn expire_silence(
+        &self,
+        req: Request<ExpireSilenceRequest>,
+    ) -> Result<Response<ExpireSilenceResponse>, Status> {
+        self.authorize(&req)?;
+        let id = req.into_inner().id;
+        let mut silence = crate::alerting::silences(&self.node)
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Status::not_found(format!("no silence {id:?} (pharosctl silence list shows them)")))?;
+        if silence.expire(now_ms()) {
+            let json = serde_json::to_string(&silence).expect("silences serialize");
+            self.meta(MetaCommand::PutSilence { id, json }, "the silence").await?;
+        }
+        Ok(Response::new(ExpireSilenceResponse {}))
     }
 
     async fn add_node(&self, _req: Request<AddNodeRequest>) -> Result<Response<StatusResponse>, Status> {

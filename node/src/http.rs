@@ -10,6 +10,8 @@
 //! | `GET /health`        | every shard has a leader? JSON, 200 or 503                           |
 //! | `GET /metrics`       | Pharos's own metrics, Prometheus text format                         |
 //! | `GET /api/v1/export` | raw samples of one measurement as line protocol (ms precision)       |
+//! | `GET /api/alerts`    | every alert instance (pending, firing, resolved) as JSON; `?state=firing` |
+//! | `GET /api/silences`  | every silence as JSON                                                |
 //!
 //! Errors are JSON `{"error": "..."}` (InfluxDB's shape). A body with a bad line gets 400 naming the line and
 //! the reason; the lines before it are written, the bad line and the lines after it are not.
@@ -44,6 +46,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/v1/export", get(export))
+        .route("/api/alerts", get(alerts))
+        .route("/api/silences", get(silences))
         .layer(DefaultBodyLimit::disable())
         .with_state(node)
 }
@@ -331,6 +335,57 @@ async fn health(State(node): State<Arc<Node>>) -> Response {
     }
     let body = json!({ "status": if ok { "pass" } else { "fail" }, "node": node.id, "shards": list });
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
+}
+
+fn rfc3339(ms: i64) -> serde_json::Value {
+    if ms == 0 {
+        return serde_json::Value::Null;
+    }
+    json!(pharos_alert::time::rfc3339(ms))
+}
+
+fn tag_map(tags: &[pharos_proto::v1::Tag]) -> serde_json::Map<String, serde_json::Value> {
+    tags.iter().map(|t| (t.key.clone(), json!(t.value))).collect()
+}
+
+/// `GET /api/alerts[?state=firing]`: `{"alerts": [{"rule", "group", "state", "activeSince", "firedAt",
+/// "resolvedAt", "value", "labels", "annotations", "shard"}]}`.
+async fn alerts(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let list = match crate::alerting::list_alerts(&node).await {
+        Ok(l) => l,
+        Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, format!("reading alert state: {e}")),
+    };
+    let want = q.get("state").map(|s| s.to_ascii_lowercase());
+    let alerts: Vec<serde_json::Value> = list
+        .iter()
+        .filter(|a| want.as_ref().is_none_or(|w| *w == a.state))
+        .map(|a| {
+            json!({
+                "rule": a.rule, "group": a.group, "shard": a.shard, "state": a.state,
+                "activeSince": rfc3339(a.active_since_ms), "firedAt": rfc3339(a.fired_at_ms),
+                "resolvedAt": rfc3339(a.resolved_at_ms),
+                "value": if a.value.is_finite() { json!(a.value) } else { json!(a.value.to_string()) },
+                "labels": tag_map(&a.labels), "annotations": tag_map(&a.annotations),
+            })
+        })
+        .collect();
+    Json(json!({ "alerts": alerts })).into_response()
+}
+
+/// `GET /api/silences`: `{"silences": [{"id", "matchers", "startsAt", "endsAt", "createdBy", "comment", "state"}]}`.
+async fn silences(State(node): State<Arc<Node>>) -> Response {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let list: Vec<serde_json::Value> = crate::alerting::silences(&node)
+        .iter()
+        .map(|s| crate::alerting::silence_to_proto(s, now))
+        .map(|s| {
+            json!({
+                "id": s.id, "matchers": s.matchers, "startsAt": rfc3339(s.starts_at_ms), "endsAt": rfc3339(s.ends_at_ms),
+                "createdBy": s.created_by, "comment": s.comment, "state": s.state,
+            })
+        })
+        .collect();
+    Json(json!({ "silences": list })).into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

@@ -20,6 +20,11 @@ pub struct Metrics {
     pub query_cache: IntCounterVec,
     pub query_seconds: prometheus::Histogram,
     pub up: IntGauge,
+    pub rule_evaluations: IntCounterVec,
+    pub rule_group_seconds: HistogramVec,
+    pub rule_group_lag_seconds: prometheus::Histogram,
+    pub notifications: IntCounterVec,
+    pub notification_latency_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -59,6 +64,32 @@ impl Metrics {
         .expect("valid metric");
         registry.register(Box::new(query_seconds.clone())).expect("unique metric");
         let up = IntGauge::new("up", "1 while the node serves").expect("valid metric");
+        let rule_group_seconds = HistogramVec::new(
+            HistogramOpts::new("rule_group_seconds", "Time to evaluate one rule group and commit its state")
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["shard"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(rule_group_seconds.clone())).expect("unique metric");
+        let rule_group_lag_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "rule_group_lag_seconds",
+                "How late a rule group's evaluation started after its scheduled time",
+            )
+            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(rule_group_lag_seconds.clone())).expect("unique metric");
+        let notification_latency_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "notification_latency_seconds",
+                "Time from a notification being queued to its successful delivery (including retries)",
+            )
+            .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            &["integration"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(notification_latency_seconds.clone())).expect("unique metric");
         registry.register(Box::new(up.clone())).expect("unique metric");
         Metrics {
             points_written: c("points_written_total", "Points accepted by this node as coordinator"),
@@ -82,6 +113,19 @@ impl Metrics {
             ),
             query_seconds,
             up,
+            rule_evaluations: cv(
+                "rule_evaluations_total",
+                "Rule evaluations on this node's shard leaders by outcome",
+                &["outcome"],
+            ),
+            rule_group_seconds,
+            rule_group_lag_seconds,
+            notifications: cv(
+                "notifications_total",
+                "Notification delivery attempts by integration kind and outcome",
+                &["integration", "outcome"],
+            ),
+            notification_latency_seconds,
             registry,
         }
     }

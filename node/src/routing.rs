@@ -62,6 +62,11 @@ impl Router {
         }
         self.ring.get(&Key(p)).map(|v| v.shard).unwrap_or(0)
     }
+
+    /// The shard that owns a named thing other than a series (an alert rule group, say), on the same ring.
+    pub fn shard_of_name(&self, name: &str) -> u32 {
+        self.ring.get(&name).map(|v| v.shard).unwrap_or(0)
+    }
 }
 
 #[cfg(test)]

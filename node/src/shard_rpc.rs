@@ -23,6 +23,10 @@ pub enum ShardRequest {
     ReadRaw(RawRead),
     /// A query's per-shard part (pharos-query), answered next to the data.
     Query(ShardQuery),
+    /// Replicated actor state (alerting) whose keys start with the prefix.
+    State {
+        prefix: Vec<u8>,
+    },
 }
 
 /// Raw samples of the series of one measurement whose tags equal the given values.
@@ -57,6 +61,7 @@ pub enum ShardResponse {
     Raw(Vec<RawSeries>),
     /// A query's per-shard answer; a query error (a limit, a bad regex) travels back as it is.
     Query(Result<ShardAnswer, QueryError>),
+    State(Vec<(Vec<u8>, Vec<u8>)>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +119,12 @@ pub async fn execute_local(
             node.metrics.query_cache.with_label_values(&["hit"]).inc_by(stats.hits);
             node.metrics.query_cache.with_label_values(&["miss"]).inc_by(stats.misses);
             Ok(ShardResponse::Query(answer))
+        }
+        ShardRequest::State { prefix } => {
+            read_barrier(&r.raft, shard, linearizable).await?;
+            let prefix = prefix.clone();
+            let kv = on_engine(r.engine.clone(), move |e| e.state_scan(&prefix)).await?;
+            Ok(ShardResponse::State(kv.map_err(|e| ShardRpcError::Failed(e.to_string()))?))
         }
         ShardRequest::ReadRaw(rr) => {
             read_barrier(&r.raft, shard, linearizable).await?;
@@ -220,6 +231,12 @@ fn count_cache(
     node.metrics.query_cache.with_label_values(&["hit"]).inc_by(stats.hits);
     node.metrics.query_cache.with_label_values(&["miss"]).inc_by(stats.misses);
     ShardResponse::Query(answer)
+}
+
+/// A read barrier on this node's replica of a shard: it leads, and has applied everything committed.
+pub async fn barrier(node: &Node, shard: u32) -> Result<(), ShardRpcError> {
+    let r = node.replica(shard).ok_or(ShardRpcError::NoReplica(shard))?;
+    read_barrier(&r.raft, shard, true).await
 }
 
 /// For a linearizable read: a Raft read-index round confirming this replica leads and has applied

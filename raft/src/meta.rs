@@ -24,14 +24,17 @@ pub struct MetaState {
     /// Replicas of each shard; the index is the shard id.
     pub shards: Vec<Vec<NodeId>>,
     /// The alerting and recording rule file in force (validated by the node before it is proposed).
-    pub rules: StoredRules,
+    pub rules: StoredConfig,
+    /// The alert routing configuration (Alertmanager's shape: route tree, receivers, inhibit rules).
+    pub routing: StoredConfig,
     /// Alert silences by id, as JSON (their shape belongs to pharos-alert).
     pub silences: BTreeMap<String, String>,
 }
 
-/// A rule file and its version (increments with every apply, so actors know to reload).
+/// A configuration file (rules, routing) and its version (increments with every apply, so actors know to
+/// reload).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredRules {
+pub struct StoredConfig {
     pub text: String,
     pub version: u64,
 }
@@ -57,6 +60,10 @@ pub enum MetaCommand {
     },
     /// Replaces the rule file (text already validated).
     SetRules {
+        text: String,
+    },
+    /// Replaces the routing configuration (text already validated).
+    SetRouting {
         text: String,
     },
     /// Adds or replaces a silence.
@@ -104,7 +111,11 @@ impl MetaState {
                 None => MetaResponse::Rejected(format!("no shard {shard}")),
             },
             MetaCommand::SetRules { text } => {
-                self.rules = StoredRules { text: text.clone(), version: self.rules.version + 1 };
+                self.rules = StoredConfig { text: text.clone(), version: self.rules.version + 1 };
+                MetaResponse::Ok
+            }
+            MetaCommand::SetRouting { text } => {
+                self.routing = StoredConfig { text: text.clone(), version: self.routing.version + 1 };
                 MetaResponse::Ok
             }
             MetaCommand::PutSilence { id, json } => {
@@ -265,7 +276,10 @@ mod tests {
         let mut s = MetaState::default();
         assert_eq!(s.apply(&MetaCommand::SetRules { text: "groups: []".into() }), MetaResponse::Ok);
         s.apply(&MetaCommand::SetRules { text: "groups: [x]".into() });
-        assert_eq!(s.rules, StoredRules { text: "groups: [x]".into(), version: 2 });
+        assert_eq!(s.rules, StoredConfig { text: "groups: [x]".into(), version: 2 });
+        s.apply(&MetaCommand::SetRouting { text: "route: {receiver: a}".into() });
+        assert_eq!(s.routing, StoredConfig { text: "route: {receiver: a}".into(), version: 1 });
+        assert_eq!(s.rules.version, 2, "each file has its own version");
         s.apply(&MetaCommand::PutSilence { id: "s1".into(), json: "{}".into() });
         assert_eq!(s.silences.len(), 1);
         assert_eq!(s.apply(&MetaCommand::DeleteSilence { id: "s1".into() }), MetaResponse::Ok);

@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 use pharos_proto::v1::admin_client::AdminClient;
 use pharos_proto::v1::query_client::QueryClient;
 use pharos_proto::v1::write_client::WriteClient;
-use pharos_proto::v1::{value, ApplyRulesRequest, GetRulesRequest, QueryRequest, StatusRequest, WriteRequest};
+use pharos_proto::v1::{
+    value, AddSilenceRequest, AlertsRequest, ApplyRoutingRequest, ApplyRulesRequest, ExpireSilenceRequest,
+    GetRoutingRequest, GetRulesRequest, ListSilencesRequest, QueryRequest, SilenceInfo, StatusRequest, WriteRequest,
+};
 
 #[derive(Parser)]
 #[command(name = "pharosctl", version, about = "Administer a Pharos cluster")]
@@ -18,6 +21,9 @@ struct Cli {
     /// gRPC address of any node.
     #[arg(long, global = true, env = "PHAROS_ADDR", default_value = "127.0.0.1:8087")]
     addr: String,
+    /// Admin token, needed to change rules, routing or silences on a cluster that sets `auth.admin_token`.
+    #[arg(long, global = true, env = "PHAROS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -43,6 +49,25 @@ enum Cmd {
     Rules {
         #[command(subcommand)]
         cmd: RulesCmd,
+    },
+    /// Alert routing: receivers, the route tree and inhibit rules (Alertmanager's configuration shape).
+    Routing {
+        #[command(subcommand)]
+        cmd: RoutingCmd,
+    },
+    /// Alert instances in the cluster: state, since when, value and labels.
+    Alerts {
+        /// Only these states (pending, firing, resolved); repeatable.
+        #[arg(long)]
+        state: Vec<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Silences mute matching alerts for a while.
+    Silence {
+        #[command(subcommand)]
+        cmd: SilenceCmd,
     },
     /// Run a query (several statements may be separated by `;`) and print the result.
     Query {
@@ -71,6 +96,72 @@ enum RulesCmd {
     },
     /// Print the rule file in force and its version.
     List,
+}
+
+#[derive(Subcommand)]
+enum RoutingCmd {
+    /// Validate a routing file locally (no server needed).
+    Check { file: String },
+    /// Validate and store a routing file in the cluster (replaces the one in force).
+    Apply {
+        file: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the routing configuration in force and its version.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum SilenceCmd {
+    /// Add a silence: `pharosctl silence add 'alertname="HighLoad"' 'host=~"web.*"' --duration 2h --comment ...`.
+    Add {
+        /// Matchers, Alertmanager syntax: name="v", name!="v", name=~"re", name!~"re".
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long from now (or from --start), e.g. 30m, 2h, 1d.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        /// Start in RFC 3339 [default: now].
+        #[arg(long)]
+        start: Option<String>,
+        /// Who is silencing [default: $USER].
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List silences (expired ones too).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now.
+    Expire { id: String },
+}
+
+/// A request carrying the admin token, when one was given.
+fn authed<T>(msg: T, token: &Option<String>) -> anyhow::Result<tonic::Request<T>> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(t) = token {
+        let v = format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?;
+        r.metadata_mut().insert("authorization", v);
+    }
+    Ok(r)
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn tags_text(tags: &[pharos_proto::v1::Tag]) -> String {
+    let inner: Vec<String> = tags.iter().map(|t| format!("{}={:?}", t.key, t.value)).collect();
+    format!("{{{}}}", inner.join(", "))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -283,7 +374,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
                     let r = c
-                        .apply_rules(ApplyRulesRequest { text, dry_run })
+                        .apply_rules(authed(ApplyRulesRequest { text, dry_run }, &cli.token)?)
                         .await
                         .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
                         .into_inner();
@@ -307,6 +398,168 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         println!("# version {}\n{}", r.version, r.text);
                     }
+                }
+            }
+        }
+        Cmd::Routing { cmd } => {
+            let read = |file: &str| std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
+            match cmd {
+                RoutingCmd::Check { file } => {
+                    let text = read(&file)?;
+                    match pharos_node::alerting::validate_routing(Some(&file), &text) {
+                        Ok(n) => println!("{file}: ok ({n} receivers)"),
+                        Err(problems) => anyhow::bail!("invalid routing file\n{problems}"),
+                    }
+                }
+                RoutingCmd::Apply { file, dry_run } => {
+                    let text = read(&file)?;
+                    let mut c = AdminClient::connect(ep.clone())
+                        .await
+                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let r = c
+                        .apply_routing(authed(ApplyRoutingRequest { text, dry_run }, &cli.token)?)
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                        .into_inner();
+                    if dry_run {
+                        println!("{file}: valid ({} receivers); nothing stored", r.receivers);
+                    } else {
+                        println!("{file}: applied as version {} ({} receivers)", r.version, r.receivers);
+                    }
+                }
+                RoutingCmd::Show => {
+                    let mut c = AdminClient::connect(ep.clone())
+                        .await
+                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let r = c
+                        .get_routing(GetRoutingRequest {})
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                        .into_inner();
+                    if r.version == 0 {
+                        println!(
+                            "no routing applied yet (pharosctl routing apply FILE): alerts fire but notify no one"
+                        );
+                    } else {
+                        println!("# version {}\n{}", r.version, r.text);
+                    }
+                }
+            }
+        }
+        Cmd::Alerts { state, json } => {
+            let mut c = AdminClient::connect(ep.clone())
+                .await
+                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+            let r = c
+                .alerts(AlertsRequest { states: state })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            if json {
+                for a in &r.alerts {
+                    let tags = |t: &[pharos_proto::v1::Tag]| -> serde_json::Map<String, serde_json::Value> {
+                        t.iter().map(|t| (t.key.clone(), serde_json::json!(t.value))).collect()
+                    };
+                    println!(
+                        "{}",
+                        serde_json::json!({"rule": a.rule, "group": a.group, "state": a.state,
+                            "active_since_ms": a.active_since_ms, "fired_at_ms": a.fired_at_ms,
+                            "resolved_at_ms": a.resolved_at_ms, "value": a.value,
+                            "labels": tags(&a.labels), "annotations": tags(&a.annotations)})
+                    );
+                }
+                return Ok(());
+            }
+            if r.alerts.is_empty() {
+                println!("no alerts");
+                return Ok(());
+            }
+            println!("{:<24} {:<9} {:<21} {:>12}  LABELS", "RULE", "STATE", "SINCE", "VALUE");
+            for a in &r.alerts {
+                let since = match a.state.as_str() {
+                    "firing" => a.fired_at_ms,
+                    "resolved" => a.resolved_at_ms,
+                    _ => a.active_since_ms,
+                };
+                println!(
+                    "{:<24} {:<9} {:<21} {:>12}  {}",
+                    a.rule,
+                    a.state,
+                    ms_to_rfc3339(since),
+                    format!("{}", a.value),
+                    tags_text(&a.labels)
+                );
+            }
+        }
+        Cmd::Silence { cmd } => {
+            let mut c = AdminClient::connect(ep.clone())
+                .await
+                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+            match cmd {
+                SilenceCmd::Add { matchers, duration, start, author, comment } => {
+                    let dur = pharos_alert::PromDuration::parse(&duration)
+                        .map_err(|e| anyhow::anyhow!("--duration {duration:?}: {e} (e.g. 30m, 2h, 1d)"))?;
+                    let starts_at = match &start {
+                        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+                            .with_context(|| format!("--start {s:?} is not RFC 3339 (2026-11-25T10:00:00Z)"))?
+                            .timestamp_millis(),
+                        None => chrono::Utc::now().timestamp_millis(),
+                    };
+                    let author = author
+                        .or_else(|| std::env::var("USER").ok())
+                        .ok_or_else(|| anyhow::anyhow!("say who silences with --author"))?;
+                    let info = SilenceInfo {
+                        id: String::new(),
+                        matchers,
+                        starts_at_ms: starts_at,
+                        ends_at_ms: starts_at + dur.ms(),
+                        created_by: author,
+                        comment,
+                        state: String::new(),
+                    };
+                    let r = c
+                        .add_silence(authed(AddSilenceRequest { silence: Some(info) }, &cli.token)?)
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                        .into_inner();
+                    println!("{}", r.id);
+                }
+                SilenceCmd::List { json } => {
+                    let r = c
+                        .list_silences(ListSilencesRequest {})
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                        .into_inner();
+                    for s in &r.silences {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"id": s.id, "matchers": s.matchers, "starts_at_ms": s.starts_at_ms,
+                                    "ends_at_ms": s.ends_at_ms, "created_by": s.created_by, "comment": s.comment,
+                                    "state": s.state})
+                            );
+                        } else {
+                            println!(
+                                "{}  {:<8} {} .. {}  {}  by {}: {}",
+                                s.id,
+                                s.state,
+                                ms_to_rfc3339(s.starts_at_ms),
+                                ms_to_rfc3339(s.ends_at_ms),
+                                s.matchers.join(", "),
+                                s.created_by,
+                                s.comment
+                            );
+                        }
+                    }
+                    if r.silences.is_empty() && !json {
+                        println!("no silences");
+                    }
+                }
+                SilenceCmd::Expire { id } => {
+                    c.expire_silence(authed(ExpireSilenceRequest { id: id.clone() }, &cli.token)?)
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+                    println!("expired {id}");
                 }
             }
         }
