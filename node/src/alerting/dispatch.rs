@@ -224,7 +224,9 @@ impl Dispatcher {
                 continue;
             }
             let Some(receiver) = cfg.receiver(&g.receiver) else {
-                warn!(receiver = %g.receiver, "alerts route to a receiver the routing configuration lacks");
+                // Validation makes this rare (a log kept from an older configuration); say it once per interval.
+                warn!(receiver = %g.receiver, group = %key, "alerts route to a receiver the routing configuration lacks");
+                g.state.next_flush = now + g.timing.group_interval.ms().max(1000);
                 continue;
             };
             let integrations = receiver.integrations();

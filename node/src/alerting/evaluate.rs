@@ -42,7 +42,8 @@ pub async fn supervise(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>) {
     let mut version = None;
     let mut tasks: HashMap<String, (u64, tokio::task::AbortHandle)> = HashMap::new();
     let mut set = JoinSet::new();
-    let mut current: BTreeSet<String> = BTreeSet::new();
+    // The rule keys of the file in force; None until a file parsed (nothing is retired before that).
+    let mut current: Option<BTreeSet<String>> = None;
     loop {
         let stored = node.meta_state.read().expect("meta lock").rules.clone();
         if version != Some(stored.version) {
@@ -51,7 +52,7 @@ pub async fn supervise(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>) {
                 Ok(file) => {
                     let owned: Vec<RuleGroup> =
                         file.groups.into_iter().filter(|g| node.router.shard_of_name(&g.name) == shard).collect();
-                    current = owned.iter().flat_map(|g| (0..g.rules.len()).map(|i| g.rule_key(i))).collect();
+                    current = Some(owned.iter().flat_map(|g| (0..g.rules.len()).map(|i| g.rule_key(i))).collect());
                     let keep: BTreeSet<&str> = owned.iter().map(|g| g.name.as_str()).collect();
                     tasks.retain(|name, (_, h)| {
                         let stays = keep.contains(name.as_str());
@@ -84,7 +85,9 @@ pub async fn supervise(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>) {
                 Err(_) => {}
             }
         }
-        retire_removed(&node, shard, &shared, &current).await;
+        if let Some(current) = &current {
+            retire_removed(&node, shard, &shared, current).await;
+        }
         // Reap finished tasks (a panic in one group must not go unnoticed).
         while let Some(r) = set.try_join_next() {
             if let Err(e) = r {
