@@ -155,14 +155,14 @@ const LOAD_RULES: &str = r#"groups:
     interval: 1s
     rules:
       - alert: HighLoad
-        expr: SELECT last(value) FROM load WHERE time > now() - 3s GROUP BY host HAVING last(value) > 5
+        expr: SELECT last(value) FROM load WHERE time > now() - 10s GROUP BY host HAVING last(value) > 5
         for: FOR
         labels:
           severity: page
         annotations:
           summary: "load of {{ $labels.host }} is {{ $value }}"
       - record: load_max
-        expr: SELECT max(value) FROM load WHERE time > now() - 3s GROUP BY host
+        expr: SELECT max(value) FROM load WHERE time > now() - 10s GROUP BY host
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +170,7 @@ async fn t20_alerts_fire_notify_every_receiver_obey_silences_and_resolve() -> Re
     let hook = HttpReceiver::start().await?;
     let smtp = SmtpServer::start().await?;
     let am = Alertmanager::start().await?;
-    let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"2s\"\n[auth]\nadmin_token = \"s3cret\"\n").await?;
+    let c = Cluster::start(3, "[alerting]\nretry_max_backoff = \"2s\"\n[auth]\nadmin_token = \"s3cret\"\n").await?;
     let dir = tempfile::TempDir::new()?;
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, LOAD_RULES.replace("FOR", "3s"))?;
@@ -346,7 +346,7 @@ receivers:
 async fn t25_a_receiver_down_for_two_minutes_gets_the_notification_when_back() -> Result<()> {
     let hook = HttpReceiver::start().await?;
     hook.set_down(true);
-    let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"5s\"\n").await?;
+    let c = Cluster::start(3, "[alerting]\nretry_max_backoff = \"5s\"\n").await?;
     let dir = tempfile::TempDir::new()?;
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, LOAD_RULES.replace("FOR", "0s"))?;
@@ -473,7 +473,7 @@ async fn t30_alert_state_and_notifications_survive_sigkill_of_the_shard_leader()
     let body = got.json();
     assert_eq!(body["status"], "firing");
     assert_eq!(body["alerts"][0]["labels"]["host"], "a");
-    assert_eq!(parse_time(&body["alerts"][0]["startsAt"]), Some(fired_at), "the same alert, same start");
+    assert_eq!(parse_time(&body["alerts"][0]["startsAt"]), Some(fired_at), "the same alert, same start: {body}");
     stop.store(true, Ordering::SeqCst);
     w.await?;
     Ok(())
