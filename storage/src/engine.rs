@@ -643,68 +643,64 @@ impl ShardEngine {
         // Stable sort keeps apply order for equal (series, timestamp): the last write wins.
         late.sort_by_key(|&(sid, ts, _)| (sid, ts));
         let mut edits: HashMap<Vec<u8>, (Vec<u8>, Vec<i64>, Vec<f64>)> = HashMap::new();
-        for (sid, ts, v) in late {
+        let part_ms = Tier::Raw.partition_ms();
+        let mut i = 0;
+        while i < late.len() {
+            // One run per (series, partition): its chunk keys are listed once, not once per sample.
+            let (sid, first_ts, _) = late[i];
+            let part = part_of(first_ts, part_ms);
+            let run_end =
+                i + late[i..].iter().take_while(|&&(s, t, _)| s == sid && part_of(t, part_ms) == part).count();
             let class = self.class_of(sid);
-            let part = part_of(ts, Tier::Raw.partition_ms());
             let lo = data_key(self.shard, class, part, sid, i64::MIN);
             let hi = data_key(self.shard, class, part, sid, i64::MAX);
-            // Chunks of this series in this partition, as edited so far in this batch or as stored.
-            let mut owner: Option<Vec<u8>> = None;
-            let mut first_after: Option<Vec<u8>> = None;
-            let probe = data_key(self.shard, class, part, sid, ts);
-            let mut candidates: Vec<Vec<u8>> = edits
-                .keys()
-                .filter(|k| k.as_slice() >= lo.as_slice() && k.as_slice() <= hi.as_slice())
-                .cloned()
-                .collect();
+            // Chunk keys of this series in this partition (sorted): stored ones, then those this run starts.
+            let mut keys: Vec<Vec<u8>> = Vec::new();
             for item in range_iter(&self.db, CF_CHUNKS, &lo, &hi) {
                 let (k, _) = item?;
-                candidates.push(k.to_vec());
+                keys.push(k.to_vec());
             }
-            candidates.sort();
-            candidates.dedup();
-            for k in &candidates {
-                if k.as_slice() <= probe.as_slice() {
-                    owner = Some(k.clone());
-                } else if first_after.is_none() {
-                    first_after = Some(k.clone());
-                }
-            }
-            let target = owner.or(first_after);
-            let entry_key = match target {
-                Some(k) => {
-                    if !edits.contains_key(&k) {
-                        let raw =
-                            self.db.get_cf(cf(&self.db, CF_CHUNKS), &k)?.ok_or_else(|| StorageError::Corrupt {
-                                cf: CF_CHUNKS,
-                                what: "chunk vanished during late write",
-                                key: k.clone(),
-                            })?;
-                        let (mut t, mut x) = (Vec::new(), Vec::new());
-                        codec::decode_chunk(&raw, &mut t, &mut x).map_err(|source| StorageError::CorruptChunk {
-                            cf: CF_CHUNKS,
-                            what: "chunk",
-                            key: k.clone(),
-                            source,
-                        })?;
-                        edits.insert(k.clone(), (k.clone(), t, x));
+            for &(_, ts, v) in &late[i..run_end] {
+                let probe = data_key(self.shard, class, part, sid, ts);
+                // The chunk with the greatest first timestamp at or before the sample, else the first one.
+                let at = keys.partition_point(|k| k.as_slice() <= probe.as_slice());
+                let target = if at > 0 { keys.get(at - 1) } else { keys.first() }.cloned();
+                let entry_key =
+                    match target {
+                        Some(k) => {
+                            if !edits.contains_key(&k) {
+                                let raw = self.db.get_cf(cf(&self.db, CF_CHUNKS), &k)?.ok_or_else(|| {
+                                    StorageError::Corrupt {
+                                        cf: CF_CHUNKS,
+                                        what: "chunk vanished during late write",
+                                        key: k.clone(),
+                                    }
+                                })?;
+                                let (mut t, mut x) = (Vec::new(), Vec::new());
+                                codec::decode_chunk(&raw, &mut t, &mut x).map_err(|source| {
+                                    StorageError::CorruptChunk { cf: CF_CHUNKS, what: "chunk", key: k.clone(), source }
+                                })?;
+                                edits.insert(k.clone(), (k.clone(), t, x));
+                            }
+                            k
+                        }
+                        None => {
+                            let k = probe.to_vec();
+                            edits.insert(k.clone(), (Vec::new(), Vec::new(), Vec::new()));
+                            keys.insert(at, k.clone());
+                            k
+                        }
+                    };
+                let (_, t, x) = edits.get_mut(&entry_key).expect("inserted above");
+                match t.binary_search(&ts) {
+                    Ok(k) => x[k] = v,
+                    Err(k) => {
+                        t.insert(k, ts);
+                        x.insert(k, v);
                     }
-                    k
-                }
-                None => {
-                    let k = probe.to_vec();
-                    edits.insert(k.clone(), (Vec::new(), Vec::new(), Vec::new()));
-                    k
-                }
-            };
-            let (_, t, x) = edits.get_mut(&entry_key).expect("inserted above");
-            match t.binary_search(&ts) {
-                Ok(i) => x[i] = v,
-                Err(i) => {
-                    t.insert(i, ts);
-                    x.insert(i, v);
                 }
             }
+            i = run_end;
         }
         let mut batch = WriteBatch::default();
         let chunks = cf(&self.db, CF_CHUNKS);
@@ -733,10 +729,16 @@ impl ShardEngine {
             }
         }
         self.db.write(batch)?;
-        // 2. Build rollup blocks of periods no sample can enter any more (older than the out-of-order window).
-        let closed_before = now_ms.saturating_sub(self.opts.ooo_window_ms);
+        // 2. Build rollup blocks of periods no sample can enter any more: older than the out-of-order window
+        // behind the newest data (not behind the clock: a backfill of old data in time order would otherwise
+        // land below built blocks and rebuild them sample by sample). Without new data, blocks still get
+        // built before raw data could expire unrolled.
         let min_raw_keep = self.retention.classes().map(|(_, d)| d.of(Tier::Raw)).min().unwrap_or(0);
         let minute_after = self.opts.minute_rollup_after_ms.unwrap_or(min_raw_keep - crate::retention::DAY);
+        let newest = self.states.iter().map(|s| s.max_ts).max().unwrap_or(i64::MIN);
+        let by_data = now_ms.min(newest).saturating_sub(self.opts.ooo_window_ms);
+        let closed_before =
+            by_data.max(now_ms.saturating_sub(minute_after)).min(now_ms.saturating_sub(self.opts.ooo_window_ms));
         let minute_before = closed_before.min(now_ms.saturating_sub(minute_after));
         self.build_closed_blocks(Tier::Minute, minute_before, now_ms)?;
         self.build_closed_blocks(Tier::Hour, closed_before, now_ms)?;

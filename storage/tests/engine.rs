@@ -266,15 +266,17 @@ fn t50_rollup_tiers_agree_with_a_naive_model_including_late_samples() {
             }
             e.apply(&write(ps), &mark(1)).unwrap();
             let max = *model.keys().last().unwrap();
-            // Close blocks up to about the newest sample, building both tiers.
-            e.apply(&Command::Maintain { now_ms: max + HOUR + 1 }, &mark(2)).unwrap();
+            // Blocks close an out-of-order window behind the newest data: another series two hours ahead
+            // closes every block of this one, so the late samples below land in built blocks.
+            e.apply(&write(vec![point("ahead", "y", "v", max + 2 * HOUR, 0.0)]), &mark(2)).unwrap();
+            e.apply(&Command::Maintain { now_ms: max + 3 * HOUR + 1 }, &mark(3)).unwrap();
             // Late samples into already rolled-up blocks (within the 1 h window of the series' newest sample).
             let ps: Vec<Point> = late.iter().map(|&(d, v)| point("g", "x", "v", max - d, v)).collect();
             for p in &ps {
                 model.insert(p.timestamp, p.fields[0].1);
             }
-            e.apply(&write(ps), &mark(3)).unwrap();
-            let ids = e.select(&|_| true, &Filter::All);
+            e.apply(&write(ps), &mark(4)).unwrap();
+            let ids = e.select(&|m| m == "g", &Filter::All);
             for (width, start, end) in [
                 (MINUTE, T0, T0 + 3 * DAY),
                 (5 * MINUTE, T0 + 7 * MINUTE + 13, max + 1),
