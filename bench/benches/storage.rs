@@ -95,7 +95,7 @@ fn apply_bench(c: &mut Criterion) {
                 })
                 .collect();
             mark += 1;
-            e.apply(&Command::Write(vec![pts]), &mark.to_be_bytes()).unwrap()
+            e.apply(&Command::write(pts), &mark.to_be_bytes()).unwrap()
         })
     });
     g.finish();

@@ -201,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
                 if pts.len() >= 5000 || s + 1 == steps {
                     samples += pts.iter().map(|p| p.fields.len() as u64).sum::<u64>();
                     mark += 1;
-                    e.apply(&Command::Write(vec![std::mem::take(&mut pts)]), &mark.to_be_bytes())?;
+                    e.apply(&Command::write(std::mem::take(&mut pts)), &mark.to_be_bytes())?;
                 }
                 if s % 360 == 359 {
                     mark += 1;

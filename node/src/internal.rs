@@ -66,7 +66,7 @@ impl Internal for InternalService {
                 hint,
             )));
         };
-        let reply = match replica.writer.submit(points).await {
+        let reply = match replica.writer.submit(std::sync::Arc::new(points)).await {
             Ok(a) => ForwardWriteReply {
                 samples: a.samples_written,
                 rejected_too_old: a.rejected_too_old,

@@ -59,6 +59,8 @@ pub async fn write_points(node: &Arc<Node>, points: Vec<Point>) -> Result<WriteO
 
 /// Writes one shard's part, retrying on leader changes until the configured write timeout.
 pub async fn write_shard(node: &Arc<Node>, shard: u32, points: Vec<Point>) -> Result<ApplyResult, WriteError> {
+    // Shared with the shard writer: a retry after a leader change resends it without a copy.
+    let points = Arc::new(points);
     let deadline = Instant::now() + node.config.write.timeout;
     let mut backoff = Duration::from_millis(20);
     loop {

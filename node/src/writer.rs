@@ -32,7 +32,7 @@ pub enum ShardWriteError {
 }
 
 struct Job {
-    points: Vec<Point>,
+    points: Arc<Vec<Point>>,
     reply: oneshot::Sender<Result<ApplyResult, ShardWriteError>>,
 }
 
@@ -63,7 +63,7 @@ impl ShardWriter {
     }
 
     /// Queues points for this shard and waits for their quorum commit.
-    pub async fn submit(&self, points: Vec<Point>) -> Result<ApplyResult, ShardWriteError> {
+    pub async fn submit(&self, points: Arc<Vec<Point>>) -> Result<ApplyResult, ShardWriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx.try_send(Job { points, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ShardWriteError::Overloaded { shard: self.shard },
@@ -115,7 +115,7 @@ impl Actor {
     }
 
     async fn commit(&mut self, jobs: Vec<Job>) {
-        let (batches, replies): (Vec<Vec<Point>>, Vec<_>) = jobs.into_iter().map(|j| (j.points, j.reply)).unzip();
+        let (batches, replies): (Vec<Arc<Vec<Point>>>, Vec<_>) = jobs.into_iter().map(|j| (j.points, j.reply)).unzip();
         let started = Instant::now();
         let res = self.raft.client_write(Request::Shard(Command::Write(batches))).await;
         self.metrics

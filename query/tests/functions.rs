@@ -102,7 +102,7 @@ impl Store {
             for chunk in ps.chunks(40) {
                 self.batches += 1;
                 let mark = (self.batches as u64).to_be_bytes();
-                for r in e.apply(&Command::Write(vec![chunk.to_vec()]), &mark).unwrap() {
+                for r in e.apply(&Command::write(chunk.to_vec()), &mark).unwrap() {
                     assert_eq!((r.rejected_too_old, r.rejected_expired), (0, 0), "every sample is accepted");
                 }
             }

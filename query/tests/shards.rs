@@ -89,7 +89,7 @@ fn cluster(n: usize, points: &[Point]) -> Cluster {
     }
     for (i, (e, ps)) in engines.iter_mut().zip(parts).enumerate() {
         for (j, chunk) in ps.chunks(500).enumerate() {
-            e.apply(&Command::Write(vec![chunk.to_vec()]), &[i as u8, j as u8]).unwrap();
+            e.apply(&Command::write(chunk.to_vec()), &[i as u8, j as u8]).unwrap();
         }
         e.apply(&Command::Maintain { now_ms: T0 + 4 * HOUR }, b"m").unwrap();
     }
@@ -275,7 +275,7 @@ fn cached_answers_equal_fresh_ones_through_late_writes_and_moving_windows() {
         for (i, e) in c.engines.iter_mut().enumerate() {
             let mine: Vec<Point> =
                 batch.iter().filter(|p| (p.tags[0].1.as_bytes()[1] as usize) % 2 == i).cloned().collect();
-            e.apply(&Command::Write(vec![mine]), &[9, step as u8]).unwrap();
+            e.apply(&Command::write(mine), &[9, step as u8]).unwrap();
         }
     }
     assert!(hits > 100, "the cache served buckets ({hits})");

@@ -37,13 +37,21 @@ use crate::series::{canonical_key, decode_stored, encode_stored, SeriesInfo};
 /// What a Raft log entry asks of a shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// Client batches coalesced into one entry (group commit); each gets its own [`ApplyResult`].
-    Write(Vec<Vec<Point>>),
+    /// Client batches coalesced into one entry (group commit); each gets its own [`ApplyResult`]. Shared,
+    /// so a coordinator keeps its batch for a retry without copying it (serialized as plain vectors).
+    Write(Vec<Arc<Vec<Point>>>),
     /// Periodic maintenance with the leader's clock.
     Maintain { now_ms: i64 },
     /// Replicated key-value state of actors that run on the shard's leader (alerting: rule states, the
     /// notification outbox). Applied atomically; kept with the shard's data, so it travels in snapshots.
     State { puts: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>> },
+}
+
+impl Command {
+    /// A write of one batch.
+    pub fn write(points: Vec<Point>) -> Command {
+        Command::Write(vec![Arc::new(points)])
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,7 +363,7 @@ impl ShardEngine {
     pub fn apply(&mut self, cmd: &Command, mark: &[u8]) -> Result<Vec<ApplyResult>> {
         let res = match cmd {
             Command::Write(batches) => {
-                let oldest = batches.iter().flatten().map(|p| p.timestamp).min();
+                let oldest = batches.iter().flat_map(|b| b.iter()).map(|p| p.timestamp).min();
                 if let Some(t) = oldest {
                     self.record_change(t);
                 }
@@ -443,7 +451,7 @@ impl ShardEngine {
         self.mark = mark.to_vec();
     }
 
-    fn apply_write(&mut self, batches: &[Vec<Point>]) -> Result<Vec<ApplyResult>> {
+    fn apply_write(&mut self, batches: &[Arc<Vec<Point>>]) -> Result<Vec<ApplyResult>> {
         let mut results = Vec::with_capacity(batches.len());
         let mut batch = WriteBatch::default();
         let mut late: Vec<(SeriesId, i64, f64)> = Vec::new();
@@ -453,7 +461,7 @@ impl ShardEngine {
         let mut key = std::mem::take(&mut self.scratch_key);
         for points in batches {
             let mut res = ApplyResult::default();
-            for p in points {
+            for p in points.iter() {
                 for (field, v) in &p.fields {
                     canonical_key(&p.measurement, &p.tags, field, &mut key);
                     let sid = match self.index.lookup(&key) {

@@ -24,7 +24,7 @@ fn point(m: &str, host: &str, field: &str, ts: i64, v: f64) -> Point {
 }
 
 fn write(ps: Vec<Point>) -> Command {
-    Command::Write(vec![ps])
+    Command::write(ps)
 }
 
 struct Fixture {
