@@ -39,8 +39,11 @@
 //! | [`yamlpos`]  | line numbers of YAML entries, for error messages                                      |
 
 pub mod alert;
+/// Prometheus durations (shared with the scrape configuration, see pharos-promconf).
+pub use pharos_promconf::duration;
+/// Line numbers of YAML entries (pharos-promconf).
+pub use pharos_promconf::yamlpos;
 pub mod config;
-pub mod duration;
 pub mod gofmt;
 pub mod group;
 pub mod inhibit;
@@ -53,7 +56,6 @@ pub mod silence;
 pub mod state;
 pub mod template;
 pub mod time;
-pub mod yamlpos;
 
 pub use alert::{Alert, AlertStatus};
 pub use config::{parse_routing_config, parse_routing_config_named, ConfigError, Integration, Receiver, RoutingConfig};

@@ -44,6 +44,10 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 4)]
         conc: usize,
+        /// Line protocol to /write, or the same samples as Prometheus remote write to /api/v1/write (one
+        /// series per point and field, named measurement_field).
+        #[arg(long, value_enum, default_value = "lp")]
+        protocol: Protocol,
     },
     /// Bytes per sample on disk for a data set applied into one shard.
     Size {
@@ -60,6 +64,28 @@ enum Cmd {
         #[arg(long)]
         chunk: Option<usize>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    Lp,
+    RemoteWrite,
+}
+
+/// Points as a snappy-compressed Prometheus remote-write request.
+fn remote_write_body(points: &[pharos_storage::Point]) -> Vec<u8> {
+    use pharos_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+    let mut req = WriteRequest { timeseries: Vec::with_capacity(points.len() * 10) };
+    for p in points {
+        for (f, v) in &p.fields {
+            let mut labels = vec![Label { name: "__name__".into(), value: format!("{}_{f}", p.measurement) }];
+            labels.extend(p.tags.iter().map(|(k, v)| Label { name: k.clone(), value: v.clone() }));
+            labels.sort_by(|a, b| a.name.cmp(&b.name));
+            req.timeseries.push(TimeSeries { labels, samples: vec![Sample { value: *v, timestamp: p.timestamp }] });
+        }
+    }
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy compression of a Vec")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -86,29 +112,39 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Write { url, set, hosts, steps, batch, conc } => {
+        Cmd::Write { url, set, hosts, steps, batch, conc, protocol } => {
             let mut g = Generator::new(set, hosts, 42);
             let fields = g.fields_per_point();
             let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64) / 10_000
                 * 10_000;
             let start = end - steps as i64 * 10_000;
             eprintln!("generating {} lines ({} samples)...", hosts * steps, hosts * steps * fields);
-            let mut bodies = Vec::new();
+            let mut bodies: Vec<Vec<u8>> = Vec::new();
             let (mut buf, mut n, mut pts) = (String::new(), 0, Vec::new());
+            let mut pending: Vec<pharos_storage::Point> = Vec::new();
             for s in 0..steps {
                 pts.clear();
                 g.step(start + s as i64 * 10_000, &mut pts);
                 for p in &pts {
-                    write_line(p, &mut buf);
+                    match protocol {
+                        Protocol::Lp => write_line(p, &mut buf),
+                        Protocol::RemoteWrite => pending.push(p.clone()),
+                    }
                     n += 1;
                     if n == batch {
-                        bodies.push(std::mem::take(&mut buf));
+                        bodies.push(match protocol {
+                            Protocol::Lp => std::mem::take(&mut buf).into_bytes(),
+                            Protocol::RemoteWrite => remote_write_body(&std::mem::take(&mut pending)),
+                        });
                         n = 0;
                     }
                 }
             }
-            if !buf.is_empty() {
-                bodies.push(buf);
+            if n > 0 {
+                bodies.push(match protocol {
+                    Protocol::Lp => buf.into_bytes(),
+                    Protocol::RemoteWrite => remote_write_body(&pending),
+                });
             }
             let total = bodies.len();
             let queue = Arc::new(std::sync::Mutex::new(bodies));
@@ -116,7 +152,10 @@ async fn main() -> anyhow::Result<()> {
             let errors = Arc::new(AtomicU64::new(0));
             let client =
                 reqwest::Client::builder().timeout(Duration::from_secs(120)).pool_max_idle_per_host(conc).build()?;
-            let write_url = format!("{}/write?precision=ms", url.trim_end_matches('/'));
+            let write_url = match protocol {
+                Protocol::Lp => format!("{}/write?precision=ms", url.trim_end_matches('/')),
+                Protocol::RemoteWrite => format!("{}/api/v1/write", url.trim_end_matches('/')),
+            };
             let t0 = Instant::now();
             let mut tasks = Vec::new();
             for _ in 0..conc {
@@ -128,7 +167,16 @@ async fn main() -> anyhow::Result<()> {
                         let t = Instant::now();
                         let mut ok = false;
                         for _ in 0..5 {
-                            match c.post(&u).body(body.clone()).send().await {
+                            let req = match protocol {
+                                Protocol::Lp => c.post(&u).body(body.clone()),
+                                Protocol::RemoteWrite => c
+                                    .post(&u)
+                                    .header("Content-Encoding", "snappy")
+                                    .header("Content-Type", "application/x-protobuf")
+                                    .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                                    .body(body.clone()),
+                            };
+                            match req.send().await {
                                 Ok(r) if r.status().is_success() => {
                                     ok = true;
                                     break;

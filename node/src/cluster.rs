@@ -54,6 +54,8 @@ pub struct Node {
     /// Last leader seen per shard (from forwarding replies), for shards without a local replica.
     leader_cache: RwLock<HashMap<u32, NodeId>>,
     pub shutdown: broadcast::Sender<()>,
+    /// Scraping, once started (by the server, after the node).
+    pub scraping: std::sync::OnceLock<Arc<crate::scrape::Scraping>>,
 }
 
 impl Node {
@@ -116,6 +118,7 @@ impl Node {
             peers: RwLock::new(members.clone()),
             leader_cache: RwLock::new(HashMap::new()),
             shutdown: shutdown.clone(),
+            scraping: std::sync::OnceLock::new(),
             config,
         });
         for (shard, replicas) in effective.iter().enumerate() {

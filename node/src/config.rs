@@ -94,6 +94,7 @@ pub struct Config {
     pub raft: pharos_raft::RaftSettings,
     pub alerting: AlertingConfig,
     pub auth: AuthConfig,
+    pub scrape: ScrapeSettings,
 }
 
 impl Default for Config {
@@ -119,6 +120,7 @@ impl Default for Config {
             raft: Default::default(),
             alerting: AlertingConfig::default(),
             auth: AuthConfig::default(),
+            scrape: ScrapeSettings::default(),
         }
     }
 }
@@ -155,6 +157,34 @@ impl Default for AlertingConfig {
             notify_timeout: Duration::from_secs(10),
             retry_max_backoff: Duration::from_secs(30),
             alertmanager_valid_for: Duration::from_secs(4 * 60),
+        }
+    }
+}
+
+/// Scraping (Prometheus `/metrics` endpoints). The job configuration itself lives in the cluster
+/// (`pharosctl scrape apply`); a node can also read one from a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScrapeSettings {
+    /// A Prometheus-shaped file with `scrape_configs`, used while no configuration was applied to the
+    /// cluster (re-read when it changes). Every node should have the same one.
+    pub config_file: Option<PathBuf>,
+    /// How often each node checks which nodes are alive (target ownership follows).
+    #[serde(with = "humantime_ms")]
+    pub liveness_interval: Duration,
+    /// Missed checks in a row after which a node counts as dead and its targets move.
+    pub liveness_misses: u32,
+    /// Scrapes waiting to be written; when full, scrape loops wait (and skip ticks) rather than pile up.
+    pub queue_batches: usize,
+}
+
+impl Default for ScrapeSettings {
+    fn default() -> Self {
+        ScrapeSettings {
+            config_file: None,
+            liveness_interval: Duration::from_secs(1),
+            liveness_misses: 2,
+            queue_batches: 1024,
         }
     }
 }

@@ -297,6 +297,38 @@ impl Admin for AdminService {
         Ok(Response::new(ExpireSilenceResponse {}))
     }
 
+    /// Validates a scrape configuration and, unless `dry_run`, stores it in the meta group.
+    async fn apply_scrape(&self, req: Request<ApplyScrapeRequest>) -> Result<Response<ApplyScrapeResponse>, Status> {
+        let dry_run = req.get_ref().dry_run;
+        if !dry_run {
+            self.authorize(&req)?;
+        }
+        let req = req.into_inner();
+        let cfg = pharos_scrape::parse_config(&req.text).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !dry_run {
+            self.meta(MetaCommand::SetScrape { text: req.text }, "the scrape configuration").await?;
+        }
+        let version = self.node.meta_state.read().map(|m| m.scrape.version).unwrap_or(0);
+        Ok(Response::new(ApplyScrapeResponse { version, jobs: cfg.scrape_configs.len() as u32 }))
+    }
+
+    async fn get_scrape(&self, _req: Request<GetScrapeRequest>) -> Result<Response<GetScrapeResponse>, Status> {
+        let r = self.node.meta_state.read().map(|m| m.scrape.clone()).unwrap_or_default();
+        Ok(Response::new(GetScrapeResponse { text: r.text, version: r.version }))
+    }
+
+    async fn targets(&self, req: Request<TargetsRequest>) -> Result<Response<TargetsResponse>, Status> {
+        let Some(s) = self.node.scraping.get() else {
+            return Err(Status::unavailable("scraping is starting; try again"));
+        };
+        let targets = if req.into_inner().local {
+            crate::scrape::local_targets(&self.node, s)
+        } else {
+            crate::scrape::cluster_targets(&self.node, s).await
+        };
+        Ok(Response::new(TargetsResponse { targets }))
+    }
+
     async fn add_node(&self, _req: Request<AddNodeRequest>) -> Result<Response<StatusResponse>, Status> {
         Err(Status::unimplemented(
             "adding nodes to a running cluster is not built yet; start every node with the same --initial-cluster",

@@ -12,6 +12,7 @@
 //! | `GET /api/v1/export` | raw samples of one measurement as line protocol (ms precision)       |
 //! | `GET /api/alerts`    | every alert instance (pending, firing, resolved) as JSON; `?state=firing` |
 //! | `GET /api/silences`  | every silence as JSON                                                |
+//! | `GET /api/v1/targets`, `/targets` | scrape targets as Prometheus's API shows them, plus `owner` (the node scraping it) |
 //!
 //! Errors are JSON `{"error": "..."}` (InfluxDB's shape). A body with a bad line gets 400 naming the line and
 //! the reason; the lines before it are written, the bad line and the lines after it are not.
@@ -48,6 +49,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/v1/export", get(export))
         .route("/api/alerts", get(alerts))
         .route("/api/silences", get(silences))
+        .route("/api/v1/targets", get(targets))
+        .route("/targets", get(targets))
         .layer(DefaultBodyLimit::disable())
         .with_state(node)
 }
@@ -386,6 +389,27 @@ async fn silences(State(node): State<Arc<Node>>) -> Response {
         })
         .collect();
     Json(json!({ "silences": list })).into_response()
+}
+
+/// Prometheus's `/api/v1/targets` shape (`activeTargets`), each target as its owner reports it.
+async fn targets(State(node): State<Arc<Node>>) -> Response {
+    let Some(s) = node.scraping.get() else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "scraping is starting; try again".into());
+    };
+    let list: Vec<serde_json::Value> = crate::scrape::cluster_targets(&node, s)
+        .await
+        .into_iter()
+        .map(|t| {
+            json!({
+                "scrapePool": t.job, "scrapeUrl": t.url, "health": t.health,
+                "labels": tag_map(&t.labels), "discoveredLabels": tag_map(&t.discovered_labels),
+                "lastScrape": rfc3339(t.last_scrape_ms), "lastScrapeDuration": t.last_duration_ms / 1000.0,
+                "lastError": t.last_error, "lastSamples": t.last_samples,
+                "scrapeInterval": format!("{}s", t.interval_ms as f64 / 1000.0), "owner": t.owner,
+            })
+        })
+        .collect();
+    Json(json!({ "status": "success", "data": { "activeTargets": list, "droppedTargets": [] } })).into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod prom;
 pub mod query;
 pub mod routing;
+pub mod scrape;
 pub mod server;
 pub mod shard_rpc;
 pub mod write;

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub rule_group_seconds: HistogramVec,
     pub rule_group_lag_seconds: prometheus::Histogram,
     pub notifications: IntCounterVec,
+    pub scraped_samples: IntCounter,
+    pub scrape_write_failures: IntCounter,
     pub notification_latency_seconds: HistogramVec,
 }
 
@@ -126,6 +128,11 @@ impl Metrics {
                 &["integration", "outcome"],
             ),
             notification_latency_seconds,
+            scraped_samples: c("scraped_samples_total", "Samples scraped by this node and written"),
+            scrape_write_failures: c(
+                "scrape_write_failures_total",
+                "Writes of scraped samples that failed (those samples were dropped)",
+            ),
             registry,
         }
     }

@@ -60,6 +60,7 @@ pub async fn run(
     let max_msg = config.limits.max_body_bytes.max(4 << 20);
     let node = Node::start(config, shutdown.clone()).await?;
     node.metrics.up.set(1);
+    let _ = node.scraping.set(crate::scrape::start(node.clone()));
     info!(node = node.id, http = %node.config.http_addr, grpc = %node.config.grpc_addr, data = %node.config.data_dir.display(), "pharos started");
 
     let (stop_tx, _) = broadcast::channel::<()>(2);
@@ -106,6 +107,9 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
     gauges.abort();
+    if let Some(s) = node.scraping.get() {
+        s.manager.shutdown().await;
+    }
     node.stop().await;
     info!("stopped");
     Ok(())

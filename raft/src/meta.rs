@@ -27,6 +27,8 @@ pub struct MetaState {
     pub rules: StoredConfig,
     /// The alert routing configuration (Alertmanager's shape: route tree, receivers, inhibit rules).
     pub routing: StoredConfig,
+    /// The scrape configuration (Prometheus's `scrape_configs`), validated by the node.
+    pub scrape: StoredConfig,
     /// Alert silences by id, as JSON (their shape belongs to pharos-alert).
     pub silences: BTreeMap<String, String>,
 }
@@ -64,6 +66,10 @@ pub enum MetaCommand {
     },
     /// Replaces the routing configuration (text already validated).
     SetRouting {
+        text: String,
+    },
+    /// Replaces the scrape configuration (text already validated).
+    SetScrape {
         text: String,
     },
     /// Adds or replaces a silence.
@@ -116,6 +122,10 @@ impl MetaState {
             }
             MetaCommand::SetRouting { text } => {
                 self.routing = StoredConfig { text: text.clone(), version: self.routing.version + 1 };
+                MetaResponse::Ok
+            }
+            MetaCommand::SetScrape { text } => {
+                self.scrape = StoredConfig { text: text.clone(), version: self.scrape.version + 1 };
                 MetaResponse::Ok
             }
             MetaCommand::PutSilence { id, json } => {

@@ -11,8 +11,9 @@ use pharos_proto::v1::admin_client::AdminClient;
 use pharos_proto::v1::query_client::QueryClient;
 use pharos_proto::v1::write_client::WriteClient;
 use pharos_proto::v1::{
-    value, AddSilenceRequest, AlertsRequest, ApplyRoutingRequest, ApplyRulesRequest, ExpireSilenceRequest,
-    GetRoutingRequest, GetRulesRequest, ListSilencesRequest, QueryRequest, SilenceInfo, StatusRequest, WriteRequest,
+    value, AddSilenceRequest, AlertsRequest, ApplyRoutingRequest, ApplyRulesRequest, ApplyScrapeRequest,
+    ExpireSilenceRequest, GetRoutingRequest, GetRulesRequest, GetScrapeRequest, ListSilencesRequest, QueryRequest,
+    SilenceInfo, StatusRequest, TargetsRequest, WriteRequest,
 };
 
 #[derive(Parser)]
@@ -69,6 +70,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SilenceCmd,
     },
+    /// The scrape configuration (Prometheus's `scrape_configs`; every node scrapes its share of the targets).
+    Scrape {
+        #[command(subcommand)]
+        cmd: ScrapeCmd,
+    },
+    /// Every scrape target: health, last scrape, last error and the node that scrapes it.
+    Targets {
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a query (several statements may be separated by `;`) and print the result.
     Query {
         /// The query, e.g. "SELECT mean(usage_user) FROM cpu WHERE time > now() - 1h GROUP BY time(5m), host".
@@ -113,6 +124,20 @@ enum RoutingCmd {
 }
 
 #[derive(Subcommand)]
+enum ScrapeCmd {
+    /// Validate a scrape configuration locally (no server needed).
+    Check { file: String },
+    /// Validate and store it in the cluster (replaces the one in force; nodes pick it up within a second).
+    Apply {
+        file: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the configuration in force and its version.
+    Show,
+}
+
+#[derive(Subcommand)]
 enum SilenceCmd {
     /// Add a silence: `pharosctl silence add 'alertname="HighLoad"' 'host=~"web.*"' --duration 2h --comment ...`.
     Add {
@@ -138,6 +163,13 @@ enum SilenceCmd {
     },
     /// End a silence now.
     Expire { id: String },
+}
+
+/// An Admin client for the node at `ep`.
+async fn admin(ep: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+    AdminClient::connect(ep.to_string())
+        .await
+        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))
 }
 
 /// A request carrying the admin token, when one was given.
@@ -290,9 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ep = endpoint(&cli.addr);
     match cli.cmd {
         Cmd::Status { json } => {
-            let mut c = AdminClient::connect(ep.clone())
-                .await
-                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+            let mut c = admin(&ep).await?;
             let s = c.status(StatusRequest {}).await.context("status request failed")?.into_inner();
             if json {
                 let v = serde_json::json!({
@@ -370,9 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 RulesCmd::Apply { file, dry_run } => {
                     let text = read(&file)?;
-                    let mut c = AdminClient::connect(ep.clone())
-                        .await
-                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let mut c = admin(&ep).await?;
                     let r = c
                         .apply_rules(authed(ApplyRulesRequest { text, dry_run }, &cli.token)?)
                         .await
@@ -385,9 +413,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 RulesCmd::List => {
-                    let mut c = AdminClient::connect(ep.clone())
-                        .await
-                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let mut c = admin(&ep).await?;
                     let r = c
                         .get_rules(GetRulesRequest {})
                         .await
@@ -413,9 +439,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 RoutingCmd::Apply { file, dry_run } => {
                     let text = read(&file)?;
-                    let mut c = AdminClient::connect(ep.clone())
-                        .await
-                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let mut c = admin(&ep).await?;
                     let r = c
                         .apply_routing(authed(ApplyRoutingRequest { text, dry_run }, &cli.token)?)
                         .await
@@ -428,9 +452,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 RoutingCmd::Show => {
-                    let mut c = AdminClient::connect(ep.clone())
-                        .await
-                        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                    let mut c = admin(&ep).await?;
                     let r = c
                         .get_routing(GetRoutingRequest {})
                         .await
@@ -446,10 +468,89 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Alerts { state, json } => {
-            let mut c = AdminClient::connect(ep.clone())
+        Cmd::Scrape { cmd } => {
+            let read = |file: &str| std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
+            match cmd {
+                ScrapeCmd::Check { file } => {
+                    let text = read(&file)?;
+                    match pharos_scrape::parse_config(&text) {
+                        Ok(c) => println!("{file}: ok ({} jobs)", c.scrape_configs.len()),
+                        Err(e) => anyhow::bail!("invalid scrape configuration\n{file}: {e}"),
+                    }
+                }
+                ScrapeCmd::Apply { file, dry_run } => {
+                    let text = read(&file)?;
+                    let mut c = admin(&ep).await?;
+                    let r = c
+                        .apply_scrape(authed(ApplyScrapeRequest { text, dry_run }, &cli.token)?)
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                        .into_inner();
+                    if dry_run {
+                        println!("{file}: valid ({} jobs); nothing stored", r.jobs);
+                    } else {
+                        println!("{file}: applied as version {} ({} jobs)", r.version, r.jobs);
+                    }
+                }
+                ScrapeCmd::Show => {
+                    let mut c = admin(&ep).await?;
+                    let r = c
+                        .get_scrape(GetScrapeRequest {})
+                        .await
+                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                        .into_inner();
+                    if r.version == 0 {
+                        println!("no scrape configuration applied (pharosctl scrape apply FILE); nodes use [scrape] config_file if set");
+                    } else {
+                        println!("# version {}\n{}", r.version, r.text);
+                    }
+                }
+            }
+        }
+        Cmd::Targets { json } => {
+            let mut c = admin(&ep).await?;
+            let r = c
+                .targets(TargetsRequest { local: false })
                 .await
-                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner();
+            if json {
+                for t in &r.targets {
+                    let tags: serde_json::Map<String, serde_json::Value> =
+                        t.labels.iter().map(|t| (t.key.clone(), serde_json::json!(t.value))).collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({"job": t.job, "url": t.url, "labels": tags, "health": t.health,
+                            "last_scrape_ms": t.last_scrape_ms, "last_duration_ms": t.last_duration_ms,
+                            "last_error": t.last_error, "last_samples": t.last_samples, "owner": t.owner})
+                    );
+                }
+                return Ok(());
+            }
+            if r.targets.is_empty() {
+                println!("no targets (pharosctl scrape apply FILE)");
+                return Ok(());
+            }
+            println!(
+                "{:<16} {:<7} {:<5} {:<21} {:>9} {:>8}  {:<40} ERROR",
+                "JOB", "HEALTH", "NODE", "LAST SCRAPE", "DURATION", "SAMPLES", "URL"
+            );
+            for t in &r.targets {
+                println!(
+                    "{:<16} {:<7} {:<5} {:<21} {:>7.1}ms {:>8}  {:<40} {}",
+                    t.job,
+                    t.health,
+                    t.owner,
+                    ms_to_rfc3339(t.last_scrape_ms),
+                    t.last_duration_ms,
+                    t.last_samples,
+                    t.url,
+                    t.last_error
+                );
+            }
+        }
+        Cmd::Alerts { state, json } => {
+            let mut c = admin(&ep).await?;
             let r = c
                 .alerts(AlertsRequest { states: state })
                 .await
@@ -492,9 +593,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Silence { cmd } => {
-            let mut c = AdminClient::connect(ep.clone())
-                .await
-                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+            let mut c = admin(&ep).await?;
             match cmd {
                 SilenceCmd::Add { matchers, duration, start, author, comment } => {
                     let dur = pharos_alert::PromDuration::parse(&duration)

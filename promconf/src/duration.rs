@@ -54,7 +54,7 @@ impl PromDuration {
     pub fn parse(text: &str) -> Result<PromDuration, DurationError> {
         let err = |why| DurationError { text: text.to_string(), why };
         if text.is_empty() {
-            return Err(err("empty"));
+            return Err(err("empty duration"));
         }
         if text == "0" {
             return Ok(PromDuration(0));
@@ -69,7 +69,7 @@ impl PromDuration {
                 i += 1;
             }
             if i == start {
-                return Err(err("expected a number"));
+                return Err(err("expected a number (durations look like 1h30m, 15s or 500ms)"));
             }
             let n: i64 = text[start..i].parse().map_err(|_| err("number too large"))?;
             let ustart = i;
@@ -84,7 +84,7 @@ impl PromDuration {
                 return Err(err("unknown unit (use ms, s, m, h, d, w or y)"));
             };
             if pos < next_unit {
-                return Err(err("units must go from largest to smallest, each once"));
+                return Err(err("units must go from largest to smallest, each at most once"));
             }
             next_unit = pos + 1;
             total = n.checked_mul(UNITS[pos].1).and_then(|v| total.checked_add(v)).ok_or_else(|| err("too large"))?;
@@ -165,14 +165,14 @@ mod tests {
     #[test]
     fn rejects_bad_durations() {
         let cases = [
-            ("", "empty"),
+            ("", "empty duration"),
             ("5x", "unknown unit (use ms, s, m, h, d, w or y)"),
             ("5", "missing unit (ms, s, m, h, d, w or y)"),
-            ("m", "expected a number"),
+            ("m", "expected a number (durations look like 1h30m, 15s or 500ms)"),
             ("1.5h", "missing unit (ms, s, m, h, d, w or y)"),
-            ("-5m", "expected a number"),
-            ("30m1h", "units must go from largest to smallest, each once"),
-            ("1m1m", "units must go from largest to smallest, each once"),
+            ("-5m", "expected a number (durations look like 1h30m, 15s or 500ms)"),
+            ("30m1h", "units must go from largest to smallest, each at most once"),
+            ("1m1m", "units must go from largest to smallest, each at most once"),
             ("5 m", "missing unit (ms, s, m, h, d, w or y)"),
             ("99999999999999999999s", "number too large"),
             ("999999999999y", "too large"),

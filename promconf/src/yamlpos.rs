@@ -1,7 +1,7 @@
 //! Line numbers of the entries of a YAML document, for error messages.
 //!
-//! serde_yaml deserializes the rule file but keeps no positions once it succeeds, so semantic errors ("bad
-//! duration in `for`") would have no line. This index walks yaml-rust2's marked events once and records, for
+//! serde_yaml deserializes a configuration (rule file, routing, scrape config) but keeps no positions once it
+//! succeeds, so semantic errors ("bad duration in `for`") would have no line. This index walks yaml-rust2's marked events once and records, for
 //! every path (`groups/0/rules/2/for`), the line of the key (mapping entries) or of the item (sequence
 //! entries), and for scalar values the line where the value's text starts (the first content line of a
 //! `|` block), so a query error can point into a multi-line `expr`.

@@ -1,0 +1,237 @@
+//! Scraping on the node: every node runs a pharos-scrape manager and scrapes the targets the ring over the
+//! live nodes gives it; what it scrapes goes through the normal write path.
+//!
+//! ```text
+//!  meta group: scrape config (pharosctl scrape apply), else [scrape] config_file ──► ScrapeManager::apply
+//!  liveness: every node pings every other (Internal.ForwardQuery) each second; two misses = dead
+//!        live set changed ──► OwnerRing(live) ──► ScrapeManager::set_owned(owner(key) == me)
+//!  scrape loops ──ScrapeBatch──► bounded channel ──► points (metric name = measurement, labels = tags,
+//!        field `value`) ──► write::write_points (routed to the shards' leaders, replicated)
+//! ```
+//!
+//! Every node discovers every target (discovery is cheap) and scrapes only its own, so a target moves
+//! within one scrape interval after the failure detection (about two seconds) when its node dies, and only
+//! the dead node's targets move. While nodes disagree about who is alive (a partition), a target may be
+//! scraped twice (the samples are identical series; the later write wins) or, briefly, by nobody.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pharos_proto::internal::ForwardQueryRequest;
+use pharos_scrape::{ManagerOptions, OwnerRing, ScrapeBatch, ScrapeConfig, ScrapeManager, TargetStatus};
+use pharos_storage::Point;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::cluster::Node;
+use crate::shard_rpc::ShardRequest;
+
+/// The scraping side of a node.
+pub struct Scraping {
+    pub manager: ScrapeManager,
+    /// The nodes this node believes alive (itself included), sorted.
+    pub live: std::sync::Mutex<Vec<u64>>,
+}
+
+/// Starts the manager, the sink, the config watcher and the liveness loop.
+pub fn start(node: Arc<Node>) -> Arc<Scraping> {
+    let (tx, rx) = mpsc::channel::<ScrapeBatch>(node.config.scrape.queue_batches.max(1));
+    let manager = ScrapeManager::new(tx, ManagerOptions::default());
+    let scraping = Arc::new(Scraping { manager: manager.clone(), live: std::sync::Mutex::new(vec![node.id]) });
+    // Nothing is owned until the first liveness round says who is alive.
+    manager.set_owned(Arc::new(|_| false));
+    tokio::spawn(sink(node.clone(), rx));
+    tokio::spawn(watch_config(node.clone(), manager.clone()));
+    tokio::spawn(liveness(node, scraping.clone()));
+    scraping
+}
+
+/// A scraped sample as a point: the metric name is the measurement, the labels are tags, the value is the
+/// field `value` (as remote write stores Prometheus data).
+fn to_points(batch: ScrapeBatch) -> Vec<Point> {
+    let ts = batch.timestamp_ms;
+    batch
+        .samples
+        .into_iter()
+        .map(|s| Point {
+            measurement: s.name,
+            tags: s.labels.into_iter().filter(|(k, v)| !v.is_empty() && k != "__name__").collect(),
+            fields: vec![(crate::prom::VALUE_FIELD.to_string(), s.value)],
+            timestamp: s.timestamp_ms.unwrap_or(ts),
+        })
+        .collect()
+}
+
+/// Writes what the scrape loops produce. Batches that arrive together are written together.
+async fn sink(node: Arc<Node>, mut rx: mpsc::Receiver<ScrapeBatch>) {
+    while let Some(first) = rx.recv().await {
+        let mut points = to_points(first);
+        while points.len() < 50_000 {
+            match rx.try_recv() {
+                Ok(b) => points.extend(to_points(b)),
+                Err(_) => break,
+            }
+        }
+        let n = points.len() as u64;
+        match crate::write::write_points(&node, points).await {
+            Ok(_) => node.metrics.scraped_samples.inc_by(n),
+            Err(e) => {
+                node.metrics.scrape_write_failures.inc();
+                warn!(samples = n, cause = %e, "writing scraped samples failed; they are dropped (the next scrape brings fresh ones)");
+            }
+        }
+    }
+}
+
+/// The scrape configuration in force: the meta group's (pharosctl scrape apply) if one was applied,
+/// else the node's `[scrape] config_file`, else none.
+fn current_config(node: &Node) -> (String, Option<Result<ScrapeConfig, String>>) {
+    let stored = node.meta_state.read().expect("meta lock").scrape.clone();
+    if stored.version > 0 {
+        let id = format!("meta v{}", stored.version);
+        return (id, Some(pharos_scrape::parse_config(&stored.text).map_err(|e| e.to_string())));
+    }
+    match &node.config.scrape.config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path);
+            let id = format!(
+                "file {} {:?}",
+                path.display(),
+                text.as_ref().map(|t| xxhash_rust::xxh3::xxh3_64(t.as_bytes())).ok()
+            );
+            let parsed = text
+                .map_err(|e| format!("reading {}: {e}", path.display()))
+                .and_then(|t| pharos_scrape::parse_config(&t).map_err(|e| format!("{}: {e}", path.display())));
+            (id, Some(parsed))
+        }
+        None => ("none".into(), None),
+    }
+}
+
+async fn watch_config(node: Arc<Node>, manager: ScrapeManager) {
+    let mut applied = String::new();
+    loop {
+        let (id, cfg) = current_config(&node);
+        if id != applied {
+            match cfg {
+                Some(Ok(c)) => {
+                    info!(config = %id, jobs = c.scrape_configs.len(), "scrape configuration applied");
+                    manager.apply(c);
+                    applied = id;
+                }
+                Some(Err(e)) => {
+                    warn!(config = %id, cause = %e, "scrape configuration refused; the previous one stays");
+                    applied = id;
+                }
+                None => applied = id,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Whether a peer answers within a second (any answer, even "no replica here", means it runs).
+async fn ping(node: &Node, addr: &str) -> bool {
+    let Ok(mut client) = node.channels.get(addr) else { return false };
+    let req = ForwardQueryRequest {
+        shard: u32::MAX,
+        request: bincode::serialize(&ShardRequest::Status).expect("requests serialize"),
+        allow_stale: true,
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(1), client.forward_query(req)).await, Ok(Ok(_)))
+}
+
+async fn liveness(node: Arc<Node>, scraping: Arc<Scraping>) {
+    let mut misses: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut current: Option<Vec<u64>> = None;
+    let every = node.config.scrape.liveness_interval;
+    loop {
+        let peers: Vec<(u64, String)> =
+            node.known_nodes().into_iter().filter(|(id, _)| *id != node.id).map(|(id, a)| (id, a.grpc)).collect();
+        let answers = futures::future::join_all(peers.iter().map(|(id, addr)| {
+            let node = node.clone();
+            async move { (*id, ping(&node, addr).await) }
+        }))
+        .await;
+        let mut live: BTreeSet<u64> = BTreeSet::from([node.id]);
+        for (id, ok) in answers {
+            let m = misses.entry(id).or_insert(0);
+            *m = if ok { 0 } else { m.saturating_add(1) };
+            // Dead after `liveness_misses` missed pings in a row (a single lost ping moves nothing).
+            if *m < node.config.scrape.liveness_misses {
+                live.insert(id);
+            }
+        }
+        let live: Vec<u64> = live.into_iter().collect();
+        if current.as_ref() != Some(&live) {
+            info!(live = ?live, "scrape ownership: live nodes changed");
+            let ring = Arc::new(OwnerRing::new(&live));
+            let me = node.id;
+            scraping.manager.set_owned(Arc::new(move |t| ring.owner(&t.key) == Some(me)));
+            *scraping.live.lock().expect("live lock") = live.clone();
+            current = Some(live);
+        } else {
+            debug!("scrape ownership unchanged");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// This node's view of its targets, with the owner each would have by the ring over this node's live set.
+pub fn local_targets(node: &Node, scraping: &Scraping) -> Vec<pharos_proto::v1::TargetInfo> {
+    let live = scraping.live.lock().expect("live lock").clone();
+    let ring = OwnerRing::new(&live);
+    scraping.manager.targets().into_iter().map(|t| target_info(node.id, &ring, t)).collect()
+}
+
+fn target_info(me: u64, ring: &OwnerRing, t: TargetStatus) -> pharos_proto::v1::TargetInfo {
+    let tags = |l: &[(String, String)]| {
+        l.iter().map(|(k, v)| pharos_proto::v1::Tag { key: k.clone(), value: v.clone() }).collect()
+    };
+    pharos_proto::v1::TargetInfo {
+        job: t.job,
+        key: t.key.clone(),
+        url: t.url,
+        labels: tags(&t.labels),
+        discovered_labels: tags(&t.discovered_labels),
+        interval_ms: t.interval.as_millis() as u64,
+        health: match t.health {
+            pharos_scrape::Health::Up => "up",
+            pharos_scrape::Health::Down => "down",
+            pharos_scrape::Health::Unknown => "unknown",
+        }
+        .into(),
+        last_scrape_ms: t.last_scrape_ms.unwrap_or(0),
+        last_duration_ms: t.last_duration.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        last_error: t.last_error.unwrap_or_default(),
+        last_samples: t.last_samples as u64,
+        owner: if t.owned { me } else { ring.owner(&t.key).unwrap_or(0) },
+        reported_by: me,
+    }
+}
+
+/// Every target in the cluster, each as its owner reports it (targets whose owner did not answer are
+/// shown as this node sees them, health unknown).
+pub async fn cluster_targets(node: &Arc<Node>, scraping: &Scraping) -> Vec<pharos_proto::v1::TargetInfo> {
+    let mut by_key: BTreeMap<String, pharos_proto::v1::TargetInfo> =
+        local_targets(node, scraping).into_iter().map(|t| (t.key.clone(), t)).collect();
+    let peers: Vec<String> =
+        node.known_nodes().into_iter().filter(|(id, _)| *id != node.id).map(|(_, a)| a.grpc).collect();
+    let answers = futures::future::join_all(peers.iter().map(|addr| async move {
+        let mut c = pharos_proto::v1::admin_client::AdminClient::connect(format!("http://{addr}")).await.ok()?;
+        let req = pharos_proto::v1::TargetsRequest { local: true };
+        let r = tokio::time::timeout(Duration::from_secs(2), c.targets(req)).await.ok()?.ok()?;
+        Some(r.into_inner().targets)
+    }))
+    .await;
+    for list in answers.into_iter().flatten() {
+        for t in list {
+            // The owner's own report wins: it is the one that scrapes.
+            if t.owner == t.reported_by {
+                by_key.insert(t.key.clone(), t);
+            }
+        }
+    }
+    by_key.into_values().collect()
+}

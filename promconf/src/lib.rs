@@ -1,0 +1,12 @@
+//! What Pharos's Prometheus-shaped configuration parsers share: the rule and routing files of pharos-alert
+//! and the scrape configuration of pharos-scrape.
+//!
+//! | module       | what                                                                           |
+//! |--------------|--------------------------------------------------------------------------------|
+//! | [`duration`] | Prometheus durations (`1h30m`, `15s`, `500ms`), parsed and printed canonically |
+//! | [`yamlpos`]  | line numbers of YAML entries by path, for error messages                       |
+
+pub mod duration;
+pub mod yamlpos;
+
+pub use duration::{DurationError, PromDuration};
