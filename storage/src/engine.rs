@@ -32,7 +32,7 @@ use crate::keys::{self, data_key, meta_key, part_of, series_key, SeriesId, Shard
 use crate::model::Point;
 use crate::retention::{Retention, Tier, HOUR, MINUTE};
 use crate::rollup;
-use crate::series::{canonical_key, decode_stored, encode_stored, SeriesInfo};
+use crate::series::{canonical_prefix, decode_stored, encode_stored, with_field, SeriesInfo};
 
 /// What a Raft log entry asks of a shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -462,8 +462,10 @@ impl ShardEngine {
         for points in batches {
             let mut res = ApplyResult::default();
             for p in points.iter() {
+                canonical_prefix(&p.measurement, &p.tags, &mut key);
+                let prefix_len = key.len();
                 for (field, v) in &p.fields {
-                    canonical_key(&p.measurement, &p.tags, field, &mut key);
+                    with_field(&mut key, prefix_len, field);
                     let sid = match self.index.lookup(&key) {
                         Some(sid) => sid,
                         None => {

@@ -61,8 +61,9 @@ struct MeasurementIndex {
 #[derive(Default, Debug)]
 pub struct Index {
     measurements: BTreeMap<Arc<str>, MeasurementIndex>,
-    /// Canonical series key -> id.
-    by_key: HashMap<Box<[u8]>, SeriesId>,
+    /// Canonical series key -> id. aHash: several times faster than SipHash on these keys and still
+    /// randomly keyed, so clients choosing tag values cannot force collisions.
+    by_key: HashMap<Box<[u8]>, SeriesId, ahash::RandomState>,
     /// Dense: series ids are assigned 0, 1, 2, ... in apply order.
     series: Vec<Arc<SeriesInfo>>,
 }

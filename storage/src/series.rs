@@ -65,6 +65,13 @@ fn get_str<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a str> {
 /// Builds the canonical key of (measurement, tags, field); `tags` must be sorted by key (the parsers do).
 /// The retention class is not part of the identity: it is appended by [`encode_stored`].
 pub fn canonical_key(measurement: &str, tags: &[(String, String)], field: &str, out: &mut Vec<u8>) {
+    canonical_prefix(measurement, tags, out);
+    put_str(out, field);
+}
+
+/// The part of a canonical key before the field (the same for every field of a point): build it once,
+/// then [`with_field`] per field.
+pub fn canonical_prefix(measurement: &str, tags: &[(String, String)], out: &mut Vec<u8>) {
     out.clear();
     put_str(out, measurement);
     put_varint(out, tags.len() as u64);
@@ -72,6 +79,12 @@ pub fn canonical_key(measurement: &str, tags: &[(String, String)], field: &str, 
         put_str(out, k);
         put_str(out, v);
     }
+}
+
+/// Replaces whatever follows the first `prefix_len` bytes of `out` with the field: `canonical_prefix` +
+/// `with_field` equals `canonical_key`.
+pub fn with_field(out: &mut Vec<u8>, prefix_len: usize, field: &str) {
+    out.truncate(prefix_len);
     put_str(out, field);
 }
 
@@ -128,6 +141,19 @@ mod tests {
         let mut k2 = Vec::new();
         canonical_key("cp", &[("ua".into(), "b,c".into())], "usage", &mut k2);
         assert_ne!(k, k2);
+    }
+
+    #[test]
+    fn prefix_then_field_equals_the_whole_key() {
+        let tags = vec![("dc".to_string(), "eu".to_string()), ("host".into(), "h1".into())];
+        let (mut whole, mut reused) = (Vec::new(), Vec::new());
+        canonical_prefix("cpu", &tags, &mut reused);
+        let n = reused.len();
+        for field in ["usage_user", "u", "a_much_longer_field_name"] {
+            canonical_key("cpu", &tags, field, &mut whole);
+            with_field(&mut reused, n, field);
+            assert_eq!(whole, reused, "{field}");
+        }
     }
 
     #[test]
