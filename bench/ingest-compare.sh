@@ -65,7 +65,12 @@ row() {  # row NAME WRITE_URL DIR PIDS...
     samples=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["samples"])')
     rate=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["samples_per_s"])')
     errs=$(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["errors"])')
-    case $name in vm|influx) "$peers/peer.sh" flush "$name" "$FLUSH_PORT" ;; *) sleep 10 ;; esac
+    # Bytes on disk after each system's own compaction: VictoriaMetrics force-merged, InfluxDB compacted,
+    # every Pharos node snapshotted, its Raft logs purged and RocksDB compacted.
+    case $name in
+    vm|influx) "$peers/peer.sh" flush "$name" "$FLUSH_PORT" ;;
+    *) for u in "${URLS[@]}"; do curl -sf -XPOST "$u/api/v1/admin/compact" >/dev/null || echo "compaction of $u failed" >&2; done ;;
+    esac
     bytes=$(du -s --block-size=1 "$dir" | cut -f1)
     line="$line $rate ($errs err) | $(python3 -c "print(round(($c1 - $c0) * 1e6 / max(1, $samples), 2))") | $(python3 -c "print(round(($bytes - $before) / max(1, $samples), 3))") |"
     before=$bytes

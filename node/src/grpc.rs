@@ -183,6 +183,7 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
             last_log_index: st.last_log,
             lag: st.lag.into_iter().collect(),
             term: st.term,
+            purged_index: st.purged,
         });
     }
     let meta_m = node.meta.metrics().borrow().clone();
@@ -194,6 +195,7 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
         last_log_index: meta_m.last_log_index.unwrap_or(0),
         lag: Default::default(),
         term: meta_m.current_term,
+        purged_index: meta_m.purged.map(|p| p.index).unwrap_or(0),
     };
     let nodes = node
         .known_nodes()

@@ -12,6 +12,7 @@
 //! | `GET /api/v1/export` | raw samples of one measurement as line protocol (ms precision)       |
 //! | `GET /api/alerts`    | every alert instance (pending, firing, resolved) as JSON; `?state=firing` |
 //! | `GET /api/silences`  | every silence as JSON                                                |
+//! | `POST /api/v1/admin/compact` | snapshot every local group, purge Raft logs, compact RocksDB (for measuring disk use, before backups) |
 //! | `GET /api/v1/targets`, `/targets` | scrape targets as Prometheus's API shows them, plus `owner` (the node scraping it) |
 //!
 //! Errors are JSON `{"error": "..."}` (InfluxDB's shape). A body with a bad line gets 400 naming the line and
@@ -50,6 +51,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/alerts", get(alerts))
         .route("/api/silences", get(silences))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/admin/compact", post(compact))
         .route("/targets", get(targets))
         .layer(DefaultBodyLimit::disable())
         .with_state(node)
@@ -389,6 +391,15 @@ async fn silences(State(node): State<Arc<Node>>) -> Response {
         })
         .collect();
     Json(json!({ "silences": list })).into_response()
+}
+
+/// `POST /api/v1/admin/compact`: this node's groups snapshot and purge their logs; RocksDB compacts.
+async fn compact(State(node): State<Arc<Node>>) -> Response {
+    let t = std::time::Instant::now();
+    match node.compact(Duration::from_secs(120)).await {
+        Ok(groups) => Json(json!({ "groups": groups, "seconds": t.elapsed().as_secs_f64() })).into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("compaction failed: {e}")),
+    }
 }
 
 /// Prometheus's `/api/v1/targets` shape (`activeTargets`), each target as its owner reports it.

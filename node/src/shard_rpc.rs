@@ -49,6 +49,9 @@ pub struct ShardStatus {
     pub term: u64,
     pub applied: u64,
     pub last_log: u64,
+    /// The log is purged up to here (behind a snapshot).
+    #[serde(default)]
+    pub purged: u64,
     pub voters: Vec<NodeId>,
     /// On the leader: entries each replica is behind.
     pub lag: BTreeMap<NodeId, u64>,
@@ -105,6 +108,7 @@ pub async fn execute_local(
                 term: m.current_term,
                 applied: m.last_applied.map(|l| l.index).unwrap_or(0),
                 last_log,
+                purged: m.purged.map(|p| p.index).unwrap_or(0),
                 voters: m.membership_config.membership().voter_ids().collect(),
                 lag,
                 series,
