@@ -328,7 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let v = serde_json::json!({
                     "node_id": s.node_id,
                     "nodes": s.nodes.iter().map(|n| serde_json::json!({"id": n.id, "grpc": n.grpc_addr, "http": n.http_addr, "reachable": n.reachable})).collect::<Vec<_>>(),
-                    "shards": s.shards.iter().map(|sh| serde_json::json!({"shard": sh.shard, "replicas": sh.replicas, "leader": sh.leader, "term": sh.term, "applied": sh.applied_index, "last_log": sh.last_log_index, "lag": sh.lag})).collect::<Vec<_>>(),
+                    "shards": s.shards.iter().map(|sh| serde_json::json!({"shard": sh.shard, "replicas": sh.replicas, "leader": sh.leader, "term": sh.term, "applied": sh.applied_index, "last_log": sh.last_log_index, "purged": sh.purged_index, "lag": sh.lag})).collect::<Vec<_>>(),
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
