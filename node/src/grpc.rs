@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pharos_proto::v1::admin_server::Admin;
 use pharos_proto::v1::query_server::Query;
@@ -14,15 +14,12 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster::Node;
 use crate::error::WriteError;
+use crate::query::now_ms;
 use crate::shard_rpc::{execute, ShardRequest, ShardResponse, ShardStatus};
 use crate::write::write_points;
 
 pub struct WriteService {
     pub node: Arc<Node>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Converts API points, checking what the line-protocol parser checks.

@@ -379,7 +379,7 @@ async fn alerts(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
 
 /// `GET /api/silences`: `{"silences": [{"id", "matchers", "startsAt", "endsAt", "createdBy", "comment", "state"}]}`.
 async fn silences(State(node): State<Arc<Node>>) -> Response {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = crate::query::now_ms();
     let list: Vec<serde_json::Value> = crate::alerting::silences(&node)
         .iter()
         .map(|s| crate::alerting::silence_to_proto(s, now))

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use pharos_alert::{
     delivery, is_inhibited, is_silenced, notification_key, Alert, GroupState, GroupTiming, Labels, Notification,
-    NotifyLog, RoutingConfig, Silence,
+    NotifyLog, RoutingConfig,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -137,11 +137,6 @@ impl Dispatcher {
         self.routing.as_ref().and_then(|(_, c)| c.clone())
     }
 
-    fn silences(&self) -> Vec<Silence> {
-        let meta = self.node.meta_state.read().expect("meta lock");
-        meta.silences.values().filter_map(|j| serde_json::from_str(j).ok()).collect()
-    }
-
     async fn outcome(&mut self, o: Outcome) {
         match o {
             Outcome::Delivered { group_key, integration, log, key } => {
@@ -177,7 +172,7 @@ impl Dispatcher {
         let now = now_ms();
         let external_url = self.node.config.external_url();
         let alerts = self.shared.alerts(&format!("{external_url}/alerts"));
-        let silences = self.silences();
+        let silences = super::silences(&self.node);
         let firing: Vec<Alert> = alerts.iter().filter(|a| a.is_firing()).cloned().collect();
         let mut current: BTreeMap<String, (pharos_alert::Destination, Vec<Alert>)> = BTreeMap::new();
         for a in alerts {
