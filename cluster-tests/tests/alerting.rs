@@ -342,27 +342,39 @@ receivers:
     Ok(())
 }
 
+/// Applies LOAD_RULES with `for_` and a routing that sends every alert to one webhook at once
+/// (group_wait 0s), then writes host a's load above the threshold until `stop` is set.
+fn alert_on_high_load(
+    c: &Cluster,
+    for_: &str,
+    hook_url: &str,
+) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> {
+    let dir = tempfile::TempDir::new()?;
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, LOAD_RULES.replace("FOR", for_))?;
+    let routing = dir.path().join("routing.yml");
+    std::fs::write(
+        &routing,
+        format!(
+            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {hook_url}\n"
+        ),
+    )?;
+    let (ok, out) = ctl(c, &["rules", "apply", rules.to_str().unwrap()])?;
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(c, &["routing", "apply", routing.to_str().unwrap()])?;
+    assert!(ok, "{out}");
+    let values = Arc::new(std::sync::Mutex::new(vec![("a".to_string(), 10.0)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(c, values, stop.clone());
+    Ok((stop, w))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t25_a_receiver_down_for_two_minutes_gets_the_notification_when_back() -> Result<()> {
     let hook = HttpReceiver::start().await?;
     hook.set_down(true);
     let c = Cluster::start(3, "[alerting]\nretry_max_backoff = \"5s\"\n").await?;
-    let dir = tempfile::TempDir::new()?;
-    let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, LOAD_RULES.replace("FOR", "0s"))?;
-    let routing = dir.path().join("routing.yml");
-    std::fs::write(
-        &routing,
-        format!(
-            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
-            hook.url("/hook/down")
-        ),
-    )?;
-    assert!(ctl(&c, &["rules", "apply", rules.to_str().unwrap()])?.0);
-    assert!(ctl(&c, &["routing", "apply", routing.to_str().unwrap()])?.0);
-    let values = Arc::new(std::sync::Mutex::new(vec![("a".to_string(), 10.0)]));
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = writer(&c, values, stop.clone());
+    let (stop, w) = alert_on_high_load(&c, "0s", &hook.url("/hook/down"))?;
     wait_for(Duration::from_secs(30), "a first refused delivery", || async { Ok((hook.refused() > 0).then_some(())) })
         .await?;
     let down_since = Instant::now();
@@ -415,22 +427,7 @@ async fn t30_alert_state_and_notifications_survive_sigkill_of_the_shard_leader()
     let hook = HttpReceiver::start().await?;
     hook.set_down(true);
     let mut c = Cluster::start(3, "[alerting]\nretry_max_backoff = \"1s\"\n").await?;
-    let dir = tempfile::TempDir::new()?;
-    let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, LOAD_RULES.replace("FOR", "8s"))?;
-    let routing = dir.path().join("routing.yml");
-    std::fs::write(
-        &routing,
-        format!(
-            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
-            hook.url("/hook/failover")
-        ),
-    )?;
-    assert!(ctl(&c, &["rules", "apply", rules.to_str().unwrap()])?.0);
-    assert!(ctl(&c, &["routing", "apply", routing.to_str().unwrap()])?.0);
-    let values = Arc::new(std::sync::Mutex::new(vec![("a".to_string(), 10.0)]));
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = writer(&c, values, stop.clone());
+    let (stop, w) = alert_on_high_load(&c, "8s", &hook.url("/hook/failover"))?;
 
     // 1. SIGKILL the leader while the alert is pending: `for` keeps counting from the same start.
     let pending = wait_for(Duration::from_secs(30), "a pending alert", || async {

@@ -172,6 +172,24 @@ async fn admin(ep: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel
         .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))
 }
 
+/// What `apply` did: validated only (`--dry-run`), or stored as a new version.
+fn print_applied(file: &str, dry_run: bool, version: u64, summary: &str) {
+    if dry_run {
+        println!("{file}: valid ({summary}); nothing stored");
+    } else {
+        println!("{file}: applied as version {version} ({summary})");
+    }
+}
+
+/// A configuration file stored in the cluster with its version, or `none` when nothing was applied yet.
+fn print_stored(version: u64, text: &str, none: &str) {
+    if version == 0 {
+        println!("{none}");
+    } else {
+        println!("# version {version}\n{text}");
+    }
+}
+
 /// A request carrying the admin token, when one was given.
 fn authed<T>(msg: T, token: &Option<String>) -> anyhow::Result<tonic::Request<T>> {
     let mut r = tonic::Request::new(msg);
@@ -406,11 +424,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
                         .into_inner();
-                    if dry_run {
-                        println!("{file}: valid ({} groups, {} rules); nothing stored", r.groups, r.rules);
-                    } else {
-                        println!("{file}: applied as version {} ({} groups, {} rules)", r.version, r.groups, r.rules);
-                    }
+                    print_applied(&file, dry_run, r.version, &format!("{} groups, {} rules", r.groups, r.rules));
                 }
                 RulesCmd::List => {
                     let mut c = admin(&ep).await?;
@@ -419,11 +433,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
                         .into_inner();
-                    if r.version == 0 {
-                        println!("no rules applied yet (pharosctl rules apply FILE)");
-                    } else {
-                        println!("# version {}\n{}", r.version, r.text);
-                    }
+                    print_stored(r.version, &r.text, "no rules applied yet (pharosctl rules apply FILE)");
                 }
             }
         }
@@ -445,11 +455,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
                         .into_inner();
-                    if dry_run {
-                        println!("{file}: valid ({} receivers); nothing stored", r.receivers);
-                    } else {
-                        println!("{file}: applied as version {} ({} receivers)", r.version, r.receivers);
-                    }
+                    print_applied(&file, dry_run, r.version, &format!("{} receivers", r.receivers));
                 }
                 RoutingCmd::Show => {
                     let mut c = admin(&ep).await?;
@@ -458,13 +464,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
                         .into_inner();
-                    if r.version == 0 {
-                        println!(
-                            "no routing applied yet (pharosctl routing apply FILE): alerts fire but notify no one"
-                        );
-                    } else {
-                        println!("# version {}\n{}", r.version, r.text);
-                    }
+                    print_stored(
+                        r.version,
+                        &r.text,
+                        "no routing applied yet (pharosctl routing apply FILE): alerts fire but notify no one",
+                    );
                 }
             }
         }
@@ -486,11 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
                         .into_inner();
-                    if dry_run {
-                        println!("{file}: valid ({} jobs); nothing stored", r.jobs);
-                    } else {
-                        println!("{file}: applied as version {} ({} jobs)", r.version, r.jobs);
-                    }
+                    print_applied(&file, dry_run, r.version, &format!("{} jobs", r.jobs));
                 }
                 ScrapeCmd::Show => {
                     let mut c = admin(&ep).await?;
@@ -499,11 +499,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
                         .into_inner();
-                    if r.version == 0 {
-                        println!("no scrape configuration applied (pharosctl scrape apply FILE); nodes use [scrape] config_file if set");
-                    } else {
-                        println!("# version {}\n{}", r.version, r.text);
-                    }
+                    print_stored(r.version, &r.text, "no scrape configuration applied (pharosctl scrape apply FILE); nodes use [scrape] config_file if set");
                 }
             }
         }
