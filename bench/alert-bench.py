@@ -19,37 +19,12 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def http_post(url, body, ctype="text/plain"):
-    req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": ctype}, method="POST")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return r.status
-
-
-def http_get(url):
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return r.read().decode()
+from benchlib import cpu_seconds, free_port, http_get, http_post, log, release_binaries, start_nodes, stop_nodes
 
 
 class Receipts:
@@ -81,19 +56,6 @@ class Receipts:
                 pass
 
         return H
-
-
-def cpu_seconds(pids):
-    t = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-            t += (int(parts[11]) + int(parts[12])) / tick
-        except OSError:
-            pass
-    return t
 
 
 def metric_sums(urls):
@@ -136,12 +98,7 @@ def main():
     ap.add_argument("--crossings", type=int, default=5)
     ap.add_argument("--bin", default=None)
     a = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
-    binary = a.bin or os.path.join(target, "release", "pharos")
-    ctl = os.path.join(os.path.dirname(binary), "pharosctl")
-    if not os.path.exists(binary):
-        sys.exit(f"build first: cargo build --release -p pharos-node (looked for {binary})")
+    binary, ctl = release_binaries(["pharos", "pharosctl"])
     hosts = 100
     pools = a.series // hosts
     work = tempfile.mkdtemp(prefix="pharos-alert-bench-")
@@ -152,25 +109,7 @@ def main():
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", hook_port), rec.handler())
         threading.Thread(target=srv.serve_forever, daemon=True).start()
 
-        hp = [free_port() for _ in range(a.nodes)]
-        gp = [free_port() for _ in range(a.nodes)]
-        ic = ",".join(f"{i + 1}=127.0.0.1:{gp[i]}" for i in range(a.nodes))
-        for i in range(a.nodes):
-            d = os.path.join(work, f"n{i + 1}")
-            os.makedirs(d)
-            args = [binary, "server", "--node-id", str(i + 1), "--data-dir", d, "--http-addr", f"127.0.0.1:{hp[i]}",
-                    "--grpc-addr", f"127.0.0.1:{gp[i]}", "--log", "warn"]
-            if a.nodes > 1:
-                args += ["--initial-cluster", ic]
-            procs.append(subprocess.Popen(args, stdout=open(d + ".log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
-        urls = [f"http://127.0.0.1:{p}" for p in hp]
-        for u in urls:
-            for _ in range(300):
-                try:
-                    http_get(u + "/health")
-                    break
-                except Exception:
-                    time.sleep(0.2)
+        procs, urls, grpcs = start_nodes(binary, work, a.nodes)
         log(f"{a.nodes} nodes up in {work}")
 
         # Rules: groups of 100; rule r watches pool r % pools.
@@ -216,8 +155,8 @@ def main():
         log(f"writing {pools * hosts} series every {a.interval}s")
         write_round()
         threading.Thread(target=writer, daemon=True).start()
-        subprocess.run([ctl, "--addr", f"127.0.0.1:{gp[0]}", "rules", "apply", rules_file], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([ctl, "--addr", f"127.0.0.1:{gp[0]}", "routing", "apply", routing_file], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([ctl, "--addr", grpcs[0], "rules", "apply", rules_file], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([ctl, "--addr", grpcs[0], "routing", "apply", routing_file], check=True, stdout=subprocess.DEVNULL)
         log(f"{a.rules} rules in {len(groups)} groups applied; warming up for two intervals")
         time.sleep(2 * a.interval)
 
@@ -267,16 +206,7 @@ def main():
         print(f"| crossings notified | {len(ok_lat)} / {len(latencies)} |")
         stop.set()
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except OSError:
-                pass
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_nodes(procs)
         if os.environ.get("KEEP") != "1":
             shutil.rmtree(work, ignore_errors=True)
 

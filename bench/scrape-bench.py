@@ -18,42 +18,16 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return r.read().decode()
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+from benchlib import cpu_seconds, free_port, http_get, log, release_binaries, start_nodes, stop_nodes
 
 
 def metric(url, name):
-    for line in get(url + "/metrics").splitlines():
+    for line in http_get(url + "/metrics").splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
@@ -78,34 +52,6 @@ def bodies(series, variants=10):
     return out
 
 
-def start_node(binary, work, name):
-    hp, gp = free_port(), free_port()
-    d = os.path.join(work, name)
-    os.makedirs(d)
-    p = subprocess.Popen([binary, "server", "--data-dir", d, "--http-addr", f"127.0.0.1:{hp}", "--grpc-addr",
-                          f"127.0.0.1:{gp}", "--log", "warn"], stdout=open(d + ".log", "w"), stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    url = f"http://127.0.0.1:{hp}"
-    for _ in range(300):
-        try:
-            get(url + "/health")
-            break
-        except Exception:
-            time.sleep(0.2)
-    return p, url, f"127.0.0.1:{gp}"
-
-
-def stop(p):
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(timeout=30)
-    except Exception:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--targets", type=int, default=1000)
@@ -114,13 +60,8 @@ def main():
     ap.add_argument("--window", type=int, default=60)
     ap.add_argument("--skip-push", action="store_true")
     a = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
-    rel = os.path.join(target_dir, "release")
-    binary, ctl, bench = (os.path.join(rel, n) for n in ("pharos", "pharosctl", "pharos-bench"))
-    for b in (binary, ctl) + (() if a.skip_push else (bench,)):
-        if not os.path.exists(b):
-            sys.exit(f"build first: cargo build --release -p pharos-node -p pharos-bench (looked for {b})")
+    binary, ctl = release_binaries(["pharos", "pharosctl"])
+    bench = None if a.skip_push else release_binaries(["pharos-bench"])[0]
     work = tempfile.mkdtemp(prefix="pharos-scrape-bench-")
     rows = []
     try:
@@ -146,7 +87,7 @@ def main():
         srv.daemon_threads = True
         threading.Thread(target=srv.serve_forever, daemon=True).start()
 
-        node, url, grpc = start_node(binary, work, "scrape")
+        (node,), (url,), (grpc,) = start_nodes(binary, work, 1, "scrape")
         targets = ", ".join(f"{{targets: ['127.0.0.1:{port}'], labels: {{id: 't{i}'}}}}" for i in range(a.targets))
         cfg = os.path.join(work, "scrape.yml")
         with open(cfg, "w") as f:
@@ -156,12 +97,12 @@ def main():
         subprocess.run([ctl, "--addr", grpc, "scrape", "apply", cfg], check=True, stdout=subprocess.DEVNULL)
         log(f"{a.targets} targets x {samples_per_body} samples every {a.interval}s applied; warming up {2 * a.interval + 5}s")
         time.sleep(2 * a.interval + 5)
-        s0, c0, t0 = metric(url, "pharos_scraped_samples_total"), cpu_seconds(node.pid), time.time()
+        s0, c0, t0 = metric(url, "pharos_scraped_samples_total"), cpu_seconds([node.pid]), time.time()
         for k in range(a.window // 10):
             time.sleep(10)
             log(f"  {(k + 1) * 10}/{a.window}s: {metric(url, 'pharos_scraped_samples_total') - s0:.0f} samples written")
-        s1, c1, t1 = metric(url, "pharos_scraped_samples_total"), cpu_seconds(node.pid), time.time()
-        tg = json.loads(get(url + "/api/v1/targets"))["data"]["activeTargets"]
+        s1, c1, t1 = metric(url, "pharos_scraped_samples_total"), cpu_seconds([node.pid]), time.time()
+        tg = json.loads(http_get(url + "/api/v1/targets"))["data"]["activeTargets"]
         up = sum(1 for t in tg if t["health"] == "up")
         durs = sorted(t["lastScrapeDuration"] for t in tg if t["health"] == "up")
         el = t1 - t0
@@ -171,21 +112,21 @@ def main():
         if durs:
             rows.append(("scrape: duration p50 / p99", f"{durs[len(durs) // 2] * 1000:.1f} / {durs[int(len(durs) * 0.99)] * 1000:.1f} ms"))
         rows.append(("scrape: node CPU", f"{(c1 - c0) / el:.2f} cores = {(c1 - c0) / max(s1 - s0, 1) * 1e6:.2f} CPU-s per M samples"))
-        stop(node)
+        stop_nodes([node])
         srv.shutdown()
 
         if not a.skip_push:
             for proto in ("lp", "remote-write"):
-                node, url, _ = start_node(binary, work, proto)
-                c0 = cpu_seconds(node.pid)
+                (node,), (url,), _ = start_nodes(binary, work, 1, proto)
+                c0 = cpu_seconds([node.pid])
                 out = subprocess.run([bench, "write", "--url", url, "--set", "cpu", "--hosts", "100", "--steps", "360",
                                       "--batch", "2000", "--protocol", proto], capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
-                c1 = cpu_seconds(node.pid)
+                c1 = cpu_seconds([node.pid])
                 rows.append((f"push {proto}: samples / s", f"{r['samples_per_s']:,.0f} ({r['errors']} errors, p99 {r['p99_ms']} ms, "
                              f"{(c1 - c0) / r['samples'] * 1e6:.2f} CPU-s per M samples)"))
                 log(f"{proto}: {r}")
-                stop(node)
+                stop_nodes([node])
         print("\n| one node | value |\n|---|---|")
         for k, v in rows:
             print(f"| {k} | {v} |")

@@ -270,24 +270,19 @@ pub fn parse_config_file(path: &Path) -> Result<ScrapeConfig, ConfigError> {
     Ok(config)
 }
 
+/// The other sections of a whole prometheus.yml are accepted so one file serves both, and not used here
+/// (Pharos's rules and alert routing have their own files; it does not remote-write).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 struct RawConfig {
     global: Option<RawGlobal>,
     scrape_configs: Option<Vec<RawJob>>,
-    // The other sections of a whole prometheus.yml: accepted so one file serves both, not used here
-    // (Pharos's rules and alert routing have their own files; it does not remote-write).
-    #[allow(dead_code)]
     rule_files: Option<serde_yaml::Value>,
-    #[allow(dead_code)]
     alerting: Option<serde_yaml::Value>,
-    #[allow(dead_code)]
     remote_write: Option<serde_yaml::Value>,
-    #[allow(dead_code)]
     remote_read: Option<serde_yaml::Value>,
-    #[allow(dead_code)]
     storage: Option<serde_yaml::Value>,
-    #[allow(dead_code)]
     tracing: Option<serde_yaml::Value>,
 }
 

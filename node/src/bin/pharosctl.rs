@@ -172,6 +172,10 @@ async fn admin(ep: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel
         .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))
 }
 
+fn read_file(file: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
+}
+
 /// What `apply` did: validated only (`--dry-run`), or stored as a new version.
 fn print_applied(file: &str, dry_run: bool, version: u64, summary: &str) {
     if dry_run {
@@ -394,7 +398,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if file == "-" {
                 std::io::stdin().read_to_string(&mut body).context("reading stdin")?;
             } else {
-                body = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+                body = read_file(&file)?;
             }
             let mut c = WriteClient::connect(ep.clone())
                 .await
@@ -406,103 +410,91 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_inner();
             println!("wrote {} points ({} samples)", r.points_written, r.samples_written);
         }
-        Cmd::Rules { cmd } => {
-            let read = |file: &str| std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
-            match cmd {
-                RulesCmd::Check { file } => {
-                    let text = read(&file)?;
-                    match pharos_node::alerting::validate(Some(&file), &text) {
-                        Ok((groups, rules)) => println!("{file}: ok ({groups} groups, {rules} rules)"),
-                        Err(problems) => anyhow::bail!("invalid rule file\n{problems}"),
-                    }
-                }
-                RulesCmd::Apply { file, dry_run } => {
-                    let text = read(&file)?;
-                    let mut c = admin(&ep).await?;
-                    let r = c
-                        .apply_rules(authed(ApplyRulesRequest { text, dry_run }, &cli.token)?)
-                        .await
-                        .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
-                        .into_inner();
-                    print_applied(&file, dry_run, r.version, &format!("{} groups, {} rules", r.groups, r.rules));
-                }
-                RulesCmd::List => {
-                    let mut c = admin(&ep).await?;
-                    let r = c
-                        .get_rules(GetRulesRequest {})
-                        .await
-                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                        .into_inner();
-                    print_stored(r.version, &r.text, "no rules applied yet (pharosctl rules apply FILE)");
+        Cmd::Rules { cmd } => match cmd {
+            RulesCmd::Check { file } => {
+                let text = read_file(&file)?;
+                match pharos_node::alerting::validate(Some(&file), &text) {
+                    Ok((groups, rules)) => println!("{file}: ok ({groups} groups, {rules} rules)"),
+                    Err(problems) => anyhow::bail!("invalid rule file\n{problems}"),
                 }
             }
-        }
-        Cmd::Routing { cmd } => {
-            let read = |file: &str| std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
-            match cmd {
-                RoutingCmd::Check { file } => {
-                    let text = read(&file)?;
-                    match pharos_node::alerting::validate_routing(Some(&file), &text) {
-                        Ok(n) => println!("{file}: ok ({n} receivers)"),
-                        Err(problems) => anyhow::bail!("invalid routing file\n{problems}"),
-                    }
-                }
-                RoutingCmd::Apply { file, dry_run } => {
-                    let text = read(&file)?;
-                    let mut c = admin(&ep).await?;
-                    let r = c
-                        .apply_routing(authed(ApplyRoutingRequest { text, dry_run }, &cli.token)?)
-                        .await
-                        .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
-                        .into_inner();
-                    print_applied(&file, dry_run, r.version, &format!("{} receivers", r.receivers));
-                }
-                RoutingCmd::Show => {
-                    let mut c = admin(&ep).await?;
-                    let r = c
-                        .get_routing(GetRoutingRequest {})
-                        .await
-                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                        .into_inner();
-                    print_stored(
-                        r.version,
-                        &r.text,
-                        "no routing applied yet (pharosctl routing apply FILE): alerts fire but notify no one",
-                    );
+            RulesCmd::Apply { file, dry_run } => {
+                let text = read_file(&file)?;
+                let mut c = admin(&ep).await?;
+                let r = c
+                    .apply_rules(authed(ApplyRulesRequest { text, dry_run }, &cli.token)?)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                    .into_inner();
+                print_applied(&file, dry_run, r.version, &format!("{} groups, {} rules", r.groups, r.rules));
+            }
+            RulesCmd::List => {
+                let mut c = admin(&ep).await?;
+                let r =
+                    c.get_rules(GetRulesRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+                print_stored(r.version, &r.text, "no rules applied yet (pharosctl rules apply FILE)");
+            }
+        },
+        Cmd::Routing { cmd } => match cmd {
+            RoutingCmd::Check { file } => {
+                let text = read_file(&file)?;
+                match pharos_node::alerting::validate_routing(Some(&file), &text) {
+                    Ok(n) => println!("{file}: ok ({n} receivers)"),
+                    Err(problems) => anyhow::bail!("invalid routing file\n{problems}"),
                 }
             }
-        }
-        Cmd::Scrape { cmd } => {
-            let read = |file: &str| std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
-            match cmd {
-                ScrapeCmd::Check { file } => {
-                    let text = read(&file)?;
-                    match pharos_scrape::parse_config(&text) {
-                        Ok(c) => println!("{file}: ok ({} jobs)", c.scrape_configs.len()),
-                        Err(e) => anyhow::bail!("invalid scrape configuration\n{file}: {e}"),
-                    }
-                }
-                ScrapeCmd::Apply { file, dry_run } => {
-                    let text = read(&file)?;
-                    let mut c = admin(&ep).await?;
-                    let r = c
-                        .apply_scrape(authed(ApplyScrapeRequest { text, dry_run }, &cli.token)?)
-                        .await
-                        .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
-                        .into_inner();
-                    print_applied(&file, dry_run, r.version, &format!("{} jobs", r.jobs));
-                }
-                ScrapeCmd::Show => {
-                    let mut c = admin(&ep).await?;
-                    let r = c
-                        .get_scrape(GetScrapeRequest {})
-                        .await
-                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                        .into_inner();
-                    print_stored(r.version, &r.text, "no scrape configuration applied (pharosctl scrape apply FILE); nodes use [scrape] config_file if set");
+            RoutingCmd::Apply { file, dry_run } => {
+                let text = read_file(&file)?;
+                let mut c = admin(&ep).await?;
+                let r = c
+                    .apply_routing(authed(ApplyRoutingRequest { text, dry_run }, &cli.token)?)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                    .into_inner();
+                print_applied(&file, dry_run, r.version, &format!("{} receivers", r.receivers));
+            }
+            RoutingCmd::Show => {
+                let mut c = admin(&ep).await?;
+                let r = c
+                    .get_routing(GetRoutingRequest {})
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner();
+                print_stored(
+                    r.version,
+                    &r.text,
+                    "no routing applied yet (pharosctl routing apply FILE): alerts fire but notify no one",
+                );
+            }
+        },
+        Cmd::Scrape { cmd } => match cmd {
+            ScrapeCmd::Check { file } => {
+                let text = read_file(&file)?;
+                match pharos_scrape::parse_config(&text) {
+                    Ok(c) => println!("{file}: ok ({} jobs)", c.scrape_configs.len()),
+                    Err(e) => anyhow::bail!("invalid scrape configuration\n{file}: {e}"),
                 }
             }
-        }
+            ScrapeCmd::Apply { file, dry_run } => {
+                let text = read_file(&file)?;
+                let mut c = admin(&ep).await?;
+                let r = c
+                    .apply_scrape(authed(ApplyScrapeRequest { text, dry_run }, &cli.token)?)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                    .into_inner();
+                print_applied(&file, dry_run, r.version, &format!("{} jobs", r.jobs));
+            }
+            ScrapeCmd::Show => {
+                let mut c = admin(&ep).await?;
+                let r = c
+                    .get_scrape(GetScrapeRequest {})
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner();
+                print_stored(r.version, &r.text, "no scrape configuration applied (pharosctl scrape apply FILE); nodes use [scrape] config_file if set");
+            }
+        },
         Cmd::Targets { json } => {
             let mut c = admin(&ep).await?;
             let r = c

@@ -1,0 +1,101 @@
+"""Helpers shared by the Python benchmark scripts in bench/: progress lines, free ports, HTTP calls, CPU of
+processes, and starting and stopping `pharos` nodes (release build) in a work directory."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def http_get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read().decode()
+
+
+def http_post(url, body, ctype="text/plain"):
+    req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": ctype}, method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.status
+
+
+def cpu_seconds(pids):
+    """User + system CPU seconds used so far by these processes."""
+    t = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+            t += (int(parts[11]) + int(parts[12])) / tick
+        except OSError:
+            pass
+    return t
+
+
+def release_binaries(names):
+    """Paths of release binaries in the cargo target directory, or exit telling what to build."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rel = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), "release")
+    paths = [os.path.join(rel, n) for n in names]
+    for p in paths:
+        if not os.path.exists(p):
+            sys.exit(f"build first: cargo build --release -p pharos-node -p pharos-bench (looked for {p})")
+    return paths
+
+
+def start_nodes(binary, work, n, name="n"):
+    """Starts `n` pharos nodes (one cluster; a single node without --initial-cluster) in `work`, waits for
+    /health, and returns (processes, HTTP base URLs, gRPC addresses)."""
+    hp = [free_port() for _ in range(n)]
+    gp = [free_port() for _ in range(n)]
+    ic = ",".join(f"{i + 1}=127.0.0.1:{gp[i]}" for i in range(n))
+    procs = []
+    for i in range(n):
+        d = os.path.join(work, f"{name}{i + 1}")
+        os.makedirs(d)
+        args = [binary, "server", "--node-id", str(i + 1), "--data-dir", d, "--http-addr", f"127.0.0.1:{hp[i]}",
+                "--grpc-addr", f"127.0.0.1:{gp[i]}", "--log", "warn"]
+        if n > 1:
+            args += ["--initial-cluster", ic]
+        procs.append(subprocess.Popen(args, stdout=open(d + ".log", "w"), stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    urls = [f"http://127.0.0.1:{p}" for p in hp]
+    for u in urls:
+        for _ in range(300):
+            try:
+                http_get(u + "/health")
+                break
+            except Exception:
+                time.sleep(0.2)
+    return procs, urls, [f"127.0.0.1:{p}" for p in gp]
+
+
+def stop_nodes(procs):
+    """SIGTERM, then SIGKILL whatever has not exited within 20 s."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except OSError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
