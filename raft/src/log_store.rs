@@ -7,13 +7,19 @@
 //! | `raft_state` | group(4) "committed"      | bincode of `Option<LogId>`     |
 //! | `raft_state` | group(4) "purged"         | bincode of `LogId`             |
 //!
+//! Entries just appended are also kept decoded in a small per-group cache until the state machine applies them:
+//! the apply path then neither decodes the entry again nor allocates a second copy of its points (a write
+//! entry's batches are shared `Arc`s, so a cached entry costs a few pointers). Replication readers look there
+//! first too; whatever the cache misses (a lagging follower, a restart) is read from RocksDB.
+//!
 //! Votes are written with a synced WAL; appends are written at once and acknowledged (their `LogFlushed`
 //! completed) after a WAL sync, which a node-wide [`Syncer`] shares between all groups; `purged` is written before
 //! the entries are deleted, so a crash between the two never shows a log with a hole at its start.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{RaftLogId, StorageIOError};
@@ -29,6 +35,77 @@ pub struct LogStore {
     group: GroupId,
     /// Batches the fsyncs of appends across groups; without one, each append syncs by itself.
     syncer: Option<Syncer>,
+    /// Shared by the store and its readers.
+    cache: Arc<Mutex<EntryCache>>,
+    /// The store itself (which openraft reads from only to apply entries) takes entries out of the cache as it
+    /// reads them; readers handed out by `get_log_reader` (replication) leave them in.
+    take_on_read: bool,
+}
+
+/// Most entries, and most encoded bytes, one group's cache holds; beyond either the oldest are dropped.
+const CACHE_ENTRIES: usize = 64;
+const CACHE_BYTES: usize = 16 << 20;
+
+/// Consecutive recently appended entries, decoded, with their encoded sizes.
+#[derive(Default)]
+struct EntryCache {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl EntryCache {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.get_log_id().index)
+    }
+
+    fn pos(&self, index: u64) -> Option<usize> {
+        let first = self.first_index()?;
+        let pos = usize::try_from(index.checked_sub(first)?).ok()?;
+        (pos < self.entries.len()).then_some(pos)
+    }
+
+    fn push(&mut self, e: Entry, size: usize) {
+        let index = e.get_log_id().index;
+        // Only a run of consecutive indexes is kept; an append that does not follow restarts it.
+        let next = self.first_index().map(|f| f + self.entries.len() as u64);
+        if next != Some(index) {
+            self.truncate_from(index);
+            if self.first_index().map(|f| f + self.entries.len() as u64) != Some(index) {
+                self.clear();
+            }
+        }
+        self.entries.push_back((e, size));
+        self.bytes += size;
+        while self.entries.len() > CACHE_ENTRIES || (self.bytes > CACHE_BYTES && self.entries.len() > 1) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let (e, size) = self.entries.pop_front()?;
+        self.bytes -= size;
+        Some(e)
+    }
+
+    /// Drops entries at `index` and after.
+    fn truncate_from(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|(e, _)| e.get_log_id().index >= index) {
+            let (_, size) = self.entries.pop_back().expect("non-empty");
+            self.bytes -= size;
+        }
+    }
+
+    /// Drops entries up to and including `index`.
+    fn purge_to(&mut self, index: u64) {
+        while self.first_index().is_some_and(|f| f <= index) {
+            self.pop_front();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
 }
 
 fn log_key(group: GroupId, index: u64) -> [u8; 12] {
@@ -52,12 +129,16 @@ fn synced() -> WriteOptions {
 
 impl LogStore {
     pub fn new(db: Arc<DB>, group: GroupId) -> LogStore {
-        LogStore { db, group, syncer: None }
+        LogStore { db, group, syncer: None, cache: Arc::default(), take_on_read: true }
     }
 
     /// A log store whose appends are made durable by a node-wide [`Syncer`].
     pub fn with_syncer(db: Arc<DB>, group: GroupId, syncer: Syncer) -> LogStore {
-        LogStore { db, group, syncer: Some(syncer) }
+        LogStore { db, group, syncer: Some(syncer), cache: Arc::default(), take_on_read: true }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, EntryCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
@@ -70,7 +151,6 @@ impl LogStore {
             Some(b) => bincode::deserialize(&b).map(Some).map_err(|e| StorageIOError::read(&e).into()),
         }
     }
-
     fn put_state<T: serde::Serialize>(&self, name: &str, v: &T) -> Result<(), StorageError> {
         let b = bincode::serialize(v).map_err(|e| StorageIOError::write(&e))?;
         self.db
@@ -78,8 +158,25 @@ impl LogStore {
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
+    /// Entries from `start` up to `end` (exclusive), read from RocksDB.
+    fn read_db(&self, start: u64, end: Option<u64>, out: &mut Vec<Entry>) -> Result<(), StorageError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(match end {
+            Some(e) => log_key(self.group, e).to_vec(),
+            None => (self.group + 1).to_be_bytes().to_vec(),
+        });
+        let from = log_key(self.group, start);
+        let it = self.db.iterator_cf_opt(cf(&self.db, CF_RAFT_LOG), ro, IteratorMode::From(&from, Direction::Forward));
+        for item in it {
+            let (_, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+            out.push(crate::wire::decode::<Entry>(&v).map_err(|e| StorageIOError::read_logs(&e))?);
+        }
+        Ok(())
+    }
+
     /// Deletes every trace of this group (its replica moved away).
     pub fn destroy(&self) -> Result<(), rocksdb::Error> {
+        self.cache().clear();
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf(&self.db, CF_RAFT_LOG), log_key(self.group, 0), log_key(self.group + 1, 0));
         b.delete_range_cf(cf(&self.db, CF_RAFT_STATE), self.group.to_be_bytes(), (self.group + 1).to_be_bytes());
@@ -102,17 +199,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => Some(i),
             Bound::Unbounded => None,
         };
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(match end {
-            Some(e) => log_key(self.group, e).to_vec(),
-            None => (self.group + 1).to_be_bytes().to_vec(),
-        });
-        let from = log_key(self.group, start);
-        let it = self.db.iterator_cf_opt(cf(&self.db, CF_RAFT_LOG), ro, IteratorMode::From(&from, Direction::Forward));
         let mut out = Vec::new();
-        for item in it {
-            let (_, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            out.push(crate::wire::decode::<Entry>(&v).map_err(|e| StorageIOError::read_logs(&e))?);
+        // A bounded range that starts inside the cache is served from it as far as it reaches.
+        if let Some(end) = end.filter(|&e| e > start) {
+            let mut cache = self.cache();
+            if let Some(pos) = cache.pos(start) {
+                let take = (end - start).min((cache.entries.len() - pos) as u64) as usize;
+                out.extend(cache.entries.range(pos..pos + take).map(|(e, _)| e.clone()));
+                if self.take_on_read {
+                    // Applied entries are not read by the store again; drop them and anything older.
+                    cache.purge_to(start + take as u64 - 1);
+                }
+            }
+        }
+        let next = start + out.len() as u64;
+        if end.is_none_or(|e| next < e) {
+            self.read_db(next, end, &mut out)?;
         }
         Ok(out)
     }
@@ -138,7 +240,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
+        LogStore { take_on_read: false, ..self.clone() }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -168,9 +270,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut b = WriteBatch::default();
         let log = cf(&self.db, CF_RAFT_LOG);
+        let mut fresh = Vec::new();
         for e in entries {
             let v = crate::wire::encode(&e).map_err(|err| StorageIOError::write_logs(&err))?;
-            b.put_cf(log, log_key(self.group, e.get_log_id().index), v);
+            b.put_cf(log, log_key(self.group, e.get_log_id().index), &v);
+            fresh.push((e, v.len()));
+        }
+        {
+            // Cached before the write so a reader never finds the cache behind RocksDB; a failed write fails
+            // the node's Raft core, which drops the store and its cache with it.
+            let mut cache = self.cache();
+            for (e, size) in fresh {
+                cache.push(e, size);
+            }
         }
         match &self.syncer {
             Some(s) => {
@@ -189,6 +301,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache().truncate_from(log_id.index);
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf(&self.db, CF_RAFT_LOG), log_key(self.group, log_id.index), log_key(self.group + 1, 0));
         self.db.write_opt(b, &synced()).map_err(|e| StorageIOError::write_logs(&e).into())
@@ -196,8 +309,59 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.put_state("purged", &log_id)?;
+        self.cache().purge_to(log_id.index);
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf(&self.db, CF_RAFT_LOG), log_key(self.group, 0), log_key(self.group, log_id.index + 1));
         self.db.write(b).map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    fn indexes(c: &EntryCache) -> Vec<u64> {
+        c.entries.iter().map(|(e, _)| e.log_id.index).collect()
+    }
+
+    #[test]
+    fn cache_keeps_one_run_of_consecutive_entries() {
+        let mut c = EntryCache::default();
+        for i in 5..9 {
+            c.push(entry(i), 10);
+        }
+        assert_eq!(indexes(&c), [5, 6, 7, 8]);
+        assert_eq!((c.pos(4), c.pos(5), c.pos(8), c.pos(9)), (None, Some(0), Some(3), None));
+        // A conflicting append at 7 replaces 7 and 8.
+        c.push(entry(7), 10);
+        assert_eq!((indexes(&c), c.bytes), (vec![5, 6, 7], 30));
+        // A gap restarts the run.
+        c.push(entry(20), 10);
+        assert_eq!((indexes(&c), c.bytes), (vec![20], 10));
+        c.push(entry(21), 10);
+        c.purge_to(20);
+        assert_eq!(indexes(&c), [21]);
+        c.truncate_from(21);
+        assert_eq!((indexes(&c), c.bytes), (vec![], 0));
+    }
+
+    #[test]
+    fn cache_is_bounded_by_entries_and_bytes() {
+        let mut c = EntryCache::default();
+        for i in 0..(CACHE_ENTRIES as u64 + 10) {
+            c.push(entry(i), 1);
+        }
+        assert_eq!(c.entries.len(), CACHE_ENTRIES);
+        assert_eq!(c.first_index(), Some(10));
+        c.push(entry(CACHE_ENTRIES as u64 + 10), CACHE_BYTES);
+        // Over the byte budget: everything older goes, the newest stays even when it alone is too large.
+        assert_eq!(indexes(&c), [CACHE_ENTRIES as u64 + 10]);
+        assert_eq!(c.bytes, CACHE_BYTES);
     }
 }
