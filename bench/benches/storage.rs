@@ -89,8 +89,8 @@ fn apply_bench(c: &mut Criterion) {
             let pts: Vec<Point> = (0..hosts)
                 .map(|h| Point {
                     measurement: "cpu".into(),
-                    tags: vec![("host".into(), format!("host_{h}")), ("region".into(), "us-west-1".into())],
-                    fields: (0..fields).map(|f| (format!("f{f}"), (step + f as i64) as f64 * 0.5)).collect(),
+                    tags: vec![("host".into(), format!("host_{h}").into()), ("region".into(), "us-west-1".into())],
+                    fields: (0..fields).map(|f| (format!("f{f}").into(), (step + f as i64) as f64 * 0.5)).collect(),
                     timestamp: 1_700_000_000_000 + step * 10_000,
                 })
                 .collect();

@@ -2,7 +2,7 @@
 //! `cpu` (TSBS cpu-only-like: 10 tags, 10 full-precision float random walks per host) and `node`
 //! (node-exporter-like: 20 integer counters, 20 gauges with 0-2 decimals, 10 constants per host).
 
-use pharos_storage::Point;
+use pharos_storage::{Point, SmolStr};
 
 pub const CPU_FIELDS: [&str; 10] = [
     "usage_user",
@@ -46,7 +46,7 @@ pub enum Set {
 
 pub struct Generator {
     set: Set,
-    hosts: Vec<Vec<(String, String)>>,
+    hosts: Vec<Vec<(SmolStr, SmolStr)>>,
     state: Vec<Vec<f64>>,
     rates: Vec<Vec<u64>>,
     rng: Rng,
@@ -61,22 +61,22 @@ impl Generator {
         let mut rates = Vec::new();
         for i in 0..hosts {
             let r = regions[i % regions.len()];
-            let t: Vec<(String, String)> = match set {
+            let t: Vec<(SmolStr, SmolStr)> = match set {
                 Set::Cpu => vec![
                     ("arch".into(), ["x64", "x86"][rng.below(2) as usize].into()),
-                    ("datacenter".into(), format!("{r}{}", ["a", "b", "c"][i % 3])),
-                    ("hostname".into(), format!("host_{i}")),
+                    ("datacenter".into(), format!("{r}{}", ["a", "b", "c"][i % 3]).into()),
+                    ("hostname".into(), format!("host_{i}").into()),
                     ("os".into(), ["Ubuntu15.10", "Ubuntu16.04LTS", "Ubuntu16.10"][rng.below(3) as usize].into()),
-                    ("rack".into(), rng.below(100).to_string()),
+                    ("rack".into(), rng.below(100).to_string().into()),
                     ("region".into(), r.into()),
-                    ("service".into(), rng.below(20).to_string()),
+                    ("service".into(), rng.below(20).to_string().into()),
                     ("service_environment".into(), ["production", "staging", "test"][rng.below(3) as usize].into()),
-                    ("service_version".into(), rng.below(2).to_string()),
+                    ("service_version".into(), rng.below(2).to_string().into()),
                     ("team".into(), ["SF", "NYC", "LON", "CHI"][rng.below(4) as usize].into()),
                 ],
                 Set::Node => vec![
-                    ("host".into(), format!("node-{i:04}")),
-                    ("pool".into(), format!("pool-{:03}", i / 100)),
+                    ("host".into(), format!("node-{i:04}").into()),
+                    ("pool".into(), format!("pool-{:03}", i / 100).into()),
                     ("region".into(), r.into()),
                 ],
             };
@@ -106,12 +106,12 @@ impl Generator {
     pub fn step(&mut self, ts: i64, out: &mut Vec<Point>) {
         for h in 0..self.hosts.len() {
             let s = &mut self.state[h];
-            let fields: Vec<(String, f64)> = match self.set {
+            let fields: Vec<(SmolStr, f64)> = match self.set {
                 Set::Cpu => {
                     for v in s.iter_mut() {
                         *v = (*v + self.rng.f64() * 2.0 - 1.0).clamp(0.0, 100.0);
                     }
-                    CPU_FIELDS.iter().zip(s.iter()).map(|(n, v)| (n.to_string(), *v)).collect()
+                    CPU_FIELDS.iter().zip(s.iter()).map(|(n, v)| (SmolStr::new(n), *v)).collect()
                 }
                 Set::Node => {
                     for k in 0..20 {
@@ -126,13 +126,13 @@ impl Generator {
                     }
                     let mut f = Vec::with_capacity(50);
                     for k in 0..20 {
-                        f.push((format!("counter_{k}"), s[k]));
+                        f.push((format!("counter_{k}").into(), s[k]));
                     }
                     for k in 0..20 {
-                        f.push((format!("gauge_{k}"), s[20 + k]));
+                        f.push((format!("gauge_{k}").into(), s[20 + k]));
                     }
                     for k in 0..10 {
-                        f.push((format!("const_{k}"), s[40 + k]));
+                        f.push((format!("const_{k}").into(), s[40 + k]));
                     }
                     f
                 }

@@ -80,7 +80,7 @@ fn remote_write_body(points: &[pharos_storage::Point]) -> Vec<u8> {
     for p in points {
         for (f, v) in &p.fields {
             let mut labels = vec![Label { name: "__name__".into(), value: format!("{}_{f}", p.measurement) }];
-            labels.extend(p.tags.iter().map(|(k, v)| Label { name: k.clone(), value: v.clone() }));
+            labels.extend(p.tags.iter().map(|(k, v)| Label { name: k.to_string(), value: v.to_string() }));
             labels.sort_by(|a, b| a.name.cmp(&b.name));
             req.timeseries.push(TimeSeries { labels, samples: vec![Sample { value: *v, timestamp: p.timestamp }] });
         }

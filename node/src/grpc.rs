@@ -9,7 +9,7 @@ use pharos_proto::v1::query_server::Query;
 use pharos_proto::v1::write_server::Write;
 use pharos_proto::v1::*;
 use pharos_raft::meta::{MetaCommand, MetaResponse};
-use pharos_storage::{line_protocol, Precision};
+use pharos_storage::{line_protocol, Precision, SmolStr};
 use tonic::{Request, Response, Status};
 
 use crate::cluster::Node;
@@ -38,7 +38,7 @@ pub fn convert_points(node: &Node, req: WriteRequest) -> Result<Vec<pharos_stora
         if p.tags.len() > limits.max_tags {
             return Err(bad(format!("more than {} tags", limits.max_tags)));
         }
-        let mut tags: Vec<(String, String)> = Vec::with_capacity(p.tags.len());
+        let mut tags: Vec<(SmolStr, SmolStr)> = Vec::with_capacity(p.tags.len());
         for t in p.tags {
             if t.key.is_empty()
                 || t.value.is_empty()
@@ -47,7 +47,7 @@ pub fn convert_points(node: &Node, req: WriteRequest) -> Result<Vec<pharos_stora
             {
                 return Err(bad(format!("tag {:?} has an empty or too long key or value", t.key)));
             }
-            tags.push((t.key, t.value));
+            tags.push((SmolStr::from(t.key), SmolStr::from(t.value)));
         }
         tags.sort();
         if tags.windows(2).any(|w| w[0].0 == w[1].0) {
@@ -58,10 +58,10 @@ pub fn convert_points(node: &Node, req: WriteRequest) -> Result<Vec<pharos_stora
             if f.key.is_empty() || f.key.len() > limits.max_name_bytes {
                 return Err(bad("a field key is empty or too long".into()));
             }
-            fields.push((f.key, f.value));
+            fields.push((SmolStr::from(f.key), f.value));
         }
         out.push(pharos_storage::Point {
-            measurement: p.measurement,
+            measurement: p.measurement.into(),
             tags,
             fields,
             timestamp: if p.timestamp_ms == 0 { now } else { p.timestamp_ms },

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pharos_storage::line_protocol;
-use pharos_storage::{Point, Precision};
+use pharos_storage::{Point, Precision, SmolStr};
 use serde_json::json;
 
 use crate::cluster::Node;
@@ -463,11 +463,14 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
         match res {
             Ok(ShardResponse::Raw(series)) => {
                 for s in series {
+                    let measurement = SmolStr::from(&s.measurement);
+                    let tags: Vec<(SmolStr, SmolStr)> = s.tags.iter().map(|(k, v)| (k.into(), v.into())).collect();
+                    let field = SmolStr::from(&s.field);
                     for (t, v) in s.ts.iter().zip(&s.vals) {
                         let p = Point {
-                            measurement: s.measurement.clone(),
-                            tags: s.tags.clone(),
-                            fields: vec![(s.field.clone(), *v)],
+                            measurement: measurement.clone(),
+                            tags: tags.clone(),
+                            fields: vec![(field.clone(), *v)],
                             timestamp: *t,
                         };
                         line_protocol::write_line(&p, &mut out);

@@ -9,7 +9,7 @@
 
 use pharos_proto::prometheus::WriteRequest;
 use pharos_storage::line_protocol::Limits as LineLimits;
-use pharos_storage::Point;
+use pharos_storage::{Point, SmolStr};
 use prost::Message;
 
 /// The field name samples are stored under.
@@ -97,11 +97,13 @@ pub fn decode(
         if tags.len() > limits.max_tags {
             return Err(bad(format!("{} labels, more than limits.max_tags ({})", tags.len(), limits.max_tags)));
         }
+        let name = SmolStr::from(name);
+        let tags: Vec<(SmolStr, SmolStr)> = tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         for s in ts.samples {
             out.push(Point {
                 measurement: name.clone(),
                 tags: tags.clone(),
-                fields: vec![(VALUE_FIELD.to_string(), s.value)],
+                fields: vec![(SmolStr::new_static(VALUE_FIELD), s.value)],
                 timestamp: s.timestamp,
             });
         }
@@ -137,7 +139,7 @@ mod tests {
         assert_eq!(pts.len(), 2);
         assert_eq!(pts[0].measurement, "http_requests_total");
         assert_eq!(pts[0].tags, vec![("instance".into(), "a:9100".into()), ("job".into(), "api".into())]);
-        assert_eq!(pts[0].fields, vec![("value".to_string(), 1.0)]);
+        assert_eq!(pts[0].fields, vec![("value".into(), 1.0)]);
         // Prometheus's staleness marker (a special NaN) arrives bit for bit.
         assert_eq!(pts[1].fields[0].1.to_bits(), 0x7ff0000000000002);
         assert_eq!(pts[1].timestamp, 2000);

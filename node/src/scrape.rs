@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use pharos_proto::internal::ForwardQueryRequest;
 use pharos_scrape::{ManagerOptions, OwnerRing, ScrapeBatch, ScrapeConfig, ScrapeManager, TargetStatus};
-use pharos_storage::Point;
+use pharos_storage::{Point, SmolStr};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -55,9 +55,14 @@ fn to_points(batch: ScrapeBatch) -> Vec<Point> {
         .samples
         .into_iter()
         .map(|s| Point {
-            measurement: s.name,
-            tags: s.labels.into_iter().filter(|(k, v)| !v.is_empty() && k != "__name__").collect(),
-            fields: vec![(crate::prom::VALUE_FIELD.to_string(), s.value)],
+            measurement: s.name.into(),
+            tags: s
+                .labels
+                .into_iter()
+                .filter(|(k, v)| !v.is_empty() && k != "__name__")
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            fields: vec![(SmolStr::new_static(crate::prom::VALUE_FIELD), s.value)],
             timestamp: s.timestamp_ms.unwrap_or(ts),
         })
         .collect()

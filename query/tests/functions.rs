@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use pharos_query::{run_local, Limits, PlanOptions, Series, Value};
 use pharos_storage::retention::{DAY, HOUR, MINUTE};
-use pharos_storage::{Command, EngineOptions, Point, Retention, ShardEngine};
+use pharos_storage::{Command, EngineOptions, Point, Retention, ShardEngine, SmolStr};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use tempfile::TempDir;
@@ -56,7 +56,7 @@ struct Store {
     engines: Vec<ShardEngine>,
     layout: Layout,
     /// Series (measurement and tags) in order of first appearance: series i lives on shard i % shards.
-    routes: Vec<(String, Tags)>,
+    routes: Vec<(SmolStr, Vec<(SmolStr, SmolStr)>)>,
     batches: usize,
 }
 
@@ -217,13 +217,18 @@ fn gauge_points(samples: &[Sample]) -> Vec<Point> {
     samples
         .iter()
         .map(|s| {
-            let mut fields = vec![("x".to_string(), s.x)];
+            let mut fields = vec![("x".into(), s.x)];
             if let Some(y) = s.y {
-                fields.push(("y".to_string(), y));
+                fields.push(("y".into(), y));
             }
-            Point { measurement: "gauge".into(), tags: host_tags(s.host), fields, timestamp: s.ts }
+            Point { measurement: "gauge".into(), tags: point_tags(s.host), fields, timestamp: s.ts }
         })
         .collect()
+}
+
+/// The tags of host `h`'s points.
+fn point_tags(h: usize) -> Vec<(SmolStr, SmolStr)> {
+    vec![("host".into(), format!("h{h}").into())]
 }
 
 fn host_tags(h: usize) -> Tags {
@@ -757,7 +762,7 @@ fn counter_points(hosts: &[Vec<(i64, f64)>]) -> Vec<Point> {
         for &(t, v) in samples {
             out.push(Point {
                 measurement: "ctr".into(),
-                tags: host_tags(h),
+                tags: point_tags(h),
                 fields: vec![("c".into(), v)],
                 timestamp: t,
             });
@@ -1118,7 +1123,7 @@ proptest! {
                 s.x = v;
                 points.push(Point {
                     measurement: "gauge".into(),
-                    tags: host_tags(s.host),
+                    tags: point_tags(s.host),
                     fields: vec![("x".into(), v)],
                     timestamp: s.ts,
                 });

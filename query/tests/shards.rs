@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pharos_query::{run_local, Limits, PlanOptions, StatementResult, Value};
 use pharos_storage::retention::{DAY, HOUR, MINUTE};
-use pharos_storage::{Command, EngineOptions, Point, Retention, ShardEngine};
+use pharos_storage::{Command, EngineOptions, Point, Retention, ShardEngine, SmolStr};
 use tempfile::TempDir;
 
 const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % DAY;
@@ -29,7 +29,8 @@ fn data() -> Vec<Point> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut out = Vec::new();
     for h in 0..6 {
-        let tags = vec![("host".to_string(), format!("h{h}")), ("region".to_string(), format!("r{}", h % 2))];
+        let tags: Vec<(SmolStr, SmolStr)> =
+            vec![("host".into(), format!("h{h}").into()), ("region".into(), format!("r{}", h % 2).into())];
         let mut counter = 0.0;
         for i in 0..(3 * 360) {
             if rng.next() % 50 == 0 {
@@ -61,7 +62,7 @@ struct Cluster {
 }
 
 /// Series (measurement and tags) spread round-robin in order of first appearance, so every shard gets some.
-fn shard_of(p: &Point, n: usize, seen: &mut Vec<(String, Vec<(String, String)>)>) -> usize {
+fn shard_of(p: &Point, n: usize, seen: &mut Vec<(SmolStr, Vec<(SmolStr, SmolStr)>)>) -> usize {
     let key = (p.measurement.clone(), p.tags.clone());
     let i = match seen.iter().position(|k| *k == key) {
         Some(i) => i,

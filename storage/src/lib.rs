@@ -34,5 +34,5 @@ pub mod series;
 pub use engine::{ApplyResult, Command, EngineOptions, GroupBy, GroupKey, ShardEngine, TierChoice};
 pub use error::{ConfigError, StorageError};
 pub use index::{Filter, Matcher};
-pub use model::{Point, Precision};
+pub use model::{Point, Precision, SmolStr};
 pub use retention::{Retention, RetentionConfig, Tier};

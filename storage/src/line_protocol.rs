@@ -45,16 +45,18 @@
 //! input.
 //!
 //! # Performance
-//! Each line is scanned once, byte by byte, with a 256-entry class table; a name without escapes becomes its
-//! `String` straight from the input (`from_utf8` + one copy). The only allocations are the owned strings and
-//! vectors of the [`Point`]; tags and fields are collected in scratch vectors reused across lines and then
+//! The body is checked for UTF-8 once (SIMD), and lines are found with `memchr`; each line is then scanned
+//! once, byte by byte, with a 256-entry class table. A name without escapes becomes its [`SmolStr`] straight
+//! from the input (inline up to 23 bytes, so no allocation for typical names and tag values; a body that is
+//! not valid UTF-8 is checked token by token, to name the bad element). The only allocations are the vectors
+//! of the [`Point`] (and long strings); tags and fields are collected in scratch vectors reused across lines and then
 //! moved into exactly sized vectors. Simple decimals (up to 19 significant digits, value below 2^53, power
 //! of ten within ±22) are converted exactly with one floating-point multiply or divide; anything else goes to
 //! the standard library's correctly rounded parser.
 
 use std::fmt::Write as _;
 
-use crate::model::{Point, Precision};
+use crate::model::{Point, Precision, SmolStr};
 
 /// Limits on what one line may carry; going over one is a parse error naming the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,12 +206,13 @@ pub fn parse_into(
     out: &mut Vec<Point>,
 ) -> Result<(), ParseError> {
     let now_ms = Precision::Nanoseconds.to_millis(now_ns);
-    let mut parser = LineParser { precision, now_ms, limits, tags: Vec::new(), fields: Vec::new() };
+    let utf8 = std::str::from_utf8(body).is_ok();
+    let mut parser = LineParser { precision, now_ms, limits, utf8, tags: Vec::new(), fields: Vec::new() };
     let mut rest = body;
     let mut line_no = 0;
     while !rest.is_empty() {
         line_no += 1;
-        let (raw, next) = match rest.iter().position(|&b| b == b'\n') {
+        let (raw, next) = match memchr::memchr(b'\n', rest) {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &[][..]),
         };
@@ -327,8 +330,10 @@ struct LineParser<'a> {
     precision: Precision,
     now_ms: i64,
     limits: &'a Limits,
-    tags: Vec<(String, String)>,
-    fields: Vec<(String, f64)>,
+    /// The whole body is valid UTF-8, so every token cut at ASCII delimiters is too.
+    utf8: bool,
+    tags: Vec<(SmolStr, SmolStr)>,
+    fields: Vec<(SmolStr, f64)>,
 }
 
 /// A name token found by [`scan_name`]: where it ends and whether it holds an escape to remove.
@@ -349,7 +354,8 @@ impl LineParser<'_> {
         if tok.end == 0 {
             return Err(ErrorKind::MissingMeasurement);
         }
-        let measurement = name_string(&line[..tok.end], tok.escaped, MEASUREMENT_SPECIAL, Element::Measurement)?;
+        let measurement =
+            name_string(&line[..tok.end], tok.escaped, MEASUREMENT_SPECIAL, Element::Measurement, self.utf8)?;
         check_name(&measurement, Element::Measurement, limits)?;
         let mut pos = tok.end;
 
@@ -365,7 +371,7 @@ impl LineParser<'_> {
                 let tag = lossy_name(key_raw, KEY_SPECIAL);
                 return Err(ErrorKind::InvalidTag { tag, problem: TagProblem::MissingEquals });
             }
-            let key = name_string(key_raw, k.escaped, KEY_SPECIAL, Element::TagKey)?;
+            let key = name_string(key_raw, k.escaped, KEY_SPECIAL, Element::TagKey, self.utf8)?;
             check_name(&key, Element::TagKey, limits)?;
             let v_start = k.end + 1;
             let v = scan_name(line, v_start, KEY_SPECIAL, Element::TagValue)?;
@@ -378,7 +384,7 @@ impl LineParser<'_> {
             if v.end == v_start {
                 return Err(ErrorKind::InvalidTag { tag: snippet(key.as_bytes()), problem: TagProblem::EmptyValue });
             }
-            let value = name_string(&line[v_start..v.end], v.escaped, KEY_SPECIAL, Element::TagValue)?;
+            let value = name_string(&line[v_start..v.end], v.escaped, KEY_SPECIAL, Element::TagValue, self.utf8)?;
             if value.len() > limits.max_tag_value_bytes {
                 return Err(ErrorKind::TagValueTooLong {
                     tag: snippet(key.as_bytes()),
@@ -407,7 +413,7 @@ impl LineParser<'_> {
 
         // Fields: `key=value` separated by commas.
         let mut n_fields = 0;
-        let mut first_string: Option<String> = None;
+        let mut first_string: Option<SmolStr> = None;
         loop {
             let k = scan_name(line, pos, KEY_SPECIAL, Element::FieldKey)?;
             let key_raw = &line[pos..k.end];
@@ -418,7 +424,7 @@ impl LineParser<'_> {
                 let field = lossy_name(key_raw, KEY_SPECIAL);
                 return Err(ErrorKind::InvalidField { field, problem: FieldProblem::MissingEquals });
             }
-            let key = name_string(key_raw, k.escaped, KEY_SPECIAL, Element::FieldKey)?;
+            let key = name_string(key_raw, k.escaped, KEY_SPECIAL, Element::FieldKey, self.utf8)?;
             check_name(&key, Element::FieldKey, limits)?;
             if n_fields == limits.max_fields {
                 return Err(ErrorKind::TooManyFields { max: limits.max_fields });
@@ -532,17 +538,23 @@ fn unescape(raw: &[u8], special: u8) -> Vec<u8> {
     v
 }
 
-/// The owned, unescaped, UTF-8-checked text of a name token.
+/// The owned, unescaped, UTF-8-checked text of a name token. `utf8`: the token lies in a body already known
+/// to be valid UTF-8.
 #[inline]
-fn name_string(raw: &[u8], escaped: bool, special: u8, element: Element) -> Result<String, ErrorKind> {
+fn name_string(raw: &[u8], escaped: bool, special: u8, element: Element, utf8: bool) -> Result<SmolStr, ErrorKind> {
     if !escaped {
         // Fast path: the bytes are the name.
+        if utf8 {
+            // SAFETY: tokens start and end at ASCII delimiters (or line ends) of a body that `parse_into` checked
+            // to be valid UTF-8; cutting valid UTF-8 at ASCII bytes leaves valid UTF-8.
+            return Ok(SmolStr::new(unsafe { std::str::from_utf8_unchecked(raw) }));
+        }
         return match std::str::from_utf8(raw) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(SmolStr::new(s)),
             Err(_) => Err(ErrorKind::InvalidUtf8 { element }),
         };
     }
-    String::from_utf8(unescape(raw, special)).map_err(|_| ErrorKind::InvalidUtf8 { element })
+    String::from_utf8(unescape(raw, special)).map(SmolStr::from).map_err(|_| ErrorKind::InvalidUtf8 { element })
 }
 
 /// Unescaped text of a name for an error message, whatever its bytes.
@@ -602,7 +614,7 @@ fn closing_quote(line: &[u8], start: usize) -> Option<usize> {
 }
 
 /// Keeps one entry per field key: the value of its last occurrence, at the position of its first.
-fn dedup_fields(fields: &mut Vec<(String, f64)>) {
+fn dedup_fields(fields: &mut Vec<(SmolStr, f64)>) {
     let n = fields.len();
     if n < 2 {
         return;

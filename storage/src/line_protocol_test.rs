@@ -33,8 +33,9 @@ fn field_keys(p: &Point) -> Vec<&str> {
     p.fields.iter().map(|(k, _)| k.as_str()).collect()
 }
 
-fn s(x: &str) -> String {
-    x.to_string()
+/// A `String` for error texts or a `SmolStr` for point names, as the context needs.
+fn s<T: for<'a> From<&'a str>>(x: &str) -> T {
+    T::from(x)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -584,8 +585,10 @@ proptest! {
     ) {
         // Unique field keys, in generated (not sorted) order: the parser keeps input order.
         let mut seen = std::collections::HashSet::new();
-        let fields: Vec<(String, f64)> = fields.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect();
-        let p = Point { measurement: m, tags: tags.into_iter().collect(), fields, timestamp: ts };
+        let fields: Vec<(SmolStr, f64)> =
+            fields.into_iter().filter(|(k, _)| seen.insert(k.clone())).map(|(k, v)| (k.into(), v)).collect();
+        let tags = tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let p = Point { measurement: m.into(), tags, fields, timestamp: ts };
         let mut line = String::new();
         write_line(&p, &mut line);
         let back = parse(line.as_bytes(), Precision::Milliseconds, 0, &Limits::default())
@@ -595,7 +598,7 @@ proptest! {
         prop_assert_eq!(&b.measurement, &p.measurement);
         prop_assert_eq!(&b.tags, &p.tags);
         prop_assert_eq!(b.timestamp, p.timestamp);
-        let bits = |f: &[(String, f64)]| f.iter().map(|(k, v)| (k.clone(), v.to_bits())).collect::<Vec<_>>();
+        let bits = |f: &[(SmolStr, f64)]| f.iter().map(|(k, v)| (k.clone(), v.to_bits())).collect::<Vec<_>>();
         prop_assert_eq!(bits(&b.fields), bits(&p.fields), "{}", line);
     }
 

@@ -4,15 +4,19 @@
 //! (measurement, tag set, field). Timestamps are stored in milliseconds since the Unix epoch.
 
 use serde::{Deserialize, Serialize};
+pub use smol_str::SmolStr;
 
 /// One line of line protocol (or one Prometheus sample): several fields share measurement, tags and time.
+///
+/// Names and tag values are [`SmolStr`]s: up to 23 bytes live inline, so parsing, copying, decoding and
+/// dropping a point allocates only for its vectors (and for long strings). They serialize as plain strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
-    pub measurement: String,
+    pub measurement: SmolStr,
     /// Sorted by key, keys unique.
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<(SmolStr, SmolStr)>,
     /// Field name and value; integers, unsigned and booleans are converted to f64 by the parsers.
-    pub fields: Vec<(String, f64)>,
+    pub fields: Vec<(SmolStr, f64)>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
 }

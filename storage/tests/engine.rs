@@ -80,7 +80,7 @@ impl Model {
         let mut rejected = 0;
         for p in ps {
             for (f, v) in &p.fields {
-                let key = (p.measurement.clone(), p.tags[0].1.clone(), f.clone());
+                let key = (p.measurement.to_string(), p.tags[0].1.to_string(), f.to_string());
                 let max = self.max.get(&key).copied();
                 if max.is_some_and(|m| p.timestamp < m - window) {
                     rejected += 1;

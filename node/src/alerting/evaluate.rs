@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use pharos_alert::state::RESOLVED_RETENTION_MS;
 use pharos_alert::{evaluate, record, rows_from_series, AlertState, EvalContext, Labels, Rule, RuleGroup};
-use pharos_storage::Point;
+use pharos_storage::{Point, SmolStr};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use xxhash_rust::xxh3::xxh3_64;
@@ -180,9 +180,9 @@ async fn run_group(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>, group:
 
 fn point(measurement: &str, tags: &Labels, value: f64, ts: i64) -> Point {
     Point {
-        measurement: measurement.to_string(),
-        tags: tags.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect(),
-        fields: vec![(crate::prom::VALUE_FIELD.to_string(), value)],
+        measurement: measurement.into(),
+        tags: tags.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.into(), v.into())).collect(),
+        fields: vec![(SmolStr::new_static(crate::prom::VALUE_FIELD), value)],
         timestamp: ts,
     }
 }
