@@ -19,7 +19,10 @@ use serde_json::Value as Json;
 const DAY_MS: i64 = 86_400_000;
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")
+    // Cargo sets CARGO_MANIFEST_DIR when it runs the test too; prefer that to the compile-time path, which is
+    // wrong when a shared target directory holds a binary built from another checkout of the same sources.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    dir.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()).join("cases")
 }
 
 fn base_ms() -> i64 {
