@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
-use pharos_raft::log_store::LogStore;
+use pharos_raft::log_store::{LogCache, LogStore};
 use pharos_raft::meta::{initial_placement, MetaCommand, MetaResponse, MetaState, MetaStateMachine};
 use pharos_raft::network::{Channels, Network};
 use pharos_raft::shard_sm::{ShardStateMachine, SharedEngine};
@@ -31,6 +31,8 @@ use crate::writer::ShardWriter;
 pub struct ShardReplica {
     pub shard: u32,
     pub raft: Raft,
+    /// The group's recent log entries, shared by its log store and its Raft transport.
+    pub log_cache: LogCache,
     pub engine: SharedEngine,
     pub writer: ShardWriter,
     /// Answers of whole buckets for repeated dashboard queries (pharos-query's cache).
@@ -43,6 +45,7 @@ pub struct Node {
     pub db: Arc<DB>,
     pub channels: Channels,
     pub meta: Raft,
+    pub meta_log_cache: LogCache,
     pub meta_state: Arc<RwLock<MetaState>>,
     pub shards: RwLock<BTreeMap<u32, Arc<ShardReplica>>>,
     pub router: Router,
@@ -81,11 +84,13 @@ impl Node {
 
         let meta_sm = MetaStateMachine::open(db.clone(), META_GROUP).map_err(|e| NodeError::Raft(e.to_string()))?;
         let meta_state = meta_sm.state();
+        let meta_log = LogStore::with_syncer(db.clone(), META_GROUP, syncer.clone());
+        let meta_log_cache = meta_log.cache();
         let meta = Raft::new(
             id,
             raft_config.clone(),
-            Network { group: META_GROUP, channels: channels.clone() },
-            LogStore::with_syncer(db.clone(), META_GROUP, syncer.clone()),
+            Network { group: META_GROUP, channels: channels.clone(), cache: meta_log_cache.clone() },
+            meta_log,
             meta_sm,
         )
         .await
@@ -110,6 +115,7 @@ impl Node {
             db: db.clone(),
             channels: channels.clone(),
             meta,
+            meta_log_cache,
             meta_state,
             shards: RwLock::new(BTreeMap::new()),
             router: Router::new(config.shards),
@@ -129,11 +135,13 @@ impl Node {
             let sm = ShardStateMachine::open(db.clone(), shard, retention.clone(), node.config.storage.engine())?;
             let engine = sm.engine();
             let group = shard_group(shard);
+            let log = LogStore::with_syncer(db.clone(), group, syncer.clone());
+            let log_cache = log.cache();
             let raft = Raft::new(
                 id,
                 raft_config.clone(),
-                Network { group, channels: channels.clone() },
-                LogStore::with_syncer(db.clone(), group, syncer.clone()),
+                Network { group, channels: channels.clone(), cache: log_cache.clone() },
+                log,
                 sm,
             )
             .await
@@ -159,7 +167,7 @@ impl Node {
             node.shards
                 .write()
                 .expect("shards lock")
-                .insert(shard, Arc::new(ShardReplica { shard, raft, engine, writer, query_cache }));
+                .insert(shard, Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache }));
         }
         // Record the founding placement in the meta group (ignored when one exists).
         if first == id {

@@ -6,6 +6,7 @@ use pharos_proto::internal::internal_server::Internal;
 use pharos_proto::internal::{
     ForwardQueryReply, ForwardQueryRequest, ForwardWriteReply, ForwardWriteRequest, RaftReply, RaftRequest,
 };
+use pharos_raft::log_store::LogCache;
 use pharos_raft::network::{serve_append, serve_snapshot, serve_vote};
 use pharos_raft::{Raft, META_GROUP};
 use pharos_storage::Point;
@@ -20,13 +21,13 @@ pub struct InternalService {
 }
 
 impl InternalService {
-    fn group(&self, group: u32) -> Result<Raft, Status> {
+    fn group(&self, group: u32) -> Result<(Raft, LogCache), Status> {
         if group == META_GROUP {
-            return Ok(self.node.meta.clone());
+            return Ok((self.node.meta.clone(), self.node.meta_log_cache.clone()));
         }
         self.node
             .replica(group - 1)
-            .map(|r| r.raft.clone())
+            .map(|r| (r.raft.clone(), r.log_cache.clone()))
             .ok_or_else(|| Status::not_found(format!("node {} holds no replica of group {group}", self.node.id)))
     }
 }
@@ -35,17 +36,18 @@ impl InternalService {
 impl Internal for InternalService {
     async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = req.into_inner();
-        Ok(Response::new(serve_append(&self.group(r.group)?, &r.payload).await))
+        let (raft, cache) = self.group(r.group)?;
+        Ok(Response::new(serve_append(&raft, &cache, &r.payload).await))
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = req.into_inner();
-        Ok(Response::new(serve_vote(&self.group(r.group)?, &r.payload).await))
+        Ok(Response::new(serve_vote(&self.group(r.group)?.0, &r.payload).await))
     }
 
     async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = req.into_inner();
-        Ok(Response::new(serve_snapshot(&self.group(r.group)?, &r.payload).await))
+        Ok(Response::new(serve_snapshot(&self.group(r.group)?.0, &r.payload).await))
     }
 
     async fn forward_write(&self, req: Request<ForwardWriteRequest>) -> Result<Response<ForwardWriteReply>, Status> {

@@ -12,6 +12,10 @@
 //! entry's batches are shared `Arc`s, so a cached entry costs a few pointers). Replication readers look there
 //! first too; whatever the cache misses (a lagging follower, a restart) is read from RocksDB.
 //!
+//! The same [`LogCache`] keeps the encoded bytes of recent entries, so an entry is encoded once per node: the
+//! leader's replication sends the bytes its own append wrote (see [`crate::network`]), and a follower appends
+//! the bytes it received.
+//!
 //! Votes are written with a synced WAL; appends are written at once and acknowledged (their `LogFlushed`
 //! completed) after a WAL sync, which a node-wide [`Syncer`] shares between all groups; `purged` is written before
 //! the entries are deleted, so a crash between the two never shows a log with a hole at its start.
@@ -35,8 +39,8 @@ pub struct LogStore {
     group: GroupId,
     /// Batches the fsyncs of appends across groups; without one, each append syncs by itself.
     syncer: Option<Syncer>,
-    /// Shared by the store and its readers.
-    cache: Arc<Mutex<EntryCache>>,
+    /// Shared by the store, its readers and the group's network.
+    cache: LogCache,
     /// The store itself (which openraft reads from only to apply entries) takes entries out of the cache as it
     /// reads them; readers handed out by `get_log_reader` (replication) leave them in.
     take_on_read: bool,
@@ -45,6 +49,98 @@ pub struct LogStore {
 /// Most entries, and most encoded bytes, one group's cache holds; beyond either the oldest are dropped.
 const CACHE_ENTRIES: usize = 64;
 const CACHE_BYTES: usize = 16 << 20;
+
+/// Most bytes of encoded entries kept for replication sends, and most received entries waiting for their
+/// append, per group.
+const ENCODED_BYTES: usize = 8 << 20;
+const INCOMING_ENTRIES: usize = 256;
+
+/// Recent entries of one group, decoded and encoded; shared by its log store, log readers and network.
+#[derive(Clone, Default)]
+pub struct LogCache {
+    inner: Arc<Mutex<CacheInner>>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    decoded: EntryCache,
+    /// Encoded bytes of the entries this node appended, oldest first.
+    encoded: VecDeque<(LogId, Arc<[u8]>)>,
+    encoded_bytes: usize,
+    /// Encoded bytes received from the leader, by index, until the append of that entry uses them.
+    incoming: std::collections::HashMap<u64, (LogId, Arc<[u8]>)>,
+}
+
+impl LogCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bytes this node's log holds for the entry `id`, if still at hand.
+    pub fn encoded(&self, id: &LogId) -> Option<Arc<[u8]>> {
+        let c = self.lock();
+        // Newest entries are looked up most; the run is short.
+        c.encoded.iter().rev().find(|(i, _)| i == id).map(|(_, b)| b.clone())
+    }
+
+    /// Bytes a follower received for entries it is about to append (each decodes to its entry exactly).
+    pub fn offer_incoming(&self, entries: impl IntoIterator<Item = (LogId, Arc<[u8]>)>) {
+        let mut c = self.lock();
+        if c.incoming.len() > INCOMING_ENTRIES {
+            // Offers that were never appended (the leader re-sent entries the log already had, say).
+            c.incoming.clear();
+        }
+        for (id, b) in entries {
+            c.incoming.insert(id.index, (id, b));
+        }
+    }
+
+    pub(crate) fn take_incoming(&self, id: &LogId) -> Option<Arc<[u8]>> {
+        let mut c = self.lock();
+        match c.incoming.remove(&id.index) {
+            Some((i, b)) if i == *id => Some(b),
+            _ => None,
+        }
+    }
+
+    fn appended(&self, fresh: Vec<(Entry, Arc<[u8]>)>) {
+        let mut c = self.lock();
+        for (e, b) in fresh {
+            let id = *e.get_log_id();
+            c.decoded.push(e, b.len());
+            c.encoded_bytes += b.len();
+            c.encoded.push_back((id, b));
+            while c.encoded_bytes > ENCODED_BYTES && c.encoded.len() > 1 {
+                let (_, old) = c.encoded.pop_front().expect("non-empty");
+                c.encoded_bytes -= old.len();
+            }
+        }
+    }
+
+    /// Forgets entries at `index` and after (a truncated log).
+    fn truncate_from(&self, index: u64) {
+        let mut c = self.lock();
+        c.decoded.truncate_from(index);
+        while c.encoded.back().is_some_and(|(id, _)| id.index >= index) {
+            let (_, b) = c.encoded.pop_back().expect("non-empty");
+            c.encoded_bytes -= b.len();
+        }
+    }
+
+    /// Forgets entries up to and including `index` (a purged log).
+    fn purge_to(&self, index: u64) {
+        let mut c = self.lock();
+        c.decoded.purge_to(index);
+        while c.encoded.front().is_some_and(|(id, _)| id.index <= index) {
+            let (_, b) = c.encoded.pop_front().expect("non-empty");
+            c.encoded_bytes -= b.len();
+        }
+    }
+
+    fn clear(&self) {
+        *self.lock() = CacheInner::default();
+    }
+}
 
 /// Consecutive recently appended entries, decoded, with their encoded sizes.
 #[derive(Default)]
@@ -129,16 +225,17 @@ fn synced() -> WriteOptions {
 
 impl LogStore {
     pub fn new(db: Arc<DB>, group: GroupId) -> LogStore {
-        LogStore { db, group, syncer: None, cache: Arc::default(), take_on_read: true }
+        LogStore { db, group, syncer: None, cache: LogCache::default(), take_on_read: true }
     }
 
     /// A log store whose appends are made durable by a node-wide [`Syncer`].
     pub fn with_syncer(db: Arc<DB>, group: GroupId, syncer: Syncer) -> LogStore {
-        LogStore { db, group, syncer: Some(syncer), cache: Arc::default(), take_on_read: true }
+        LogStore { db, group, syncer: Some(syncer), cache: LogCache::default(), take_on_read: true }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, EntryCache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    /// The group's cache, for its network (see [`LogCache`]).
+    pub fn cache(&self) -> LogCache {
+        self.cache.clone()
     }
 
     fn get_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
@@ -176,7 +273,7 @@ impl LogStore {
 
     /// Deletes every trace of this group (its replica moved away).
     pub fn destroy(&self) -> Result<(), rocksdb::Error> {
-        self.cache().clear();
+        self.cache.clear();
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf(&self.db, CF_RAFT_LOG), log_key(self.group, 0), log_key(self.group + 1, 0));
         b.delete_range_cf(cf(&self.db, CF_RAFT_STATE), self.group.to_be_bytes(), (self.group + 1).to_be_bytes());
@@ -202,7 +299,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         // A bounded range that starts inside the cache is served from it as far as it reaches.
         if let Some(end) = end.filter(|&e| e > start) {
-            let mut cache = self.cache();
+            let mut inner = self.cache.lock();
+            let cache = &mut inner.decoded;
             if let Some(pos) = cache.pos(start) {
                 let take = (end - start).min((cache.entries.len() - pos) as u64) as usize;
                 out.extend(cache.entries.range(pos..pos + take).map(|(e, _)| e.clone()));
@@ -272,17 +370,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let log = cf(&self.db, CF_RAFT_LOG);
         let mut fresh = Vec::new();
         for e in entries {
-            let v = crate::wire::encode(&e).map_err(|err| StorageIOError::write_logs(&err))?;
+            let v: Arc<[u8]> = match self.cache.take_incoming(e.get_log_id()) {
+                Some(v) => v,
+                None => crate::wire::encode(&e).map_err(|err| StorageIOError::write_logs(&err))?.into(),
+            };
             b.put_cf(log, log_key(self.group, e.get_log_id().index), &v);
-            fresh.push((e, v.len()));
+            fresh.push((e, v));
         }
         {
             // Cached before the write so a reader never finds the cache behind RocksDB; a failed write fails
             // the node's Raft core, which drops the store and its cache with it.
-            let mut cache = self.cache();
-            for (e, size) in fresh {
-                cache.push(e, size);
-            }
+            self.cache.appended(fresh);
         }
         match &self.syncer {
             Some(s) => {
@@ -301,7 +399,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.cache().truncate_from(log_id.index);
+        self.cache.truncate_from(log_id.index);
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf(&self.db, CF_RAFT_LOG), log_key(self.group, log_id.index), log_key(self.group + 1, 0));
         self.db.write_opt(b, &synced()).map_err(|e| StorageIOError::write_logs(&e).into())
@@ -309,7 +407,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.put_state("purged", &log_id)?;
-        self.cache().purge_to(log_id.index);
+        self.cache.purge_to(log_id.index);
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf(&self.db, CF_RAFT_LOG), log_key(self.group, 0), log_key(self.group, log_id.index + 1));
         self.db.write(b).map_err(|e| StorageIOError::write_logs(&e).into())

@@ -1,5 +1,10 @@
 //! Raft transport over tonic: every group of a node talks to a peer over one shared HTTP/2 channel, each
 //! request naming its group. Payloads are openraft's own request and response types in bincode.
+//!
+//! AppendEntries is framed differently ([`crate::wire::FRAMED`]): the request's header in bincode, then each
+//! entry as the very bytes the leader's log holds for it (taken from the group's [`LogCache`], encoded only if
+//! no longer there). The follower decodes each entry and hands its bytes to its own log append, so an entry is
+//! encoded once on the leader, not once per follower and again by each follower's log.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::types::{GroupId, NodeAddr, NodeId, TypeConfig};
+use crate::log_store::LogCache;
+use crate::types::{Entry, GroupId, LogId, NodeAddr, NodeId, TypeConfig, Vote};
 
 /// One lazily-connected channel per peer address, shared by every group and by request forwarding.
 #[derive(Clone, Default)]
@@ -54,13 +60,21 @@ impl Channels {
 pub struct Network {
     pub group: GroupId,
     pub channels: Channels,
+    /// The group's log cache, whose encoded entries replication sends as they are.
+    pub cache: LogCache,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = GroupClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> GroupClient {
-        GroupClient { group: self.group, target, addr: node.grpc.clone(), channels: self.channels.clone() }
+        GroupClient {
+            group: self.group,
+            target,
+            addr: node.grpc.clone(),
+            channels: self.channels.clone(),
+            cache: self.cache.clone(),
+        }
     }
 }
 
@@ -69,6 +83,59 @@ pub struct GroupClient {
     target: NodeId,
     addr: String,
     channels: Channels,
+    cache: LogCache,
+}
+
+/// An AppendEntries request as sent: openraft's fields, with each entry already encoded.
+#[derive(Serialize, serde::Deserialize)]
+struct AppendFrame<'a> {
+    vote: Vote,
+    prev_log_id: Option<LogId>,
+    leader_commit: Option<LogId>,
+    #[serde(borrow)]
+    entries: Vec<&'a [u8]>,
+}
+
+/// Encodes `rpc` as [`crate::wire::FRAMED`], reusing the log's encoding of each entry when it is cached.
+fn frame_append(rpc: &AppendEntriesRequest<TypeConfig>, cache: &LogCache) -> Result<Vec<u8>, crate::wire::WireError> {
+    let mut blobs: Vec<Arc<[u8]>> = Vec::with_capacity(rpc.entries.len());
+    for e in &rpc.entries {
+        blobs.push(match cache.encoded(&e.log_id) {
+            Some(b) => b,
+            None => crate::wire::encode(e)?.into(),
+        });
+    }
+    let frame = AppendFrame {
+        vote: rpc.vote,
+        prev_log_id: rpc.prev_log_id,
+        leader_commit: rpc.leader_commit,
+        entries: blobs.iter().map(|b| &b[..]).collect(),
+    };
+    let mut out = vec![crate::wire::FRAMED];
+    bincode::serialize_into(&mut out, &frame)?;
+    Ok(out)
+}
+
+/// Decodes a framed AppendEntries request, offering each entry's bytes to the follower's log append.
+fn unframe_append(
+    payload: &[u8],
+    cache: &LogCache,
+) -> Result<AppendEntriesRequest<TypeConfig>, crate::wire::WireError> {
+    let frame: AppendFrame = bincode::deserialize(payload)?;
+    let mut entries = Vec::with_capacity(frame.entries.len());
+    let mut offered = Vec::with_capacity(frame.entries.len());
+    for b in frame.entries {
+        let e: Entry = crate::wire::decode(b)?;
+        offered.push((e.log_id, Arc::<[u8]>::from(b)));
+        entries.push(e);
+    }
+    cache.offer_incoming(offered);
+    Ok(AppendEntriesRequest {
+        vote: frame.vote,
+        prev_log_id: frame.prev_log_id,
+        leader_commit: frame.leader_commit,
+        entries,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -79,18 +146,17 @@ enum Rpc {
 }
 
 impl GroupClient {
-    async fn call<Req, Resp, E>(
+    async fn call<Resp, E>(
         &self,
         rpc: Rpc,
-        req: &Req,
+        payload: Result<Vec<u8>, crate::wire::WireError>,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, NodeAddr, RaftError<NodeId, E>>>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = crate::wire::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = payload.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.channels.get(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let request = RaftRequest { group: self.group, payload };
         let fut = async {
@@ -130,7 +196,7 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, &option).await
+        self.call(Rpc::Append, frame_append(&rpc, &self.cache), &option).await
     }
 
     async fn install_snapshot(
@@ -139,7 +205,7 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.call(Rpc::Snapshot, &rpc, &option).await
+        self.call(Rpc::Snapshot, crate::wire::encode(&rpc), &option).await
     }
 
     async fn vote(
@@ -147,13 +213,18 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, &option).await
+        self.call(Rpc::Vote, crate::wire::encode(&rpc), &option).await
     }
 }
 
-/// Server side: decodes a request for `raft`, runs it, and encodes openraft's result.
-pub async fn serve_append(raft: &crate::types::Raft, payload: &[u8]) -> RaftReply {
-    match crate::wire::decode::<AppendEntriesRequest<TypeConfig>>(payload) {
+/// Server side: decodes a request for `raft` (whose log cache is `cache`), runs it, and encodes openraft's
+/// result.
+pub async fn serve_append(raft: &crate::types::Raft, cache: &LogCache, payload: &[u8]) -> RaftReply {
+    let req = match payload.split_first() {
+        Some((&crate::wire::FRAMED, rest)) => unframe_append(rest, cache),
+        _ => crate::wire::decode::<AppendEntriesRequest<TypeConfig>>(payload),
+    };
+    match req {
         Ok(req) => encode_reply(&raft.append_entries(req).await),
         Err(e) => RaftReply { payload: Vec::new(), error: format!("bad append-entries payload: {e}") },
     }
@@ -177,5 +248,52 @@ fn encode_reply<T: Serialize>(res: &T) -> RaftReply {
     match crate::wire::encode(res) {
         Ok(payload) => RaftReply { payload, error: String::new() },
         Err(e) => RaftReply { payload: Vec::new(), error: format!("encoding reply: {e}") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use pharos_storage::{Command, Point};
+
+    use super::*;
+    use crate::types::Request;
+
+    fn entry(index: u64, host: &str) -> Entry {
+        let p = Point {
+            measurement: "cpu".into(),
+            tags: vec![("host".into(), host.into())],
+            fields: vec![("usage".into(), index as f64)],
+            timestamp: index as i64,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
+            payload: EntryPayload::Normal(Request::Shard(Command::write(vec![p]))),
+        }
+    }
+
+    #[test]
+    fn framed_append_round_trips_and_hands_the_leaders_bytes_to_the_follower() {
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 6)),
+            leader_commit: Some(LogId::new(CommittedLeaderId::new(2, 1), 5)),
+            entries: vec![entry(7, "a"), entry(8, "b")],
+        };
+        // The leader's cache is empty: every entry is encoded for the frame.
+        let framed = frame_append(&rpc, &LogCache::default()).unwrap();
+        assert_eq!(framed[0], crate::wire::FRAMED);
+        let follower = LogCache::default();
+        let back = unframe_append(&framed[1..], &follower).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{rpc:?}"));
+        // The follower's log append finds each entry's bytes, exactly as the leader encoded them, once.
+        for e in &rpc.entries {
+            let bytes = follower.take_incoming(&e.log_id).expect("offered");
+            assert_eq!(&bytes[..], &crate::wire::encode(e).unwrap()[..]);
+            assert!(follower.take_incoming(&e.log_id).is_none());
+        }
+        // Garbage is an error, not a panic.
+        assert!(unframe_append(&framed[1..framed.len() / 2], &LogCache::default()).is_err());
+        assert!(unframe_append(&[], &LogCache::default()).is_err());
     }
 }

@@ -4,14 +4,20 @@
 //!
 //! | bytes | meaning |
 //! |---|---|
-//! | 1 | 0: bincode as is; 1: LZ4 block with its uncompressed size prepended |
+//! | 1 | 0: bincode as is; 1: LZ4 block with its uncompressed size prepended; 2: a framed AppendEntries request (below) |
 //! | n | payload |
+//!
+//! A framed AppendEntries request (only on the network, see [`crate::network`]) is the bincode of openraft's
+//! vote, previous log id and leader commit, then the entries as a sequence of byte strings, each an entry in
+//! the format above exactly as the leader's log stored it.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 const PLAIN: u8 = 0;
 const LZ4: u8 = 1;
+/// A framed AppendEntries request; decoded by [`crate::network`], never by [`decode`].
+pub const FRAMED: u8 = 2;
 /// Payloads smaller than this are not worth compressing.
 const MIN_COMPRESS: usize = 512;
 

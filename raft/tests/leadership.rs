@@ -17,8 +17,9 @@ async fn actor_runs_while_leader_and_stops_with_the_group() {
     let db = pharos_storage::db::open(dir.path(), &Default::default()).unwrap();
     let sm = MetaStateMachine::open(db.clone(), 0).unwrap();
     let cfg = RaftSettings::default().to_openraft("t").unwrap();
-    let raft =
-        Raft::new(1, cfg, Network { group: 0, channels: Channels::default() }, LogStore::new(db, 0), sm).await.unwrap();
+    let log = LogStore::new(db, 0);
+    let net = Network { group: 0, channels: Channels::default(), cache: log.cache() };
+    let raft = Raft::new(1, cfg, net, log, sm).await.unwrap();
     let mut leads = watch_leadership(&raft);
     assert!(!*leads.borrow(), "not leader before initialization");
     let ticks = Arc::new(AtomicUsize::new(0));
