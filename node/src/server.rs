@@ -65,8 +65,10 @@ pub async fn run(
 
     let (stop_tx, _) = broadcast::channel::<()>(2);
     let mut grpc_stop = stop_tx.subscribe();
+    // Accepted connections need TCP_NODELAY set here: the builder's setting only reaches listeners tonic binds
+    // itself. Without it, small replies (Raft acks, forwarded query results) wait on Nagle and delayed ACKs.
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(
             InternalServer::new(InternalService { node: node.clone() })
                 .max_decoding_message_size(256 << 20)
@@ -75,7 +77,7 @@ pub async fn run(
         .add_service(WriteServer::new(WriteService { node: node.clone() }).max_decoding_message_size(max_msg))
         .add_service(AdminServer::new(AdminService { node: node.clone() }))
         .add_service(QueryServer::new(QueryService { node: node.clone() }))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = grpc_stop.recv().await;
         });
     let mut http_stop = stop_tx.subscribe();
