@@ -48,11 +48,11 @@ pub struct LogStore {
 
 /// Most entries, and most encoded bytes, one group's cache holds; beyond either the oldest are dropped.
 const CACHE_ENTRIES: usize = 64;
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 8 << 20;
 
 /// Most bytes of encoded entries kept for replication sends, and most received entries waiting for their
 /// append, per group.
-const ENCODED_BYTES: usize = 8 << 20;
+const ENCODED_BYTES: usize = 2 << 20;
 const INCOMING_ENTRIES: usize = 256;
 
 /// Recent entries of one group, decoded and encoded; shared by its log store, log readers and network.
