@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`model`]: points, precision; [`line_protocol`]: the InfluxDB line-protocol parser and writer.
-//! - [`codec`]: sample compression (Gorilla delta-of-delta + XOR, decimal mantissas), a tag byte per chunk.
+//! - [`codec`]: sample compression (Gorilla delta-of-delta + XOR, decimal mantissas, float bit-pattern deltas),
+//!   a tag byte per chunk.
 //! - [`series`]: canonical series keys; [`index`]: the inverted tag index (roaring bitmaps).
 //! - [`keys`]: RocksDB key layouts; [`db`]: the node's one RocksDB instance and its column families.
 //! - [`engine`]: apply, heads, sealing, checkpoints, reads, snapshots; [`rollup`]: rollup block format;

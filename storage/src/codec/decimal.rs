@@ -87,14 +87,19 @@ pub fn fits_mode(ms: &[i64], mode: u8) -> bool {
 }
 
 pub fn read_mantissas(r: &mut BitReader, count: usize, mode: u8, e: u8, out: &mut Vec<f64>) -> Option<()> {
+    read_ints(r, count, mode, |m| out.push(value(m, e)))
+}
+
+/// Reads what [`write_mantissas`] wrote, handing each integer to `f` in order.
+pub fn read_ints(r: &mut BitReader, count: usize, mode: u8, mut f: impl FnMut(i64)) -> Option<()> {
     let mut prev = r.read(64)? as i64;
-    out.push(value(prev, e));
+    f(prev);
     if mode == 2 {
         let min = r.read(64)? as i64;
         let width = r.read(6)? as u32;
         for _ in 1..count {
             prev = prev.wrapping_add(min.wrapping_add(r.read(width)? as i64));
-            out.push(value(prev, e));
+            f(prev);
         }
         return Some(());
     }
@@ -104,7 +109,7 @@ pub fn read_mantissas(r: &mut BitReader, count: usize, mode: u8, e: u8, out: &mu
         let d = if mode == 1 { prev_delta.wrapping_add(x) } else { x };
         prev = prev.wrapping_add(d);
         prev_delta = d;
-        out.push(value(prev, e));
+        f(prev);
     }
     Some(())
 }

@@ -5,7 +5,7 @@
 //!
 //! | bytes                | field                                                   |
 //! |----------------------|---------------------------------------------------------|
-//! | 1                    | tag: 1 Gorilla, 2 Decimal, 3 Constant                   |
+//! | 1                    | tag: 1 Gorilla, 2 Decimal, 3 Constant, 4 FloatBits      |
 //! | uvarint              | sample count, 1..=65535                                 |
 //! | uvarint (zigzag)     | first timestamp (ms)                                    |
 //! | uvarint              | last - first timestamp                                  |
@@ -17,6 +17,11 @@
 //!   2 frame of reference), 1 byte timestamp mode, then a bit stream: the timestamp codes, the first mantissa
 //!   raw (64 bits), then the deltas in the mode's form. Value = m / 10^e.
 //! - **Constant** (tag 3): 8 bytes of value bits (big-endian), 1 byte timestamp mode, the timestamp codes.
+//! - **FloatBits** (tag 4): the Decimal layout without the exponent byte, over the values' IEEE-754 bit
+//!   patterns read as integers (value = `f64::from_bits(m)`). For full-precision gauges (ratios, random
+//!   walks) the bit patterns of neighbouring values differ by about the change over the unit in the last
+//!   place, so their deltas need fewer bits than Gorilla's XOR, which pays for every changed bit below the
+//!   highest one and for its window codes.
 //!
 //! Timestamp mode 1 means *regular*: every delta equals span / (count - 1), so no codes follow; mode 0
 //! means count-1 delta-of-delta codes.
@@ -57,6 +62,7 @@ pub enum Encoding {
     Gorilla = 1,
     Decimal = 2,
     Constant = 3,
+    FloatBits = 4,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,8 +126,19 @@ fn read_timestamps(mode: u8, r: &mut BitReader, h: &ChunkHeader, out: &mut Vec<i
 /// increasing and as many as the values, 1..=65535 of them.
 pub fn encode_chunk(ts: &[i64], vals: &[f64]) -> Vec<u8> {
     let mut best = encode_chunk_with(Encoding::Gorilla, ts, vals).expect("Gorilla encodes any samples");
+    let mut decimal = false;
     for enc in [Encoding::Constant, Encoding::Decimal] {
         if let Some(c) = encode_chunk_with(enc, ts, vals) {
+            decimal |= enc == Encoding::Decimal;
+            if c.len() < best.len() {
+                best = c;
+            }
+        }
+    }
+    // Values that are exact decimals are served by Decimal; only the others (full-precision floats) are worth
+    // a FloatBits attempt, which costs a pass per mode.
+    if !decimal {
+        if let Some(c) = encode_chunk_with(Encoding::FloatBits, ts, vals) {
             if c.len() < best.len() {
                 best = c;
             }
@@ -175,6 +192,27 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
             }
             out = best.expect("mode 0 always fits");
         }
+        Encoding::FloatBits => {
+            let ms: Vec<i64> = vals.iter().map(|v| v.to_bits() as i64).collect();
+            let mut best: Option<Vec<u8>> = None;
+            // Delta-of-delta (mode 1) does not suit values that wander; deltas and frame of reference do.
+            for mode in [0, 2] {
+                if !decimal::fits_mode(&ms, mode) {
+                    continue;
+                }
+                let mut c = Vec::with_capacity(16 + ts.len() * 6);
+                header(enc, ts, &mut c);
+                c.push(mode);
+                let mut w = BitWriter::with_capacity(ts.len() * 6);
+                write_timestamps(&mut c, &mut w, ts);
+                decimal::write_mantissas(&mut w, &ms, mode);
+                c.extend_from_slice(w.bytes());
+                if best.as_ref().is_none_or(|b| c.len() < b.len()) {
+                    best = Some(c);
+                }
+            }
+            out = best.expect("mode 0 always fits");
+        }
     }
     Some(out)
 }
@@ -190,6 +228,7 @@ fn header_and_payload(buf: &[u8]) -> Result<(ChunkHeader, usize), CodecError> {
         1 => Encoding::Gorilla,
         2 => Encoding::Decimal,
         3 => Encoding::Constant,
+        4 => Encoding::FloatBits,
         t => return Err(CodecError::UnknownEncoding(t)),
     };
     let mut pos = 1;
@@ -246,6 +285,18 @@ fn decode_inner(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<()
             let mut r = BitReader::new(&payload[3..]);
             read_timestamps(tsmode, &mut r, &h, ts).ok_or_else(|| trunc(&r))?;
             decimal::read_mantissas(&mut r, n, mode, e, vals).ok_or_else(|| trunc(&r))?;
+        }
+        Encoding::FloatBits => {
+            let (mode, tsmode) = match payload {
+                [m, t, ..] => (*m, *t),
+                _ => return Err(CodecError::Truncated { offset: pos }),
+            };
+            if mode > 2 {
+                return Err(CodecError::Corrupt { offset: pos, what: "float-bits mode" });
+            }
+            let mut r = BitReader::new(&payload[2..]);
+            read_timestamps(tsmode, &mut r, &h, ts).ok_or_else(|| trunc(&r))?;
+            decimal::read_ints(&mut r, n, mode, |m| vals.push(f64::from_bits(m as u64))).ok_or_else(|| trunc(&r))?;
         }
     }
     if ts.last() != Some(&h.max_ts) {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use super::*;
 
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
-const ALL: [Encoding; 3] = [Encoding::Gorilla, Encoding::Decimal, Encoding::Constant];
+const ALL: [Encoding; 4] = [Encoding::Gorilla, Encoding::Decimal, Encoding::Constant, Encoding::FloatBits];
 
 /// Encodes with every applicable encoding (and the automatic choice) and checks a bit-exact round trip.
 /// Returns the encodings that applied.
@@ -19,7 +19,15 @@ fn check(ts: &[i64], vals: &[f64]) -> Vec<Encoding> {
         }
     }
     assert!(applied.contains(&Encoding::Gorilla), "Gorilla takes anything");
-    let smallest = candidates[1..].iter().map(|c| c.1.len()).min().unwrap();
+    assert!(applied.contains(&Encoding::FloatBits), "so do the bit patterns");
+    // encode_chunk tries FloatBits only for values that are not exact decimals.
+    let decimal = applied.contains(&Encoding::Decimal);
+    let smallest = candidates[1..]
+        .iter()
+        .filter(|c| !(decimal && c.0 == Some(Encoding::FloatBits)))
+        .map(|c| c.1.len())
+        .min()
+        .unwrap();
     assert_eq!(candidates[0].1.len(), smallest, "encode_chunk keeps the smallest");
     for (enc, c) in &candidates {
         let h = chunk_header(c).unwrap();
@@ -98,7 +106,7 @@ fn special_floats_round_trip_bit_for_bit() {
         f64::EPSILON,
     ];
     let applied = check(&regular(specials.len()), &specials);
-    assert_eq!(applied, vec![Encoding::Gorilla], "only Gorilla can hold NaN, inf and -0.0");
+    assert_eq!(applied, vec![Encoding::Gorilla, Encoding::FloatBits], "only bit-level encodings hold NaN, inf, -0.0");
     // -0.0 alone must not become 0.0 in Decimal.
     assert!(!check(&[1, 2], &[-0.0, -0.0]).contains(&Encoding::Decimal));
     check(&regular(3), &[f64::from_bits(STALE_NAN); 3]);
@@ -131,7 +139,7 @@ fn counters_and_gauges_pick_decimal() {
 #[test]
 fn inexact_decimals_refused_by_decimal() {
     let v = [0.1 + 0.2, 1.0 / 3.0, 2.0];
-    assert_eq!(check(&regular(3), &v), vec![Encoding::Gorilla]);
+    assert_eq!(check(&regular(3), &v), vec![Encoding::Gorilla, Encoding::FloatBits]);
     assert!(encode_chunk_with(Encoding::Decimal, &regular(3), &v).is_none());
     assert!(encode_chunk_with(Encoding::Decimal, &regular(2), &[9.1e15, 1.0]).is_none(), "mantissa past 2^53");
 }
@@ -174,7 +182,7 @@ fn bits_per_sample() {
         ("constant", vec![7.0; n], 1.5),
         ("steady counter", counter, 3.0),
         ("2-decimal gauge", gauge.clone(), 8.0),
-        ("float random walk", random_walk, 70.0),
+        ("float random walk", random_walk.clone(), 64.0),
     ];
     for (name, vals, max_bits) in cases {
         let c = encode_chunk(&ts, &vals);
@@ -185,6 +193,10 @@ fn bits_per_sample() {
     let gorilla = encode_chunk_with(Encoding::Gorilla, &ts, &gauge).unwrap().len();
     let dec = encode_chunk_with(Encoding::Decimal, &ts, &gauge).unwrap().len();
     assert!(dec < gorilla, "decimal {dec} bytes beats gorilla {gorilla} bytes on a 2-decimal gauge");
+    let gorilla = encode_chunk_with(Encoding::Gorilla, &ts, &random_walk).unwrap().len();
+    let bits = encode_chunk_with(Encoding::FloatBits, &ts, &random_walk).unwrap().len();
+    println!("float random walk: Gorilla {gorilla} bytes, FloatBits {bits} bytes");
+    assert!(bits < gorilla, "bit-pattern deltas ({bits} bytes) beat XOR ({gorilla} bytes) on a full-precision walk");
 }
 
 #[test]
@@ -253,7 +265,7 @@ proptest! {
     }
 
     #[test]
-    fn prop_arbitrary_payload_after_valid_header_never_panics(tag in 1u8..4, count in 1u64..70_000, payload in proptest::collection::vec(any::<u8>(), 0..100)) {
+    fn prop_arbitrary_payload_after_valid_header_never_panics(tag in 1u8..5, count in 1u64..70_000, payload in proptest::collection::vec(any::<u8>(), 0..100)) {
         let mut b = vec![tag];
         bits::put_uvarint(&mut b, count);
         bits::put_uvarint(&mut b, 12345);
