@@ -57,9 +57,9 @@ def release_binaries(names):
     return paths
 
 
-def start_nodes(binary, work, n, name="n"):
-    """Starts `n` pharos nodes (one cluster; a single node without --initial-cluster) in `work`, waits for
-    /health, and returns (processes, HTTP base URLs, gRPC addresses)."""
+def start_nodes(binary, work, n, name="n", extra=()):
+    """Starts `n` pharos nodes (one cluster; a single node without --initial-cluster) in `work`, each with the
+    `extra` arguments, waits for /health, and returns (processes, HTTP base URLs, gRPC addresses)."""
     hp = [free_port() for _ in range(n)]
     gp = [free_port() for _ in range(n)]
     ic = ",".join(f"{i + 1}=127.0.0.1:{gp[i]}" for i in range(n))
@@ -68,7 +68,7 @@ def start_nodes(binary, work, n, name="n"):
         d = os.path.join(work, f"{name}{i + 1}")
         os.makedirs(d)
         args = [binary, "server", "--node-id", str(i + 1), "--data-dir", d, "--http-addr", f"127.0.0.1:{hp[i]}",
-                "--grpc-addr", f"127.0.0.1:{gp[i]}", "--log", "warn"]
+                "--grpc-addr", f"127.0.0.1:{gp[i]}", "--log", "warn", *extra]
         if n > 1:
             args += ["--initial-cluster", ic]
         procs.append(subprocess.Popen(args, stdout=open(d + ".log", "w"), stderr=subprocess.STDOUT,
