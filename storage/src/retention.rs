@@ -20,8 +20,10 @@ pub const RAW_PARTITION_MS: i64 = DAY;
 /// Width of a 1-minute rollup block (one value per series per block) and of its partitions.
 pub const M1_BLOCK_MS: i64 = 6 * HOUR;
 pub const M1_PARTITION_MS: i64 = DAY;
-/// Width of a 1-hour rollup block and of its partitions.
-pub const H1_BLOCK_MS: i64 = DAY;
+/// Width of a 1-hour rollup block (six buckets) and of its partitions. Blocks are built once their period
+/// is closed; six hours, not a day, so that a dashboard over the last day reads at most the newest few hours
+/// raw, at the cost of a block header per column per six hours.
+pub const H1_BLOCK_MS: i64 = 6 * HOUR;
 pub const H1_PARTITION_MS: i64 = 30 * DAY;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! Rollup blocks: the per-bucket partial aggregates of one series over one block (6 h of 1-minute buckets or
-//! one day of 1-hour buckets), stored column by column so each column compresses like a series.
+//! 6 h of 1-hour buckets), stored column by column so each column compresses like a series.
 //!
 //! | bytes            | meaning                                                                    |
 //! |------------------|----------------------------------------------------------------------------|
