@@ -66,12 +66,37 @@ pub fn bucket_start(ts: i64, width: i64, offset: i64) -> i64 {
 
 /// Folds time-ordered samples into per-bucket partials, appending to `out` (which is ordered by bucket).
 pub fn bucketize(ts: &[i64], vals: &[f64], width: i64, offset: i64, out: &mut Vec<(i64, Partial)>) {
-    for (&t, &v) in ts.iter().zip(vals) {
-        let b = bucket_start(t, width, offset);
-        match out.last_mut() {
-            Some((lb, p)) if *lb == b => p.add(t, v),
-            _ => out.push((b, Partial::of(t, v))),
+    debug_assert!(ts.windows(2).all(|w| w[0] < w[1]), "timestamps must ascend");
+    let n = ts.len().min(vals.len());
+    let mut i = 0;
+    while i < n {
+        let b = bucket_start(ts[i], width, offset);
+        // Timestamps ascend: the bucket's samples are the run below its end, aggregated without a division
+        // or a bucket lookup per sample.
+        let end = b.saturating_add(width);
+        let j = i + ts[i..n].iter().position(|&t| t >= end).unwrap_or(n - i);
+        let p = match out.last_mut() {
+            Some((lb, p)) if *lb == b => {
+                p.add(ts[i], vals[i]);
+                p
+            }
+            _ => {
+                out.push((b, Partial::of(ts[i], vals[i])));
+                &mut out.last_mut().expect("just pushed").1
+            }
+        };
+        if j > i + 1 {
+            let run = &vals[i + 1..j];
+            p.count += run.len() as u64;
+            // Added one by one, in order, so sums are the same bits as sample-by-sample addition.
+            p.sum = run.iter().fold(p.sum, |s, &v| s + v);
+            p.min = run.iter().fold(p.min, |m, &v| m.min(v));
+            p.max = run.iter().fold(p.max, |m, &v| m.max(v));
+            // Later than every sample so far in this bucket (ascending times).
+            p.last_ts = ts[j - 1];
+            p.last = vals[j - 1];
         }
+        i = j;
     }
 }
 
@@ -113,6 +138,51 @@ mod tests {
         assert_eq!(means, vec![(10.0 + 16.0 + 20.0) / 3.0, 80.0 / 3.0]);
         assert_eq!(out[0].0, base);
         assert_eq!(out[1].0, base + 30_000);
+    }
+
+    #[test]
+    fn bucketize_equals_adding_sample_by_sample() {
+        // Irregular times, NaN and infinities, buckets with one sample, appending onto an existing bucket.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut t = -50_000i64;
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        for i in 0..2_000 {
+            t += 1 + (next() % 40_000) as i64;
+            ts.push(t);
+            vals.push(match i % 97 {
+                3 => f64::NAN,
+                5 => f64::INFINITY,
+                7 => f64::NEG_INFINITY,
+                _ => (next() % 1_000_000) as f64 / 7.0 - 50_000.0,
+            });
+        }
+        for (width, offset) in [(30_000, 0), (60_000, 7_000), (1, 0), (3_600_000, -5)] {
+            let mut naive: Vec<(i64, Partial)> = vec![(bucket_start(ts[0], width, offset), Partial::of(ts[0], 1.5))];
+            let mut fast = naive.clone();
+            for (&t, &v) in ts.iter().zip(&vals) {
+                let b = bucket_start(t, width, offset);
+                match naive.last_mut() {
+                    Some((lb, p)) if *lb == b => p.add(t, v),
+                    _ => naive.push((b, Partial::of(t, v))),
+                }
+            }
+            bucketize(&ts, &vals, width, offset, &mut fast);
+            let bits = |o: &[(i64, Partial)]| {
+                o.iter()
+                    .map(|(b, p)| {
+                        let f = |v: f64| v.to_bits();
+                        (*b, p.count, f(p.sum), f(p.min), f(p.max), p.first_ts, f(p.first), p.last_ts, f(p.last))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&fast), bits(&naive), "width {width} offset {offset}");
+        }
     }
 
     #[test]

@@ -90,11 +90,17 @@ impl<'a> BitReader<'a> {
         }
         let byte = self.pos / 8;
         let off = (self.pos % 8) as u32;
-        // Load up to 9 bytes covering the bits: 64 bits + offset may span 9 bytes.
-        let mut word = [0u8; 16];
-        let avail = (self.data.len() - byte).min(16);
-        word[..avail].copy_from_slice(&self.data[byte..byte + avail]);
-        let hi = u128::from_be_bytes(word);
+        // Load up to 9 bytes covering the bits: 64 bits + offset may span 9 bytes. Away from the end, one
+        // fixed 16-byte load (two machine loads); near it, a zero-padded copy.
+        let hi = match self.data.get(byte..byte + 16) {
+            Some(w) => u128::from_be_bytes(w.try_into().expect("16 bytes")),
+            None => {
+                let mut word = [0u8; 16];
+                let avail = self.data.len() - byte;
+                word[..avail].copy_from_slice(&self.data[byte..]);
+                u128::from_be_bytes(word)
+            }
+        };
         let v = (hi << off) >> (128 - n);
         self.pos = end;
         Some(v as u64)
