@@ -106,6 +106,42 @@ impl<'a> BitReader<'a> {
         Some(v as u64)
     }
 
+    /// Reads `count` values of `width` bits each (width <= 64), handing each to `f`; the bounds are checked
+    /// once for the whole run. None (nothing consumed, `f` not called) when the run does not fit.
+    #[inline]
+    pub fn read_run(&mut self, width: u32, count: usize, mut f: impl FnMut(u64)) -> Option<()> {
+        if width > 64 {
+            return None;
+        }
+        let bits = (width as usize).checked_mul(count)?;
+        let end = self.pos.checked_add(bits)?;
+        if end > self.data.len() * 8 {
+            return None;
+        }
+        if width == 0 {
+            (0..count).for_each(|_| f(0));
+            return Some(());
+        }
+        // Values whose 16-byte window lies inside the data take the fast load; the last few the padded one.
+        let safe_end = self.data.len().saturating_sub(16) * 8;
+        let mut pos = self.pos;
+        for _ in 0..count {
+            let byte = pos / 8;
+            let hi = if pos < safe_end {
+                u128::from_be_bytes(self.data[byte..byte + 16].try_into().expect("16 bytes"))
+            } else {
+                let mut word = [0u8; 16];
+                let avail = (self.data.len() - byte).min(16);
+                word[..avail].copy_from_slice(&self.data[byte..byte + avail]);
+                u128::from_be_bytes(word)
+            };
+            f(((hi << (pos % 8)) >> (128 - width)) as u64);
+            pos += width as usize;
+        }
+        self.pos = end;
+        Some(())
+    }
+
     #[inline]
     pub fn bit(&mut self) -> Option<bool> {
         self.read(1).map(|b| b == 1)
@@ -155,4 +191,44 @@ pub fn get_uvarint(buf: &[u8], pos: &mut usize) -> Option<u64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_run_reads_what_read_reads_and_refuses_a_short_run() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for width in [0u32, 1, 3, 7, 8, 13, 31, 47, 63, 64] {
+            for count in [0usize, 1, 2, 17, 100] {
+                let mut w = BitWriter::new();
+                w.write(5, 3); // start off a byte boundary
+                let mut want = Vec::new();
+                for _ in 0..count {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let v = if width == 64 { x } else { x & ((1u64 << width) - 1) };
+                    w.write(v, width);
+                    want.push(v);
+                }
+                let bytes = w.bytes().to_vec();
+                let mut r = BitReader::new(&bytes);
+                assert_eq!(r.read(3), Some(5));
+                let mut got = Vec::new();
+                r.read_run(width, count, |v| got.push(v)).unwrap();
+                assert_eq!(got, want, "width {width} count {count}");
+                // One value more than the data holds: None, and nothing handed out.
+                let mut r = BitReader::new(&bytes);
+                r.read(3);
+                let extra = bytes.len() * 8 - 3 - width as usize * count;
+                if width > 0 && extra < width as usize {
+                    let mut n = 0;
+                    assert!(r.read_run(width, count + 1, |_| n += 1).is_none());
+                    assert_eq!(n, 0);
+                }
+            }
+        }
+    }
 }

@@ -97,11 +97,10 @@ pub fn read_ints(r: &mut BitReader, count: usize, mode: u8, mut f: impl FnMut(i6
     if mode == 2 {
         let min = r.read(64)? as i64;
         let width = r.read(6)? as u32;
-        for _ in 1..count {
-            prev = prev.wrapping_add(min.wrapping_add(r.read(width)? as i64));
+        return r.read_run(width, count.saturating_sub(1), |d| {
+            prev = prev.wrapping_add(min.wrapping_add(d as i64));
             f(prev);
-        }
-        return Some(());
+        });
     }
     let mut prev_delta = 0i64;
     for _ in 1..count {
