@@ -114,7 +114,14 @@ impl Actor {
         }
     }
 
-    async fn commit(&mut self, jobs: Vec<Job>) {
+    async fn commit(&mut self, mut jobs: Vec<Job>) {
+        // Concurrent writers (a loader's connections, several agents) often hand in a series' samples out of
+        // time order; within one entry, applying the batches oldest first turns most of that into in-order
+        // appends instead of merges into heads and sealed chunks. The batches are concurrent, so any order is
+        // theirs; the stable sort keeps arrival order among equal starts.
+        if jobs.len() > 1 {
+            jobs.sort_by_cached_key(|j| j.points.iter().map(|p| p.timestamp).min().unwrap_or(i64::MAX));
+        }
         let (batches, replies): (Vec<Arc<Vec<Point>>>, Vec<_>) = jobs.into_iter().map(|j| (j.points, j.reply)).unzip();
         let started = Instant::now();
         let res = self.raft.client_write(Request::Shard(Command::Write(batches))).await;
