@@ -638,7 +638,7 @@ impl ShardEngine {
         h.decode_into(&mut t, &mut x);
         self.samples_in_heads -= t.len() as u64;
         let key = data_key(self.shard, class, part_of(t[0], Tier::Raw.partition_ms()), sid, t[0]);
-        batch.put_cf(cf(&self.db, CF_CHUNKS), key, codec::encode_chunk(&t, &x));
+        batch.put_cf(cf(&self.db, CF_CHUNKS), key, codec::encode_chunk_from(&t, &x, Some(h.stream())));
         Ok(())
     }
 

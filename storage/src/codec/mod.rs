@@ -125,7 +125,21 @@ fn read_timestamps(mode: u8, r: &mut BitReader, h: &ChunkHeader, out: &mut Vec<i
 /// Encodes a chunk with the smallest encoding that represents it exactly. Timestamps must be strictly
 /// increasing and as many as the values, 1..=65535 of them.
 pub fn encode_chunk(ts: &[i64], vals: &[f64]) -> Vec<u8> {
-    let mut best = encode_chunk_with(Encoding::Gorilla, ts, vals).expect("Gorilla encodes any samples");
+    encode_chunk_from(ts, vals, None)
+}
+
+/// [`encode_chunk`] for samples whose Gorilla stream exists already (a head's [`HeadAppender::stream`], which
+/// must hold exactly these samples): that stream is the Gorilla candidate instead of being encoded again.
+pub fn encode_chunk_from(ts: &[i64], vals: &[f64], gorilla_stream: Option<&[u8]>) -> Vec<u8> {
+    let mut best = match gorilla_stream {
+        Some(stream) => {
+            let mut c = Vec::with_capacity(16 + stream.len());
+            header(Encoding::Gorilla, ts, &mut c);
+            c.extend_from_slice(stream);
+            c
+        }
+        None => encode_chunk_with(Encoding::Gorilla, ts, vals).expect("Gorilla encodes any samples"),
+    };
     let mut decimal = false;
     for enc in [Encoding::Constant, Encoding::Decimal] {
         if let Some(c) = encode_chunk_with(enc, ts, vals) {
@@ -195,8 +209,12 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
         Encoding::FloatBits => {
             let ms: Vec<i64> = vals.iter().map(|v| v.to_bits() as i64).collect();
             let mut best: Option<Vec<u8>> = None;
-            // Delta-of-delta (mode 1) does not suit values that wander; deltas and frame of reference do.
-            for mode in [0, 2] {
+            // Frame of reference: delta codes (mode 0) only win on values that rarely change, which Gorilla
+            // already stores in a bit each; delta-of-delta (mode 1) does not suit values that wander.
+            for mode in [2, 0] {
+                if mode == 0 && best.is_some() {
+                    break;
+                }
                 if !decimal::fits_mode(&ms, mode) {
                     continue;
                 }

@@ -56,6 +56,8 @@ fn check(ts: &[i64], vals: &[f64]) -> Vec<Encoding> {
     assert_eq!(a, ts);
     assert_eq!(b.iter().map(|f| f.to_bits()).collect::<Vec<_>>(), vals.iter().map(|f| f.to_bits()).collect::<Vec<_>>());
     assert_eq!((h.first_ts(), h.last_ts(), h.len()), (Some(ts[0]), Some(ts[ts.len() - 1]), ts.len()));
+    // Sealing a head reuses its stream as the Gorilla candidate: the same chunk, byte for byte.
+    assert_eq!(encode_chunk_from(ts, vals, Some(h.stream())), candidates[0].1, "sealed from the head's stream");
     applied
 }
 
