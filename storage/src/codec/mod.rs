@@ -187,52 +187,42 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
         }
         Encoding::Decimal => {
             let (e, ms) = decimal::fit(vals)?;
-            let mut best: Option<Vec<u8>> = None;
-            for mode in decimal::MODES {
-                if !decimal::fits_mode(&ms, mode) {
-                    continue;
-                }
-                let mut c = Vec::with_capacity(16 + ts.len());
-                header(enc, ts, &mut c);
-                c.push(e);
-                c.push(mode);
-                let mut w = BitWriter::with_capacity(ts.len());
-                write_timestamps(&mut c, &mut w, ts);
-                decimal::write_mantissas(&mut w, &ms, mode);
-                c.extend_from_slice(w.bytes());
-                if best.as_ref().is_none_or(|b| c.len() < b.len()) {
-                    best = Some(c);
-                }
-            }
-            out = best.expect("mode 0 always fits");
+            out = mantissa_chunk(enc, ts, &[e], &ms, &decimal::MODES, false);
         }
         Encoding::FloatBits => {
             let ms: Vec<i64> = vals.iter().map(|v| v.to_bits() as i64).collect();
-            let mut best: Option<Vec<u8>> = None;
-            // Frame of reference: delta codes (mode 0) only win on values that rarely change, which Gorilla
-            // already stores in a bit each; delta-of-delta (mode 1) does not suit values that wander.
-            for mode in [2, 0] {
-                if mode == 0 && best.is_some() {
-                    break;
-                }
-                if !decimal::fits_mode(&ms, mode) {
-                    continue;
-                }
-                let mut c = Vec::with_capacity(16 + ts.len() * 6);
-                header(enc, ts, &mut c);
-                c.push(mode);
-                let mut w = BitWriter::with_capacity(ts.len() * 6);
-                write_timestamps(&mut c, &mut w, ts);
-                decimal::write_mantissas(&mut w, &ms, mode);
-                c.extend_from_slice(w.bytes());
-                if best.as_ref().is_none_or(|b| c.len() < b.len()) {
-                    best = Some(c);
-                }
-            }
-            out = best.expect("mode 0 always fits");
+            // Frame of reference first: delta codes (mode 0) only win on values that rarely change, which
+            // Gorilla already stores in a bit each; delta-of-delta (mode 1) does not suit values that wander.
+            out = mantissa_chunk(enc, ts, &[], &ms, &[2, 0], true);
         }
     }
     Some(out)
+}
+
+/// The smallest chunk of integer mantissas `ms` over `modes`, tried in order (`first_fit`: keep the first mode
+/// that fits); `extra` are the payload bytes before the mode byte (Decimal's exponent).
+fn mantissa_chunk(enc: Encoding, ts: &[i64], extra: &[u8], ms: &[i64], modes: &[u8], first_fit: bool) -> Vec<u8> {
+    let mut best: Option<Vec<u8>> = None;
+    for &mode in modes {
+        if first_fit && best.is_some() {
+            break;
+        }
+        if !decimal::fits_mode(ms, mode) {
+            continue;
+        }
+        let mut c = Vec::with_capacity(16 + ts.len() * 2);
+        header(enc, ts, &mut c);
+        c.extend_from_slice(extra);
+        c.push(mode);
+        let mut w = BitWriter::with_capacity(ts.len() * 2);
+        write_timestamps(&mut c, &mut w, ts);
+        decimal::write_mantissas(&mut w, ms, mode);
+        c.extend_from_slice(w.bytes());
+        if best.as_ref().is_none_or(|b| c.len() < b.len()) {
+            best = Some(c);
+        }
+    }
+    best.expect("mode 0 always fits, and every caller tries it")
 }
 
 /// Reads the header: O(1) apart from three varints.
