@@ -124,6 +124,12 @@ async fn t10_remote_write_tcp_and_udp_line_protocol() -> Result<()> {
             .any(|l| l.contains("protocol=\"tcp\"") && l.contains("code=\"invalid_argument\"") && l.ends_with(" 1")),
         "the bad TCP line is counted"
     );
+    // Memory gauges: data was written, so some memtable holds it and some head holds samples.
+    let gauge = |prefix: &str| -> Vec<f64> {
+        metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse().ok()).collect()
+    };
+    assert!(gauge("pharos_rocksdb_memory_bytes{kind=\"memtables\"").iter().any(|&v| v > 0.0), "{metrics}");
+    assert!(gauge("pharos_shard_head_samples{").iter().sum::<f64>() > 0.0, "{metrics}");
     Ok(())
 }
 

@@ -311,9 +311,20 @@ impl Node {
                 .set(m.last_applied.map(|l| l.index).unwrap_or(0) as i64);
             if let Ok(e) = r.engine.try_read() {
                 self.metrics.series.with_label_values(&[&s]).set(e.series_count() as i64);
+                self.metrics.head_samples.with_label_values(&[&s]).set(e.samples_in_heads() as i64);
             }
             self.metrics.queue_depth.with_label_values(&[&s]).set(r.writer.queued() as i64);
         }
+        let prop = |cf: &str, name: &str| {
+            let cf = self.db.cf_handle(cf)?;
+            self.db.property_int_value_cf(cf, name).ok().flatten()
+        };
+        let memtables: u64 =
+            pharos_storage::db::ALL_CFS.iter().filter_map(|cf| prop(cf, "rocksdb.cur-size-all-mem-tables")).sum();
+        self.metrics.rocksdb_memory.with_label_values(&["memtables"]).set(memtables as i64);
+        // One cache shared by every column family: any one reports it.
+        let cache = prop(pharos_storage::db::CF_CHUNKS, "rocksdb.block-cache-usage").unwrap_or(0);
+        self.metrics.rocksdb_memory.with_label_values(&["block_cache"]).set(cache as i64);
     }
 
     /// Shrinks the data directory to the data: every local group takes a snapshot (shard engines checkpoint

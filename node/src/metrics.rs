@@ -15,6 +15,8 @@ pub struct Metrics {
     pub shard_leader: IntGaugeVec,
     pub shard_applied: IntGaugeVec,
     pub series: IntGaugeVec,
+    pub head_samples: IntGaugeVec,
+    pub rocksdb_memory: IntGaugeVec,
     pub forwarded_writes: IntCounter,
     pub queries: IntCounterVec,
     pub query_cache: IntCounterVec,
@@ -106,6 +108,16 @@ impl Metrics {
             shard_leader: gv("shard_is_leader", "1 when this node leads the shard", &["shard"]),
             shard_applied: gv("shard_applied_index", "Last Raft log index applied by this replica", &["shard"]),
             series: gv("shard_series", "Series in this replica of the shard", &["shard"]),
+            head_samples: gv(
+                "shard_head_samples",
+                "Samples held in memory in the series' head chunks of this replica (Gorilla-compressed)",
+                &["shard"],
+            ),
+            rocksdb_memory: gv(
+                "rocksdb_memory_bytes",
+                "RocksDB memory by kind: memtables (all column families) and block_cache (shared)",
+                &["kind"],
+            ),
             forwarded_writes: c("forwarded_writes_total", "Shard writes forwarded to another node's leader"),
             queries: cv("queries_total", "Query statements by outcome", &["outcome"]),
             query_cache: cv(
