@@ -64,7 +64,8 @@ pub fn bucket_start(ts: i64, width: i64, offset: i64) -> i64 {
     (ts - offset).div_euclid(width) * width + offset
 }
 
-/// Folds time-ordered samples into per-bucket partials, appending to `out` (which is ordered by bucket).
+/// Folds time-ordered samples into per-bucket partials, appending to `out` (which is ordered by bucket and
+/// holds only samples older than these).
 pub fn bucketize(ts: &[i64], vals: &[f64], width: i64, offset: i64, out: &mut Vec<(i64, Partial)>) {
     debug_assert!(ts.windows(2).all(|w| w[0] < w[1]), "timestamps must ascend");
     let n = ts.len().min(vals.len());
@@ -74,7 +75,8 @@ pub fn bucketize(ts: &[i64], vals: &[f64], width: i64, offset: i64, out: &mut Ve
         // Timestamps ascend: the bucket's samples are the run below its end, aggregated without a division
         // or a bucket lookup per sample.
         let end = b.saturating_add(width);
-        let j = i + ts[i..n].iter().position(|&t| t >= end).unwrap_or(n - i);
+        // At least one sample per step, even where `end` saturates at i64::MAX.
+        let j = (i + ts[i..n].iter().position(|&t| t >= end).unwrap_or(n - i)).max(i + 1);
         let p = match out.last_mut() {
             Some((lb, p)) if *lb == b => {
                 p.add(ts[i], vals[i]);

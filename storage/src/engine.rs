@@ -175,6 +175,8 @@ const META_MARK: &str = "mark";
 const META_WM_1M: &str = "wm1m";
 const META_WM_1H: &str = "wm1h";
 const META_LAST_CKPT: &str = "ckpt";
+/// Width of the 1-hour tier's blocks this shard's data is written with (absent: a day, the first format).
+const META_H1_BLOCK: &str = "h1blk";
 /// `r` + series id: the series' (min_ts, max_ts), written at checkpoints so opening needs no chunk scan.
 const META_RANGE: &str = "r";
 /// `f` + class + tier: expiry floors.
@@ -324,6 +326,59 @@ impl ShardEngine {
         self.watermark_1m = as_i64(meta(META_WM_1M)?);
         self.watermark_1h = as_i64(meta(META_WM_1H)?);
         self.last_checkpoint_ms = as_i64(meta(META_LAST_CKPT)?).unwrap_or(i64::MIN);
+        if as_i64(meta(META_H1_BLOCK)?) != Some(crate::retention::H1_BLOCK_MS) {
+            self.resplit_hour_blocks(as_i64(meta(META_H1_BLOCK)?).unwrap_or(crate::retention::DAY))?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites 1-hour rollup blocks written `old_ms` wide (data directories from before the width changed)
+    /// into blocks of the current width: the buckets are kept as they are, only regrouped, so no raw data is
+    /// read. Then records the width, so this runs once per shard.
+    fn resplit_hour_blocks(&mut self, old_ms: i64) -> Result<()> {
+        let new_ms = crate::retention::H1_BLOCK_MS;
+        let (lo, hi) = (keys::shard_prefix(self.shard).to_vec(), keys::shard_end(self.shard));
+        let mut batch = WriteBatch::default();
+        let cfh = cf(&self.db, CF_ROLLUP_1H);
+        let mut blocks = 0u64;
+        if old_ms != new_ms {
+            for item in range_iter(&self.db, CF_ROLLUP_1H, &lo, &hi) {
+                let (k, v) = item?;
+                let bad = |what| StorageError::Corrupt { cf: CF_ROLLUP_1H, what, key: k.to_vec() };
+                let key = keys::parse_data_key(&k).ok_or_else(|| bad("rollup key"))?;
+                let buckets = rollup::decode_block(&v).map_err(|source| StorageError::CorruptChunk {
+                    cf: CF_ROLLUP_1H,
+                    what: "rollup block",
+                    key: k.to_vec(),
+                    source,
+                })?;
+                batch.delete_cf(cfh, &k);
+                let mut i = 0;
+                while i < buckets.len() {
+                    let block = bucket_start(buckets[i].0, new_ms, 0);
+                    let n = buckets[i..].iter().take_while(|b| bucket_start(b.0, new_ms, 0) == block).count();
+                    let nk = data_key(self.shard, key.class, key.part, key.sid, block);
+                    batch.put_cf(cfh, nk, rollup::encode_block(&buckets[i..i + n]));
+                    i += n;
+                }
+                blocks += 1;
+                if blocks % 10_000 == 0 {
+                    // Bounded batches; a crash midway redoes the pass, which leaves resplit blocks as they are.
+                    self.db.write(std::mem::take(&mut batch))?;
+                }
+            }
+        }
+        batch.put_cf(cf(&self.db, CF_META), meta_key(self.shard, META_H1_BLOCK), new_ms.to_be_bytes());
+        self.db.write(batch)?;
+        if blocks > 0 {
+            tracing::info!(
+                shard = self.shard,
+                blocks,
+                from_ms = old_ms,
+                to_ms = new_ms,
+                "1-hour rollup blocks resplit"
+            );
+        }
         Ok(())
     }
 

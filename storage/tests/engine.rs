@@ -484,3 +484,54 @@ fn t95_samples_inside_the_head_merge_in_apply_order_across_seals() {
         assert_eq!(read_all(&e), model.expect(), "round {round}");
     }
 }
+
+/// A data directory written when 1-hour rollup blocks were a day wide opens with its blocks regrouped into
+/// today's width, answering exactly as before; the regrouping runs once.
+#[test]
+fn t96_day_wide_hour_blocks_from_an_older_directory_are_resplit_on_open() {
+    use pharos_storage::db::{CF_META, CF_ROLLUP_1H};
+    use pharos_storage::keys::{data_key, meta_key, parse_data_key};
+    use pharos_storage::rollup::{decode_block, encode_block};
+
+    let f = Fixture::new(EngineOptions::default());
+    let mut e = f.open(3);
+    let ps: Vec<Point> =
+        (0..(3 * DAY / (10 * MINUTE))).map(|i| point("g", "x", "v", T0 + i * 10 * MINUTE, (i % 17) as f64)).collect();
+    let last = ps.last().unwrap().timestamp;
+    e.apply(&write(ps), &mark(1)).unwrap();
+    e.apply(&Command::Maintain { now_ms: last + 2 * HOUR }, &mark(2)).unwrap();
+    let ids = e.select(&|m| m == "g", &Filter::All);
+    let answer = |e: &ShardEngine| {
+        let g = e.aggregate(&ids, T0 + 5 * HOUR, last, HOUR, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+        g.first().map(|g| g.1.clone()).unwrap_or_default()
+    };
+    let before = answer(&e);
+    drop(e);
+
+    // Rewrite the 6 h blocks as the first format did: one block per day, keyed at midnight, no width marker.
+    let cf = f.db.cf_handle(CF_ROLLUP_1H).unwrap();
+    let mut days: BTreeMap<Vec<u8>, Vec<(i64, Partial)>> = BTreeMap::new();
+    let mut n_six = 0;
+    for item in f.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        let (k, v) = item.unwrap();
+        let key = parse_data_key(&k).unwrap();
+        let day = data_key(key.shard, key.class, key.part, key.sid, key.ts - key.ts.rem_euclid(DAY));
+        days.entry(day.to_vec()).or_default().extend(decode_block(&v).unwrap());
+        f.db.delete_cf(cf, &k).unwrap();
+        n_six += 1;
+    }
+    assert!(n_six > days.len(), "the fixture built several 6 h blocks per day ({n_six} for {} days)", days.len());
+    for (k, buckets) in &days {
+        f.db.put_cf(cf, k, encode_block(buckets)).unwrap();
+    }
+    f.db.delete_cf(f.db.cf_handle(CF_META).unwrap(), meta_key(3, "h1blk")).unwrap();
+
+    let e = f.open(3);
+    assert!(same(&answer(&e), &before), "the same answer after the resplit");
+    let count = || f.db.iterator_cf(cf, rocksdb::IteratorMode::Start).count();
+    assert_eq!(count(), n_six, "the day blocks became 6 h blocks again");
+    drop(e);
+    let e = f.open(3);
+    assert_eq!(count(), n_six, "a second open leaves them alone");
+    assert!(same(&answer(&e), &before));
+}
