@@ -46,14 +46,15 @@ pub struct LogStore {
     take_on_read: bool,
 }
 
-/// Most entries, and most encoded bytes, one group's cache holds; beyond either the oldest are dropped.
+/// Most entries, and most (approximate, decoded) bytes, one group's cache holds; beyond either the oldest
+/// are dropped.
 const CACHE_ENTRIES: usize = 64;
-const CACHE_BYTES: usize = 8 << 20;
+const CACHE_BYTES: usize = 16 << 20;
 
 /// Most bytes of encoded entries kept for replication sends, and most received entries waiting for their
 /// append, per group.
 const ENCODED_BYTES: usize = 2 << 20;
-const INCOMING_ENTRIES: usize = 256;
+const INCOMING_BYTES: usize = 16 << 20;
 
 /// Recent entries of one group, decoded and encoded; shared by its log store, log readers and network.
 #[derive(Clone, Default)]
@@ -68,7 +69,8 @@ struct CacheInner {
     encoded: VecDeque<(LogId, Arc<[u8]>)>,
     encoded_bytes: usize,
     /// Encoded bytes received from the leader, by index, until the append of that entry uses them.
-    incoming: std::collections::HashMap<u64, (LogId, Arc<[u8]>)>,
+    incoming: std::collections::BTreeMap<u64, (LogId, Arc<[u8]>)>,
+    incoming_bytes: usize,
 }
 
 impl LogCache {
@@ -86,28 +88,43 @@ impl LogCache {
     /// Bytes a follower received for entries it is about to append (each decodes to its entry exactly).
     pub fn offer_incoming(&self, entries: impl IntoIterator<Item = (LogId, Arc<[u8]>)>) {
         let mut c = self.lock();
-        if c.incoming.len() > INCOMING_ENTRIES {
-            // Offers that were never appended (the leader re-sent entries the log already had, say).
-            c.incoming.clear();
-        }
         for (id, b) in entries {
-            c.incoming.insert(id.index, (id, b));
+            c.incoming_bytes += b.len();
+            if let Some((_, old)) = c.incoming.insert(id.index, (id, b)) {
+                c.incoming_bytes -= old.len();
+            }
+        }
+        // Offers the log never took (it already had those entries, or refused the append) go oldest first.
+        while c.incoming_bytes > INCOMING_BYTES {
+            let Some((_, (_, old))) = c.incoming.pop_first() else { break };
+            c.incoming_bytes -= old.len();
         }
     }
 
     pub(crate) fn take_incoming(&self, id: &LogId) -> Option<Arc<[u8]>> {
         let mut c = self.lock();
-        match c.incoming.remove(&id.index) {
-            Some((i, b)) if i == *id => Some(b),
-            _ => None,
+        let (i, b) = c.incoming.remove(&id.index)?;
+        c.incoming_bytes -= b.len();
+        (i == *id).then_some(b)
+    }
+
+    /// Drops offers at or below `index`: appended, or no longer wanted.
+    fn drop_incoming_to(c: &mut CacheInner, index: u64) {
+        while c.incoming.first_key_value().is_some_and(|(&i, _)| i <= index) {
+            let (_, (_, old)) = c.incoming.pop_first().expect("non-empty");
+            c.incoming_bytes -= old.len();
         }
     }
 
     fn appended(&self, fresh: Vec<(Entry, Arc<[u8]>)>) {
         let mut c = self.lock();
+        if let Some((e, _)) = fresh.last() {
+            Self::drop_incoming_to(&mut c, e.get_log_id().index);
+        }
         for (e, b) in fresh {
             let id = *e.get_log_id();
-            c.decoded.push(e, b.len());
+            let weight = decoded_weight(&e).max(b.len());
+            c.decoded.push(e, weight);
             c.encoded_bytes += b.len();
             c.encoded.push_back((id, b));
             while c.encoded_bytes > ENCODED_BYTES && c.encoded.len() > 1 {
@@ -121,6 +138,8 @@ impl LogCache {
     fn truncate_from(&self, index: u64) {
         let mut c = self.lock();
         c.decoded.truncate_from(index);
+        c.incoming.clear();
+        c.incoming_bytes = 0;
         while c.encoded.back().is_some_and(|(id, _)| id.index >= index) {
             let (_, b) = c.encoded.pop_back().expect("non-empty");
             c.encoded_bytes -= b.len();
@@ -131,6 +150,7 @@ impl LogCache {
     fn purge_to(&self, index: u64) {
         let mut c = self.lock();
         c.decoded.purge_to(index);
+        Self::drop_incoming_to(&mut c, index);
         while c.encoded.front().is_some_and(|(id, _)| id.index <= index) {
             let (_, b) = c.encoded.pop_front().expect("non-empty");
             c.encoded_bytes -= b.len();
@@ -142,7 +162,22 @@ impl LogCache {
     }
 }
 
-/// Consecutive recently appended entries, decoded, with their encoded sizes.
+/// About the memory an entry takes decoded: a write's points with their vectors (names and tag values up to
+/// 23 bytes live inline), so the cache's byte budget bounds memory, not the compressed size.
+fn decoded_weight(e: &Entry) -> usize {
+    use openraft::EntryPayload;
+    use pharos_storage::{Command, Point};
+    match &e.payload {
+        EntryPayload::Normal(crate::types::Request::Shard(Command::Write(batches))) => batches
+            .iter()
+            .flat_map(|b| b.iter())
+            .map(|p| std::mem::size_of::<Point>() + p.tags.len() * 48 + p.fields.len() * 32)
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Consecutive recently appended entries, decoded, with their approximate decoded sizes.
 #[derive(Default)]
 struct EntryCache {
     entries: VecDeque<(Entry, usize)>,
@@ -377,11 +412,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             b.put_cf(log, log_key(self.group, e.get_log_id().index), &v);
             fresh.push((e, v));
         }
-        {
-            // Cached before the write so a reader never finds the cache behind RocksDB; a failed write fails
-            // the node's Raft core, which drops the store and its cache with it.
-            self.cache.appended(fresh);
-        }
+        // Cached before the write so a reader never finds the cache behind RocksDB. A failed write stops the
+        // group's Raft core for good, so nothing reads the cache after that.
+        self.cache.appended(fresh);
         match &self.syncer {
             Some(s) => {
                 // Readable now; durable when the syncer's next fsync completes the callback.
@@ -447,6 +480,27 @@ mod tests {
         assert_eq!(indexes(&c), [21]);
         c.truncate_from(21);
         assert_eq!((indexes(&c), c.bytes), (vec![], 0));
+    }
+
+    #[test]
+    fn offered_bytes_serve_one_matching_append_and_do_not_pile_up() {
+        let c = LogCache::default();
+        let bytes = |n: usize| -> Arc<[u8]> { vec![7u8; n].into() };
+        c.offer_incoming((1..=3).map(|i| (entry(i).log_id, bytes(10))));
+        // Another term at the same index is a different entry: not served, and the stale offer is gone.
+        let other = LogId::new(CommittedLeaderId::new(2, 1), 1);
+        assert!(c.take_incoming(&other).is_none());
+        assert!(c.take_incoming(&entry(1).log_id).is_none());
+        // Appending up to 2 drops the offers it covers; 3 is still there, once.
+        c.appended(vec![(entry(2), bytes(10))]);
+        assert!(c.take_incoming(&entry(2).log_id).is_none());
+        assert_eq!(c.take_incoming(&entry(3).log_id).map(|b| b.len()), Some(10));
+        assert!(c.take_incoming(&entry(3).log_id).is_none());
+        // Offers never taken are bounded by bytes, oldest dropped first.
+        c.offer_incoming((10..14).map(|i| (entry(i).log_id, bytes(INCOMING_BYTES / 3))));
+        assert!(c.take_incoming(&entry(10).log_id).is_none());
+        assert!(c.take_incoming(&entry(13).log_id).is_some());
+        assert!(c.lock().incoming_bytes <= INCOMING_BYTES);
     }
 
     #[test]

@@ -47,7 +47,15 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, WireError> {
 pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<T, WireError> {
     match buf.split_first() {
         Some((&PLAIN, rest)) => Ok(bincode::deserialize(rest)?),
-        Some((&LZ4, rest)) => Ok(bincode::deserialize(&lz4_flex::block::decompress_size_prepended(rest)?)?),
+        Some((&LZ4, rest)) => {
+            // The size prefix is the sender's word: refuse one LZ4 could not have produced from this input
+            // (at most 255 output bytes per input byte) before allocating it.
+            let claimed = rest.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+            if claimed.is_none_or(|n| n > rest.len().saturating_mul(255)) {
+                return Err(WireError::Format);
+            }
+            Ok(bincode::deserialize(&lz4_flex::block::decompress_size_prepended(rest)?)?)
+        }
         _ => Err(WireError::Format),
     }
 }
@@ -68,5 +76,7 @@ mod tests {
         assert!(decode::<Vec<String>>(&[]).is_err());
         assert!(decode::<Vec<String>>(&[7, 1, 2]).is_err());
         assert!(decode::<Vec<String>>(&[LZ4, 200, 0, 0, 0, 1, 2, 3]).is_err());
+        // A size prefix of 4 GiB on a few bytes is refused before anything that large is allocated.
+        assert!(decode::<Vec<String>>(&[LZ4, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]).is_err());
     }
 }
