@@ -86,6 +86,19 @@ pub fn fits_mode(ms: &[i64], mode: u8) -> bool {
     ms.len() < 2 || hi.wrapping_sub(lo) >= 0
 }
 
+/// The bits mode 2 takes for these mantissas (first, smallest delta, width, the deltas); None when it does
+/// not fit.
+pub fn for_bits(ms: &[i64]) -> Option<u64> {
+    let deltas = ms.windows(2).map(|p| p[1].wrapping_sub(p[0]));
+    let (lo, hi) = deltas.fold((i64::MAX, i64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
+    let range = hi.wrapping_sub(lo);
+    if ms.len() < 2 || range < 0 {
+        return (ms.len() < 2).then_some(64 + 64 + 6);
+    }
+    let width = 64 - (range as u64).leading_zeros() as u64;
+    Some(64 + 64 + 6 + width * (ms.len() as u64 - 1))
+}
+
 pub fn read_mantissas(r: &mut BitReader, count: usize, mode: u8, e: u8, out: &mut Vec<f64>) -> Option<()> {
     read_ints(r, count, mode, |m| out.push(value(m, e)))
 }

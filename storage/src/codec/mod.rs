@@ -21,7 +21,9 @@
 //!   patterns read as integers (value = `f64::from_bits(m)`). For full-precision gauges (ratios, random
 //!   walks) the bit patterns of neighbouring values differ by about the change over the unit in the last
 //!   place, so their deltas need fewer bits than Gorilla's XOR, which pays for every changed bit below the
-//!   highest one and for its window codes.
+//!   highest one and for its window codes. FloatBits has a mode of its own, 3 (*interval*,
+//!   [`interval`]): each value is its position among the doubles within the chunk's smallest and largest
+//!   change of the previous value, which costs each sample its own binade's bits.
 //!
 //! Timestamp mode 1 means *regular*: every delta equals span / (count - 1), so no codes follow; mode 0
 //! means count-1 delta-of-delta codes.
@@ -32,6 +34,7 @@
 pub mod bits;
 pub mod decimal;
 pub mod gorilla;
+pub mod interval;
 
 #[cfg(test)]
 mod tests;
@@ -191,9 +194,15 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
         }
         Encoding::FloatBits => {
             let ms: Vec<i64> = vals.iter().map(|v| v.to_bits() as i64).collect();
-            // Frame of reference first: delta codes (mode 0) only win on values that rarely change, which
-            // Gorilla already stores in a bit each; delta-of-delta (mode 1) does not suit values that wander.
-            out = mantissa_chunk(enc, ts, &[], &ms, &[2, 0], true);
+            // Interval positions (mode 3) where each sample's own binade is cheaper than the chunk's widest
+            // bit-pattern delta; otherwise frame of reference first: delta codes (mode 0) only win on values
+            // that rarely change, which Gorilla already stores in a bit each; delta-of-delta (mode 1) does
+            // not suit values that wander.
+            let plan = interval::plan(vals).filter(|p| decimal::for_bits(&ms).is_none_or(|b| p.bits < b));
+            out = match plan {
+                Some(p) => bit_chunk(enc, ts, &[], 3, |w| interval::write(w, vals, &p)),
+                None => mantissa_chunk(enc, ts, &[], &ms, &[2, 0], true),
+            };
         }
     }
     Some(out)
@@ -210,19 +219,26 @@ fn mantissa_chunk(enc: Encoding, ts: &[i64], extra: &[u8], ms: &[i64], modes: &[
         if !decimal::fits_mode(ms, mode) {
             continue;
         }
-        let mut c = Vec::with_capacity(16 + ts.len() * 2);
-        header(enc, ts, &mut c);
-        c.extend_from_slice(extra);
-        c.push(mode);
-        let mut w = BitWriter::with_capacity(ts.len() * 2);
-        write_timestamps(&mut c, &mut w, ts);
-        decimal::write_mantissas(&mut w, ms, mode);
-        c.extend_from_slice(w.bytes());
+        let c = bit_chunk(enc, ts, extra, mode, |w| decimal::write_mantissas(w, ms, mode));
         if best.as_ref().is_none_or(|b| c.len() < b.len()) {
             best = Some(c);
         }
     }
     best.expect("mode 0 always fits, and every caller tries it")
+}
+
+/// A chunk of header, `extra` payload bytes, the mode byte, the timestamp mode byte and a bit stream: the
+/// timestamp codes, then what `values` writes.
+fn bit_chunk(enc: Encoding, ts: &[i64], extra: &[u8], mode: u8, values: impl FnOnce(&mut BitWriter)) -> Vec<u8> {
+    let mut c = Vec::with_capacity(16 + ts.len() * 2);
+    header(enc, ts, &mut c);
+    c.extend_from_slice(extra);
+    c.push(mode);
+    let mut w = BitWriter::with_capacity(ts.len() * 2);
+    write_timestamps(&mut c, &mut w, ts);
+    values(&mut w);
+    c.extend_from_slice(w.bytes());
+    c
 }
 
 /// Reads the header: O(1) apart from three varints.
@@ -299,12 +315,18 @@ fn decode_inner(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<()
                 [m, t, ..] => (*m, *t),
                 _ => return Err(CodecError::Truncated { offset: pos }),
             };
-            if mode > 2 {
+            if mode > 3 {
                 return Err(CodecError::Corrupt { offset: pos, what: "float-bits mode" });
             }
             let mut r = BitReader::new(&payload[2..]);
             read_timestamps(tsmode, &mut r, &h, ts).ok_or_else(|| trunc(&r))?;
-            decimal::read_ints(&mut r, n, mode, |m| vals.push(f64::from_bits(m as u64))).ok_or_else(|| trunc(&r))?;
+            if mode == 3 {
+                interval::read(&mut r, n, |v| vals.push(v))
+                    .ok_or(CodecError::Corrupt { offset: pos, what: "float-bits interval position" })?;
+            } else {
+                decimal::read_ints(&mut r, n, mode, |m| vals.push(f64::from_bits(m as u64)))
+                    .ok_or_else(|| trunc(&r))?;
+            }
         }
     }
     if ts.last() != Some(&h.max_ts) {

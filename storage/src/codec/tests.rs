@@ -198,6 +198,22 @@ fn bits_per_sample() {
     let gorilla = encode_chunk_with(Encoding::Gorilla, &ts, &random_walk).unwrap().len();
     let bits = encode_chunk_with(Encoding::FloatBits, &ts, &random_walk).unwrap().len();
     println!("float random walk: Gorilla {gorilla} bytes, FloatBits {bits} bytes");
+    // The same walk moved to straddle 64: below it each step spans twice as many doubles, which frame of
+    // reference would pay on every sample; interval positions pay it on the samples below only.
+    let lowest = random_walk.iter().copied().fold(f64::INFINITY, f64::min);
+    let straddling: Vec<f64> = random_walk.iter().map(|v| v - lowest + 63.5).collect();
+    let c = encode_chunk_with(Encoding::FloatBits, &ts, &straddling).unwrap();
+    assert_eq!(c[header_and_payload(&c).unwrap().1], 3, "a walk across a binade takes interval positions");
+    let flat = mantissa_chunk(
+        Encoding::FloatBits,
+        &ts,
+        &[],
+        &straddling.iter().map(|v| v.to_bits() as i64).collect::<Vec<_>>(),
+        &[2],
+        true,
+    );
+    println!("walk across 64: FloatBits interval {} bytes, frame of reference {} bytes", c.len(), flat.len());
+    assert!(c.len() < flat.len());
     assert!(bits < gorilla, "bit-pattern deltas ({bits} bytes) beat XOR ({gorilla} bytes) on a full-precision walk");
 }
 
@@ -256,6 +272,25 @@ proptest! {
         let vals: Vec<f64> = ms[..ts.len()].iter().map(|&m| decimal::value(m, e)).collect();
         let applied = check(&ts, &vals);
         prop_assert!(applied.contains(&Encoding::Decimal));
+    }
+
+    #[test]
+    fn prop_round_trip_float_walks(start in -1e3f64..1e3, scale in -1000i32..1000, steps in proptest::collection::vec(-1.0f64..1.0, 2..300)) {
+        // Walks at every scale, subnormal to near overflow, crossing zero and binades: the interval mode
+        // must give back every value bit for bit whether or not the automatic choice takes it.
+        let scale = 2f64.powi(scale);
+        let mut x = start * scale;
+        let vals: Vec<f64> = steps.iter().map(|s| { x += s * scale; x }).collect();
+        prop_assume!(vals.iter().all(|v| v.is_finite()));
+        check(&regular(vals.len()), &vals);
+        if let Some(plan) = interval::plan(&vals) {
+            let mut w = bits::BitWriter::new();
+            interval::write(&mut w, &vals, &plan);
+            prop_assert_eq!(w.bit_len() as u64, plan.bits);
+            let mut back = Vec::new();
+            interval::read(&mut bits::BitReader::new(w.bytes()), vals.len(), |v| back.push(v.to_bits())).unwrap();
+            prop_assert_eq!(back, vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
     }
 
     #[test]
