@@ -150,7 +150,8 @@ pub struct ShardEngine {
     opts: EngineOptions,
     index: Index,
     states: Vec<SeriesState>,
-    /// Rollup blocks exist for every closed block before these times (None before the first maintenance).
+    /// Every bucket before these times is in its tier (None before the first maintenance). The 1-minute
+    /// watermark lies on a block boundary; the 1-hour one on an hour, inside a block built part way.
     watermark_1m: Option<i64>,
     watermark_1h: Option<i64>,
     last_checkpoint_ms: i64,
@@ -404,6 +405,12 @@ impl ShardEngine {
         self.samples_in_heads
     }
 
+    /// How far the 1-minute and 1-hour tiers are built: every bucket before these times is in the tier
+    /// (None before the first maintenance). Queries read raw data after them.
+    pub fn rollup_watermarks(&self) -> (Option<i64>, Option<i64>) {
+        (self.watermark_1m, self.watermark_1h)
+    }
+
     /// The caller's mark stored by the last checkpoint: replay the log after it.
     pub fn durable_mark(&self) -> Option<&[u8]> {
         self.durable_mark.as_deref()
@@ -563,8 +570,10 @@ impl ShardEngine {
         for (sid, ts) in dirty {
             for (tier, wm) in [(Tier::Minute, self.watermark_1m), (Tier::Hour, self.watermark_1h)] {
                 let block = bucket_start(ts, tier.block_ms(), 0);
-                if wm.is_some_and(|w| block < w) && done.insert((sid, tier, block)) {
-                    self.build_rollup_block(sid, tier, block, &mut batch)?;
+                let Some(w) = wm.filter(|w| ts < *w) else { continue };
+                if done.insert((sid, tier, block)) {
+                    // The newest block may be built only part way, up to the watermark.
+                    self.build_rollup_block(sid, tier, block, block, (block + tier.block_ms()).min(w), &mut batch)?;
                 }
             }
         }
@@ -819,23 +828,30 @@ impl ShardEngine {
         Ok(())
     }
 
+    /// Builds a tier from its watermark up to `closed_before` (rounded down to the tier's build step), one
+    /// block at a time; the block holding the old watermark keeps its buckets before it and gains the new
+    /// ones.
     fn build_closed_blocks(&mut self, tier: Tier, closed_before: i64, now_ms: i64) -> Result<()> {
         let block_ms = tier.block_ms();
-        let target = bucket_start(closed_before, block_ms, 0);
+        let target = bucket_start(closed_before, tier.build_step_ms(), 0);
         let raw_keep = self.retention.classes().map(|(_, d)| d.of(Tier::Raw)).max().unwrap_or(0);
         let start = match self.wm(tier) {
             Some(w) => w,
             None => bucket_start(now_ms.saturating_sub(raw_keep), block_ms, 0).min(target),
         };
-        let mut block = start;
-        while block < target {
+        let mut from = start;
+        while from < target {
+            let block = bucket_start(from, block_ms, 0);
+            let to = (block + block_ms).min(target);
             let mut batch = WriteBatch::default();
             for sid in 0..self.states.len() as SeriesId {
-                if self.states[sid as usize].max_ts >= block {
-                    self.build_rollup_block(sid, tier, block, &mut batch)?;
+                let st = &self.states[sid as usize];
+                // A series without samples in [from, to) keeps its block as it is.
+                if st.max_ts >= from && st.min_ts < to {
+                    self.build_rollup_block(sid, tier, block, from, to, &mut batch)?;
                 }
             }
-            block += block_ms;
+            from = to;
             self.db.write(batch)?;
         }
         match tier {
@@ -854,21 +870,44 @@ impl ShardEngine {
         }
     }
 
-    /// (Re)builds one rollup block of one series from raw data; an empty block deletes the record.
-    fn build_rollup_block(&self, sid: SeriesId, tier: Tier, block: i64, batch: &mut WriteBatch) -> Result<()> {
-        let (mut t, mut x) = (Vec::new(), Vec::new());
-        self.read_raw(sid, block, block + tier.block_ms(), &mut t, &mut x)?;
+    /// (Re)builds one rollup block of one series: the stored block's buckets before `from` are kept, those
+    /// in [`from`, `to`) are computed from raw data; an empty block deletes the record. `from` and `to` lie on
+    /// bucket boundaries inside the block.
+    fn build_rollup_block(
+        &self,
+        sid: SeriesId,
+        tier: Tier,
+        block: i64,
+        from: i64,
+        to: i64,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
         let class = self.class_of(sid);
         let key = data_key(self.shard, class, part_of(block, tier.partition_ms()), sid, block);
         let cfh = cf(&self.db, tier_cf(tier));
-        if t.is_empty() {
-            batch.delete_cf(cfh, key);
-            return Ok(());
-        }
         let mut buckets = Vec::new();
-        bucketize(&t, &x, tier.bucket_ms(), 0, &mut buckets);
-        rollup::exact_decimal_sums(&t, &x, tier.bucket_ms(), &mut buckets);
-        batch.put_cf(cfh, key, rollup::encode_block(&buckets));
+        if from > block {
+            if let Some(v) = self.db.get_pinned_cf(cfh, &key)? {
+                let stored = rollup::decode_block(&v).map_err(|source| StorageError::CorruptChunk {
+                    cf: tier_cf(tier),
+                    what: "rollup block",
+                    key: key.to_vec(),
+                    source,
+                })?;
+                buckets.extend(stored.into_iter().take_while(|b| b.0 < from));
+            }
+        }
+        let (mut t, mut x) = (Vec::new(), Vec::new());
+        self.read_raw(sid, from, to, &mut t, &mut x)?;
+        let mut fresh = Vec::new();
+        bucketize(&t, &x, tier.bucket_ms(), 0, &mut fresh);
+        rollup::exact_decimal_sums(&t, &x, tier.bucket_ms(), &mut fresh);
+        buckets.append(&mut fresh);
+        if buckets.is_empty() {
+            batch.delete_cf(cfh, key);
+        } else {
+            batch.put_cf(cfh, key, rollup::encode_block(&buckets));
+        }
         Ok(())
     }
 

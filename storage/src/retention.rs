@@ -20,9 +20,10 @@ pub const RAW_PARTITION_MS: i64 = DAY;
 /// Width of a 1-minute rollup block (one value per series per block) and of its partitions.
 pub const M1_BLOCK_MS: i64 = 6 * HOUR;
 pub const M1_PARTITION_MS: i64 = DAY;
-/// Width of a 1-hour rollup block (six buckets) and of its partitions. Blocks are built once their period
-/// is closed; six hours, not a day, so that a dashboard over the last day reads at most the newest few hours
-/// raw, at the cost of a block header per column per six hours.
+/// Width of a 1-hour rollup block (six buckets) and of its partitions. A block grows by an hour as each
+/// hour closes (see [`Tier::build_step_ms`]), so a dashboard over the last day reads only the hours not yet
+/// closed raw; six hours, not a day, bounds what each growth step rewrites, at the cost of a block header per
+/// column per six hours.
 pub const H1_BLOCK_MS: i64 = 6 * HOUR;
 pub const H1_PARTITION_MS: i64 = 30 * DAY;
 
@@ -53,6 +54,16 @@ impl Tier {
             Tier::Raw => RAW_PARTITION_MS,
             Tier::Minute => M1_BLOCK_MS,
             Tier::Hour => H1_BLOCK_MS,
+        }
+    }
+    /// How far a tier's build advances at a time. The 1-hour tier grows its newest block bucket by bucket,
+    /// so recent hours are read from the tier as soon as they close; the 1-minute tier is built a day
+    /// before raw data expires, long after its blocks closed, so it goes block by block and never rewrites
+    /// one.
+    pub fn build_step_ms(self) -> i64 {
+        match self {
+            Tier::Hour => HOUR,
+            tier => tier.block_ms(),
         }
     }
 }

@@ -300,6 +300,79 @@ fn t50_rollup_tiers_agree_with_a_naive_model_including_late_samples() {
 }
 
 #[test]
+fn t51_the_hour_tier_grows_hour_by_hour_and_partial_blocks_take_late_samples() {
+    // One sample a minute, written an hour at a time with maintenance after each hour, as a live shard
+    // sees it: the 1-hour tier must cover every hour closed an out-of-order window behind the newest data,
+    // also inside a six-hour block that is not complete yet, and stay equal to raw data when late samples
+    // land in such a partly built block.
+    let f = Fixture::new(EngineOptions { max_chunk_samples: 50, ..Default::default() });
+    let mut e = f.open(0);
+    let mut model: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut m = 0;
+    let value = |i: i64| ((i * 7919) % 1013) as f64 / 7.0;
+    let write_minutes = |e: &mut ShardEngine, model: &mut BTreeMap<i64, f64>, from: i64, to: i64, m: &mut u64| {
+        let ps: Vec<Point> = (from..to).map(|i| point("g", "x", "v", T0 + i * MINUTE, value(i))).collect();
+        for p in &ps {
+            model.insert(p.timestamp, p.fields[0].1);
+        }
+        *m += 1;
+        e.apply(&write(ps), &mark(*m)).unwrap();
+        *m += 1;
+        e.apply(&Command::Maintain { now_ms: T0 + to * MINUTE }, &mark(*m)).unwrap();
+    };
+    for h in 0..8 {
+        write_minutes(&mut e, &mut model, h * 60, (h + 1) * 60, &mut m);
+        // Newest sample T0 + h:59: the hours ending an out-of-order window (1 h) before it are closed.
+        assert_eq!(e.rollup_watermarks().1, Some(T0 + (h - 1) * HOUR), "after hour {h}");
+    }
+    // Another series an hour and a half ahead closes hour 7; then late samples of g land below the
+    // watermark, in the block [6 h, 12 h) of which only [6 h, 8 h) is built.
+    m += 1;
+    e.apply(&write(vec![point("ahead", "y", "v", T0 + 9 * HOUR + 30 * MINUTE, 0.0)]), &mark(m)).unwrap();
+    m += 1;
+    e.apply(&Command::Maintain { now_ms: T0 + 9 * HOUR + 30 * MINUTE }, &mark(m)).unwrap();
+    assert_eq!(e.rollup_watermarks().1, Some(T0 + 8 * HOUR));
+    let late: Vec<Point> =
+        [(7 * HOUR + 5 * MINUTE + 30_000, -50.0), (7 * HOUR + 59 * MINUTE + 1, 900.0), (7 * HOUR + 20 * MINUTE, 3.5)]
+            .iter()
+            .map(|&(t, v)| point("g", "x", "v", T0 + t, v))
+            .collect();
+    for p in &late {
+        model.insert(p.timestamp, p.fields[0].1);
+    }
+    m += 1;
+    let res = e.apply(&write(late), &mark(m)).unwrap();
+    assert_eq!(res[0].samples_written, 3, "late samples inside the out-of-order window are accepted");
+    // Four more hours: the partly built block gains hours 8 and 9 next to the stored ones.
+    for h in 8..12 {
+        write_minutes(&mut e, &mut model, h * 60, (h + 1) * 60, &mut m);
+    }
+    let hour_wm = e.rollup_watermarks().1;
+    assert_eq!(hour_wm, Some(T0 + 10 * HOUR));
+    let ids = e.select(&|x| x == "g", &Filter::All);
+    let check = |e: &ShardEngine| {
+        for (width, start, end) in [
+            (HOUR, T0, T0 + DAY),
+            (2 * HOUR, T0 + HOUR, T0 + 11 * HOUR),
+            (6 * HOUR, T0, T0 + DAY),
+            (MINUTE, T0, T0 + DAY),
+        ] {
+            let want = naive(&model, start, end, width);
+            let auto = e.aggregate(&ids, start, end, width, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+            let got = auto.first().map(|g| g.1.clone()).unwrap_or_default();
+            assert!(same(&got, &want), "the tier differs from raw data for width {width} over [{start}, {end})");
+        }
+    };
+    check(&e);
+    // The watermark and the blocks survive a restart.
+    e.checkpoint().unwrap();
+    drop(e);
+    let e = f.open(0);
+    assert_eq!(e.rollup_watermarks().1, hour_wm);
+    check(&e);
+}
+
+#[test]
 fn t60_retention_drops_expired_partitions_and_only_them() {
     let cfg = RetentionConfig {
         default: Durations {
