@@ -130,6 +130,11 @@ async fn t10_remote_write_tcp_and_udp_line_protocol() -> Result<()> {
     };
     assert!(gauge("pharos_rocksdb_memory_bytes{kind=\"memtables\"").iter().any(|&v| v > 0.0), "{metrics}");
     assert!(gauge("pharos_shard_head_samples{").iter().sum::<f64>() > 0.0, "{metrics}");
+    // Leaders propose maintenance as they take office, so every shard reports how far its tiers are built:
+    // in seconds, within the raw retention (7 days) before now.
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    let wms = gauge("pharos_shard_rollup_watermark_seconds{");
+    assert!(!wms.is_empty() && wms.iter().all(|&w| w > now_s - 8.0 * 86_400.0 && w < now_s), "{metrics}");
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub shard_applied: IntGaugeVec,
     pub series: IntGaugeVec,
     pub head_samples: IntGaugeVec,
+    pub rollup_watermark: IntGaugeVec,
     pub rocksdb_memory: IntGaugeVec,
     pub forwarded_writes: IntCounter,
     pub queries: IntCounterVec,
@@ -112,6 +113,11 @@ impl Metrics {
                 "shard_head_samples",
                 "Samples held in memory in the series' head chunks of this replica (Gorilla-compressed)",
                 &["shard"],
+            ),
+            rollup_watermark: gv(
+                "shard_rollup_watermark_seconds",
+                "Unix time up to which a rollup tier (1m, 1h) of this replica is built; queries read raw data after it",
+                &["shard", "tier"],
             ),
             rocksdb_memory: gv(
                 "rocksdb_memory_bytes",
