@@ -12,7 +12,9 @@ answer checksums). Prints one markdown table with each Pharos figure's ratio to 
 
 Systems: `pharos` is one node with its defaults (query result cache on); `pharos-nocache` is one node with
 `query.cache_entries = 0`, so every query is computed from storage as the peers are asked to do
-(VictoriaMetrics gets `nocache=1`); `pharos3` is three nodes, three replicas, queried through node 1.
+(VictoriaMetrics gets `nocache=1`); `pharos-12d` (not in the default list) is one node with
+`retention.significant_digits = 12`, the precision VictoriaMetrics keeps; `pharos3` is three nodes, three
+replicas, queried through node 1.
 Figures per system: ingest samples/s, server CPU-seconds per million samples (all of the system's processes),
 bytes on disk per sample after compaction (VictoriaMetrics force-merged, InfluxDB fully compacted, every Pharos
 node snapshotted, its Raft log purged and RocksDB compacted), peak RSS (summed over processes), and query
@@ -59,6 +61,14 @@ def disk_bytes(path):
     return int(out.stdout.split()[0])
 
 
+# Single-node variants and the configuration file each runs with.
+PHAROS_CONFIGS = {
+    "pharos-nocache": "[query]\ncache_entries = 0\n",
+    "pharos-12d": "[retention]\nsignificant_digits = 12\n",
+}
+SYSTEMS = ("vm", "influx", "pharos", "pharos-nocache", "pharos-12d", "pharos3")
+
+
 class System:
     """A started system: its processes, where to write and query, how to compact, where its data lives."""
 
@@ -77,12 +87,13 @@ class System:
             self.query_base, self.dialect, self.urls = base, ("promql" if name == "vm" else "influxql"), []
         else:
             n = 3 if name == "pharos3" else 1
-            if name == "pharos-nocache":
+            extra = []
+            if name in PHAROS_CONFIGS:
                 cfg = os.path.join(work, "pharos.toml")
                 with open(cfg, "w") as f:
-                    f.write("[query]\ncache_entries = 0\n")
-            self.procs, self.urls, _ = benchlib.start_nodes(bin_path, work, n, extra=(
-                ["--config", os.path.join(work, "pharos.toml")] if name == "pharos-nocache" else []))
+                    f.write(PHAROS_CONFIGS[name])
+                extra = ["--config", cfg]
+            self.procs, self.urls, _ = benchlib.start_nodes(bin_path, work, n, extra=extra)
             self.write_url = self.urls[0] + "/write?db=bench&precision=s"
             self.query_base, self.dialect = self.urls[0], "influxql"
 
@@ -205,8 +216,8 @@ def main():
     a.sets = [s for s in a.sets.split(",") if s]
     systems = [s for s in a.systems.split(",") if s]
     for s in systems:
-        if s not in ("vm", "influx", "pharos", "pharos-nocache", "pharos3"):
-            sys.exit(f"unknown system {s} (vm, influx, pharos, pharos-nocache, pharos3)")
+        if s not in SYSTEMS:
+            sys.exit(f"unknown system {s} ({', '.join(SYSTEMS)})")
     peers = peers_dir()
     bin_path = benchlib.release_binaries(["pharos"])[0] if any(s.startswith("pharos") for s in systems) else None
     subprocess.run([os.path.join(peers, "peer.sh"), "install"], check=True)

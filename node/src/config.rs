@@ -506,6 +506,15 @@ mod tests {
     }
 
     #[test]
+    fn significant_digits_are_checked() {
+        let c: Config = toml::from_str("[retention]\nsignificant_digits = 12\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.retention.significant_digits, Some(12));
+        let c: Config = toml::from_str("[retention]\nsignificant_digits = 0\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("significant_digits must be 1 to 17"));
+    }
+
+    #[test]
     fn initial_cluster_errors_are_clear() {
         assert_eq!(parse_initial_cluster("1=a:1, 2=b:2").unwrap().len(), 2);
         assert!(parse_initial_cluster("1=a:1,1=b:2").is_err());

@@ -520,6 +520,7 @@ impl ShardEngine {
         let mut in_head: HashMap<SeriesId, Vec<(i64, f64)>> = HashMap::new();
         let mut dirty: BTreeSet<(SeriesId, i64)> = BTreeSet::new();
         let rolled_before = self.watermark_1m.unwrap_or(i64::MIN).max(self.watermark_1h.unwrap_or(i64::MIN));
+        let rounds = self.retention.rounds_values();
         let mut key = std::mem::take(&mut self.scratch_key);
         for points in batches {
             let mut res = ApplyResult::default();
@@ -535,7 +536,11 @@ impl ShardEngine {
                             self.create_series(&key, p, field, &mut batch)
                         }
                     };
-                    match self.add_sample(sid, p.timestamp, *v, &mut batch, &mut late, &mut in_head)? {
+                    let v = match rounds.then(|| self.retention.significant_digits(self.class_of(sid))).flatten() {
+                        Some(digits) => crate::codec::decimal::round_significant(*v, digits),
+                        None => *v,
+                    };
+                    match self.add_sample(sid, p.timestamp, v, &mut batch, &mut late, &mut in_head)? {
                         Accepted::Yes => {
                             res.samples_written += 1;
                             if p.timestamp < rolled_before {

@@ -107,10 +107,18 @@ pub struct Policy {
     pub measurements: Vec<String>,
     #[serde(flatten)]
     pub keep: Durations,
+    /// Significant digits kept of each value (None: as the default class; 16 or more: every bit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub significant_digits: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetentionConfig {
+    /// Significant decimal digits kept of each written value, for the default class and every policy that
+    /// does not set its own; None keeps every bit (the default). Lossy, opt-in: rounding happens as a write
+    /// is applied, identically on every replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub significant_digits: Option<u8>,
     #[serde(default)]
     pub default: Durations,
     #[serde(default)]
@@ -126,6 +134,13 @@ pub struct Retention {
 
 impl Retention {
     pub fn new(config: RetentionConfig) -> Result<Retention, ConfigError> {
+        let digits =
+            std::iter::once(config.significant_digits).chain(config.policies.iter().map(|p| p.significant_digits));
+        if let Some(d) = digits.flatten().find(|d| !(1..=17).contains(d)) {
+            return Err(ConfigError::Retention(format!(
+                "significant_digits must be 1 to 17 (16 or more keep every bit); got {d}"
+            )));
+        }
         let mut globs = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for p in &config.policies {
@@ -160,6 +175,17 @@ impl Retention {
     /// Every class that may hold data, with its durations.
     pub fn classes(&self) -> impl Iterator<Item = (u16, &Durations)> {
         std::iter::once((0u16, &self.config.default)).chain(self.config.policies.iter().map(|p| (p.id, &p.keep)))
+    }
+
+    /// Significant digits a class's values are rounded to; None when its values are kept whole.
+    pub fn significant_digits(&self, class: u16) -> Option<u8> {
+        let own = self.config.policies.iter().find(|p| p.id == class).and_then(|p| p.significant_digits);
+        own.or(self.config.significant_digits).filter(|&d| d < crate::codec::decimal::FULL_DIGITS)
+    }
+
+    /// Whether any class rounds its values (writes skip the per-sample lookup otherwise).
+    pub fn rounds_values(&self) -> bool {
+        self.classes().any(|(c, _)| self.significant_digits(c).is_some())
     }
 
     pub fn durations(&self, class: u16) -> &Durations {

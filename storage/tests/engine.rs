@@ -388,7 +388,9 @@ fn t60_retention_drops_expired_partitions_and_only_them() {
                 minute: humantime_ms::parse("1d").unwrap(),
                 hour: humantime_ms::parse("1d").unwrap(),
             },
+            significant_digits: None,
         }],
+        significant_digits: None,
     };
     let f = Fixture::with_retention(EngineOptions::default(), Retention::new(cfg).unwrap());
     let mut e = f.open(0);
@@ -440,6 +442,68 @@ fn t60_retention_drops_expired_partitions_and_only_them() {
         )
         .unwrap();
     assert_eq!((r[0].samples_written, r[0].rejected_expired), (1, 1));
+}
+
+#[test]
+fn t65_significant_digits_round_the_values_of_their_class_only() {
+    // Opt-in rounding: `coarse_*` keeps 4 significant digits, the default class every bit, also through
+    // sealed chunks, late samples and rollups.
+    let cfg = RetentionConfig {
+        policies: vec![Policy {
+            id: 3,
+            measurements: vec!["coarse_*".into()],
+            keep: Durations::default(),
+            significant_digits: Some(4),
+        }],
+        ..Default::default()
+    };
+    let f = Fixture::with_retention(
+        EngineOptions { max_chunk_samples: 8, ..Default::default() },
+        Retention::new(cfg).unwrap(),
+    );
+    let mut e = f.open(0);
+    let value = |i: i64| 53.29482847162934 + i as f64 * 1.000_123_456_789;
+    let mut ps = Vec::new();
+    for i in (0..30).filter(|i| i % 7 != 3) {
+        ps.push(point("coarse_cpu", "a", "v", T0 + i * 10_000, value(i)));
+        ps.push(point("fine_cpu", "a", "v", T0 + i * 10_000, value(i)));
+    }
+    e.apply(&write(ps), &mark(1)).unwrap();
+    // Late samples into sealed chunks take the same path.
+    let late: Vec<Point> = (0..30)
+        .filter(|i| i % 7 == 3)
+        .flat_map(|i| {
+            [
+                point("coarse_cpu", "a", "v", T0 + i * 10_000, value(i)),
+                point("fine_cpu", "a", "v", T0 + i * 10_000, value(i)),
+            ]
+        })
+        .collect();
+    e.apply(&write(late), &mark(2)).unwrap();
+    let read = |m: &str| {
+        let sid = e.select(&|x| x == m, &Filter::All).iter().next().unwrap();
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        e.read_raw(sid, T0, T0 + HOUR, &mut t, &mut v).unwrap();
+        assert_eq!(t, (0..30).map(|i| T0 + i * 10_000).collect::<Vec<_>>());
+        v
+    };
+    let coarse = read("coarse_cpu");
+    let fine = read("fine_cpu");
+    for i in 0..30 {
+        assert_eq!(fine[i as usize].to_bits(), value(i).to_bits(), "the default class keeps every bit");
+        let c = coarse[i as usize];
+        assert_eq!(format!("{c:.3e}"), format!("{:.3e}", value(i)), "rounded to 4 significant digits");
+        // The shortest text that reads back as the stored double has at most those 4 digits.
+        let shortest = format!("{c:e}");
+        let digits = shortest.split('e').next().unwrap().replace(['-', '.'], "");
+        assert!(digits.len() <= 4, "{c} keeps more than 4 digits");
+    }
+    assert_eq!(coarse[0], 53.29);
+    // Out-of-range settings are refused with the reason.
+    for d in [0u8, 18] {
+        let err = Retention::new(RetentionConfig { significant_digits: Some(d), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("significant_digits"), "{err}");
+    }
 }
 
 #[test]

@@ -26,6 +26,47 @@ pub fn value(m: i64, e: u8) -> f64 {
     }
 }
 
+/// Significant digits past which [`round_significant`] keeps every bit: 16 digits do not fit a mantissa
+/// below 2^53, and 17 identify every double.
+pub const FULL_DIGITS: u8 = 16;
+
+/// `v` rounded to `digits` significant decimal digits, as `value(m, e)` so that a chunk of such values
+/// takes the Decimal encoding. Unchanged (kept whole) when `digits` is at least [`FULL_DIGITS`], for zero,
+/// infinities and NaN, and where the rounding would need more than [`MAX_EXP`] decimal places (magnitudes
+/// below 10^(digits - 16)) or a unit above 10^15 (magnitudes from about 10^(digits + 15)). Only IEEE-754
+/// multiplication, division and rounding are used: every replica that applies the same write computes the
+/// same bits.
+pub fn round_significant(v: f64, digits: u8) -> f64 {
+    if digits == 0 || digits >= FULL_DIGITS || !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    // x with 10^x <= |v| < 10^(x+1): the binary exponent's estimate, then corrected against exact powers.
+    let a = v.abs();
+    let at_least = |x: i32| if x >= 0 { a >= pow10(x as u8) } else { a * pow10(-x as u8) >= 1.0 };
+    let e2 = ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    let mut x = (e2 * 1233) >> 12; // floor(e2 * log10(2)), within one
+    if !(-(MAX_EXP as i32)..=2 * MAX_EXP as i32).contains(&x) {
+        return v;
+    }
+    while x < 2 * MAX_EXP as i32 && at_least(x + 1) {
+        x += 1;
+    }
+    while x > -(MAX_EXP as i32) && !at_least(x) {
+        x -= 1;
+    }
+    let decimals = digits as i32 - 1 - x;
+    if (0..=MAX_EXP as i32).contains(&decimals) {
+        let m = (v * pow10(decimals as u8)).round();
+        if m.abs() < MAX_MANTISSA {
+            return value(m as i64, decimals as u8);
+        }
+    } else if (-(MAX_EXP as i32)..0).contains(&decimals) {
+        let unit = pow10(-decimals as u8);
+        return (v / unit).round() * unit;
+    }
+    v
+}
+
 /// The smallest exponent that represents every value exactly, with the mantissas.
 pub fn fit(vals: &[f64]) -> Option<(u8, Vec<i64>)> {
     'exp: for e in 0..=MAX_EXP {

@@ -261,6 +261,31 @@ fn samples() -> impl Strategy<Value = (Vec<i64>, Vec<f64>)> {
     })
 }
 
+#[test]
+fn rounding_to_significant_digits() {
+    use decimal::round_significant as r;
+    assert_eq!(r(53.29482847162934, 12), 53.2948284716);
+    assert_eq!(r(9.999999999999, 3), 10.0);
+    assert_eq!(r(-0.000123456789, 3), -0.000123);
+    assert_eq!(r(123_456_789.0, 3), 123_000_000.0);
+    assert_eq!(r(1.5e15, 1), 2e15);
+    assert_eq!(r(1.5e20, 1), 1.5e20, "a unit above 10^15: kept whole");
+    assert_eq!(r(0.5, 1), 0.5);
+    for v in [0.0, -0.0, f64::INFINITY, f64::NAN, 1e-300, 53.29482847162934] {
+        assert_eq!(r(v, 17).to_bits(), v.to_bits(), "17 digits keep {v}");
+    }
+    assert!(r(f64::NAN, 4).is_nan());
+    assert_eq!(r(1e-300, 4), 1e-300, "past the exponent table the value stays whole");
+    // A chunk of rounded full-precision values takes the Decimal encoding, and is smaller.
+    let walk: Vec<f64> = (0..360).map(|i| 50.0 + (i as f64 * 0.7).sin() * 20.0 + i as f64 / 7.0).collect();
+    let rounded: Vec<f64> = walk.iter().map(|&v| r(v, 12)).collect();
+    let ts = regular(walk.len());
+    let (full, short) = (encode_chunk(&ts, &walk), encode_chunk(&ts, &rounded));
+    assert_eq!(short[0], Encoding::Decimal as u8);
+    assert!(short.len() * 5 < full.len() * 4, "{} vs {} bytes", short.len(), full.len());
+    check(&ts, &rounded);
+}
+
 proptest! {
     #[test]
     fn prop_round_trip_any_samples((ts, vals) in samples()) {
@@ -290,6 +315,22 @@ proptest! {
             let mut back = Vec::new();
             interval::read(&mut bits::BitReader::new(w.bytes()), vals.len(), |v| back.push(v.to_bits())).unwrap();
             prop_assert_eq!(back, vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn prop_rounding_keeps_the_digits_asked_for(v in -1e25f64..1e25, scale in -12i32..12, digits in 1u8..16) {
+        // Within half a unit of the last kept digit (plus float error), idempotent, and exact as a decimal.
+        let v = v * 10f64.powi(scale);
+        let r = decimal::round_significant(v, digits);
+        prop_assert_eq!(decimal::round_significant(r, digits).to_bits(), r.to_bits());
+        if r.to_bits() != v.to_bits() {
+            let x = v.abs().log10().floor() as i32;
+            let unit = 10f64.powi(x + 1 - digits as i32);
+            prop_assert!((r - v).abs() <= unit * 0.5000001 + v.abs() * 4.0 * f64::EPSILON, "{v} -> {r} ({digits} digits)");
+            if r.abs() < 1e15 {
+                prop_assert!(decimal::fit(&[r]).is_some());
+            }
         }
     }
 
