@@ -3,6 +3,11 @@
 //! The engine stores an opaque *mark* with each checkpoint; here the mark is the bincode of the last applied
 //! log id and membership, so after a restart openraft learns where the durable state ends and re-applies the
 //! log after it (the engine's apply is idempotent).
+//!
+//! Snapshots are not kept: building one checkpoints the engine (its RocksDB state is the snapshot, so the log
+//! before it can be purged) and records only its position. A replica that needs a snapshot gets a fresh
+//! export of the engine at that moment, at or after the recorded position; so no copy of a shard's data is
+//! held in memory or on disk between transfers.
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,12 +23,6 @@ use crate::types::{
 
 pub type SharedEngine = Arc<RwLock<ShardEngine>>;
 
-#[derive(Clone)]
-struct Built {
-    meta: SnapshotMeta,
-    data: Arc<Vec<u8>>,
-}
-
 pub struct ShardStateMachine {
     engine: SharedEngine,
     db: Arc<DB>,
@@ -32,7 +31,9 @@ pub struct ShardStateMachine {
     opts: EngineOptions,
     applied: Option<LogId>,
     membership: StoredMembership,
-    current: Arc<Mutex<Option<Built>>>,
+    /// Where the last snapshot built or installed ends (None before the first: openraft then builds one
+    /// itself where it needs it).
+    current: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
 fn decode_mark(mark: &[u8]) -> Result<(Option<LogId>, StoredMembership), StorageError> {
@@ -44,6 +45,16 @@ fn decode_mark(mark: &[u8]) -> Result<(Option<LogId>, StoredMembership), Storage
 
 fn encode_mark(applied: &Option<LogId>, m: &StoredMembership) -> Vec<u8> {
     bincode::serialize(&(applied, m)).expect("log ids and memberships serialize")
+}
+
+/// The snapshot at an engine mark. The id names the position only, so the same state always has the same id.
+fn meta_at(shard: u32, mark: &[u8]) -> Result<SnapshotMeta, StorageError> {
+    let (applied, membership) = decode_mark(mark)?;
+    Ok(SnapshotMeta {
+        last_log_id: applied,
+        last_membership: membership,
+        snapshot_id: format!("shard{shard}-{}", applied.map(|l| l.index).unwrap_or(0)),
+    })
 }
 
 fn engine_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -135,6 +146,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let mut engine = self.engine.write().expect("engine lock poisoned");
+        // The imported shard replaces this replica's; its bytes are dropped once imported.
         let fresh = ShardEngine::import(self.db.clone(), self.shard, &data, self.retention.clone(), self.opts.clone())
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         *engine = fresh;
@@ -143,37 +155,46 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         // Make the snapshot's position durable even if the exporter's mark differs in membership detail.
         engine.set_mark(&encode_mark(&self.applied, &self.membership));
         engine.checkpoint().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        *self.current.lock().expect("snapshot lock") = Some(Built { meta: meta.clone(), data: Arc::new(data) });
+        *self.current.lock().expect("snapshot lock") = Some(meta.clone());
         Ok(())
     }
 
+    /// A fresh export of the engine, for a replica that needs a snapshot; None until one was built or
+    /// installed (openraft asks at startup and builds one where logs were purged).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let cur = self.current.lock().expect("snapshot lock").clone();
-        Ok(cur.map(|b| Snapshot { meta: b.meta, snapshot: Box::new(Cursor::new(b.data.as_ref().clone())) }))
-    }
-}
-
-pub struct ShardSnapshotBuilder {
-    engine: SharedEngine,
-    shard: u32,
-    current: Arc<Mutex<Option<Built>>>,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        if self.current.lock().expect("snapshot lock").is_none() {
+            return Ok(None);
+        }
         // Export under the write lock: the export checkpoints, and the mark must match the exported data.
         let (data, mark) = {
             let mut engine = self.engine.write().expect("engine lock poisoned");
             let data = engine.export().map_err(|e| StorageIOError::read_snapshot(None, &e))?;
             (data, engine.mark().to_vec())
         };
-        let (applied, membership) = decode_mark(&mark)?;
-        let meta = SnapshotMeta {
-            last_log_id: applied,
-            last_membership: membership,
-            snapshot_id: format!("shard{}-{}-{}", self.shard, applied.map(|l| l.index).unwrap_or(0), data.len()),
+        let meta = meta_at(self.shard, &mark)?;
+        *self.current.lock().expect("snapshot lock") = Some(meta.clone());
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+pub struct ShardSnapshotBuilder {
+    engine: SharedEngine,
+    shard: u32,
+    current: Arc<Mutex<Option<SnapshotMeta>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
+    /// Makes the applied state durable (a synced checkpoint) so openraft may purge the log before it, and
+    /// records the position. openraft keeps only the meta of a built snapshot (it sends what
+    /// `get_current_snapshot` exports), so the data returned here is empty.
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let mark = {
+            let mut engine = self.engine.write().expect("engine lock poisoned");
+            engine.checkpoint().map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            engine.mark().to_vec()
         };
-        *self.current.lock().expect("snapshot lock") = Some(Built { meta: meta.clone(), data: Arc::new(data.clone()) });
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        let meta = meta_at(self.shard, &mark)?;
+        *self.current.lock().expect("snapshot lock") = Some(meta.clone());
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(Vec::new())) })
     }
 }
