@@ -17,7 +17,8 @@ Systems: `pharos` is one node with its defaults (query result cache on); `pharos
 replicas, queried through node 1.
 Figures per system: ingest samples/s, server CPU-seconds per million samples (all of the system's processes),
 bytes on disk per sample after compaction (VictoriaMetrics force-merged, InfluxDB fully compacted, every Pharos
-node snapshotted, its Raft log purged and RocksDB compacted), peak RSS (summed over processes), and query
+node through `/api/v1/admin/compact`: maintenance on the shards it leads (idle heads sealed, closed rollups
+built, as a node that had received the data live would have), snapshots, Raft logs purged, RocksDB compacted), peak RSS (summed over processes), and query
 median / p99 in ms. The queries need the cpu set. Progress goes to stderr; the table to stdout and OUT/results.md.
 """
 import argparse

@@ -123,6 +123,17 @@ async fn t20_compaction_purges_the_log_and_keeps_every_sample() -> Result<()> {
         assert!(s.purged_index > 0 && s.applied_index - s.purged_index <= 3, "shard {}: {s:?}", s.shard);
     }
     assert_eq!(c.export(1, "cpu", false).await?, before);
+    // Compaction ran maintenance first: the 1-hour tier of the shards with data reaches an out-of-order
+    // window (1 h) behind their newest sample (10 minutes ago), not the 6 days behind the clock that the
+    // maintenance at startup, before any data, could build.
+    let metrics = c.http.get(c.nodes[0].url("/metrics")).send().await?.text().await?;
+    let newest_hour_wm = metrics
+        .lines()
+        .filter(|l| l.starts_with("pharos_shard_rollup_watermark_seconds{") && l.contains("tier=\"1h\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(f64::MIN, f64::max);
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    assert!(newest_hour_wm > now_s - 3.0 * 3600.0, "1-hour tier built to {newest_hour_wm}, now {now_s}: {metrics}");
     // A crash right after: the node recovers from the snapshots alone (the log is gone) and has it all.
     c.node(1).kill();
     c.node(1).start()?;

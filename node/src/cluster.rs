@@ -333,11 +333,24 @@ impl Node {
         self.metrics.rocksdb_memory.with_label_values(&["block_cache"]).set(cache as i64);
     }
 
-    /// Shrinks the data directory to the data: every local group takes a snapshot (shard engines checkpoint
-    /// their heads), purges its Raft log up to it, then RocksDB flushes and compacts every column family.
-    /// Normal operation does this by itself over time (a snapshot every `raft.snapshot_after_entries`);
-    /// this is for measuring bytes on disk, or before a backup. Returns the groups snapshotted.
+    /// Shrinks the data directory to the data: the shards this node leads run maintenance now (sealing idle
+    /// heads, building the rollups of closed periods), every local group takes a snapshot (shard engines
+    /// checkpoint their heads), purges its Raft log up to it, then RocksDB flushes and compacts every column
+    /// family. Normal operation does all this by itself over time (maintenance every
+    /// `write.maintenance_interval`, a snapshot every `raft.snapshot_after_entries`); this brings a node
+    /// that just took a bulk load to that state, for measuring bytes on disk, or before a backup. Returns the
+    /// groups snapshotted.
     pub async fn compact(&self, within: Duration) -> Result<usize, NodeError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for r in self.local_replicas() {
+            if self.is_leader(r.shard) {
+                let cmd = Request::Shard(pharos_storage::Command::Maintain { now_ms });
+                r.raft.client_write(cmd).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+            }
+        }
         let mut groups: Vec<Raft> = self.local_replicas().iter().map(|r| r.raft.clone()).collect();
         groups.push(self.meta.clone());
         let deadline = tokio::time::Instant::now() + within;

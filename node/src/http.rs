@@ -12,7 +12,7 @@
 //! | `GET /api/v1/export` | raw samples of one measurement as line protocol (ms precision)       |
 //! | `GET /api/alerts`    | every alert instance (pending, firing, resolved) as JSON; `?state=firing` |
 //! | `GET /api/silences`  | every silence as JSON                                                |
-//! | `POST /api/v1/admin/compact` | snapshot every local group, purge Raft logs, compact RocksDB (for measuring disk use, before backups) |
+//! | `POST /api/v1/admin/compact` | maintenance on the shards this node leads, snapshot every local group, purge Raft logs, compact RocksDB (for measuring disk use, before backups) |
 //! | `GET /api/v1/targets`, `/targets` | scrape targets as Prometheus's API shows them, plus `owner` (the node scraping it) |
 //!
 //! Errors are JSON `{"error": "..."}` (InfluxDB's shape). A body with a bad line gets 400 naming the line and
