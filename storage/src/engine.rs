@@ -519,6 +519,7 @@ impl ShardEngine {
         let mut late: Vec<(SeriesId, i64, f64)> = Vec::new();
         let mut in_head: HashMap<SeriesId, Vec<(i64, f64)>> = HashMap::new();
         let mut dirty: BTreeSet<(SeriesId, i64)> = BTreeSet::new();
+        let mut appended_below: Vec<(SeriesId, i64, f64)> = Vec::new();
         let rolled_before = self.watermark_1m.unwrap_or(i64::MIN).max(self.watermark_1h.unwrap_or(i64::MIN));
         let rounds = self.retention.rounds_values();
         let mut key = std::mem::take(&mut self.scratch_key);
@@ -540,11 +541,17 @@ impl ShardEngine {
                         Some(digits) => crate::codec::decimal::round_significant(*v, digits),
                         None => *v,
                     };
+                    // Newer than every sample of its series so far: it adds to the rollups, replaces nothing.
+                    let newest = p.timestamp > self.states[sid as usize].max_ts;
                     match self.add_sample(sid, p.timestamp, v, &mut batch, &mut late, &mut in_head)? {
                         Accepted::Yes => {
                             res.samples_written += 1;
                             if p.timestamp < rolled_before {
-                                dirty.insert((sid, p.timestamp));
+                                if newest {
+                                    appended_below.push((sid, p.timestamp, v));
+                                } else {
+                                    dirty.insert((sid, p.timestamp));
+                                }
                             }
                         }
                         Accepted::TooOld => res.rejected_too_old += 1,
@@ -562,14 +569,19 @@ impl ShardEngine {
         if !late.is_empty() {
             self.apply_late(late)?;
         }
-        if !dirty.is_empty() {
-            self.rebuild_rollups(dirty)?;
+        if !dirty.is_empty() || !appended_below.is_empty() {
+            self.update_rollups(dirty, appended_below)?;
         }
         Ok(results)
     }
 
-    /// Rebuilds, from raw data, the rollup blocks already built over samples that just changed.
-    fn rebuild_rollups(&mut self, dirty: BTreeSet<(SeriesId, i64)>) -> Result<()> {
+    /// Keeps rollup blocks already built equal to raw data after samples landed below a tier's watermark.
+    /// A block that got a sample at or before its series' newest (a late sample, maybe replacing one) is
+    /// rebuilt from raw data. Samples newer than every earlier one of their series (a series that writes its
+    /// history in time order, after others moved the watermark on) have their buckets merged into the
+    /// stored block instead, without reading raw data: a backfill costs a block update per batch, not a
+    /// re-read of the block's raw data.
+    fn update_rollups(&mut self, dirty: BTreeSet<(SeriesId, i64)>, appended: Vec<(SeriesId, i64, f64)>) -> Result<()> {
         let mut batch = WriteBatch::default();
         let mut done: BTreeSet<(SeriesId, Tier, i64)> = BTreeSet::new();
         for (sid, ts) in dirty {
@@ -582,7 +594,58 @@ impl ShardEngine {
                 }
             }
         }
+        // Per block, the appended samples in time order (they ascend per series); blocks just rebuilt from
+        // raw data hold them already.
+        let mut merges: std::collections::BTreeMap<(SeriesId, Tier, i64), (Vec<i64>, Vec<f64>)> = Default::default();
+        for (sid, ts, v) in appended {
+            for (tier, wm) in [(Tier::Minute, self.watermark_1m), (Tier::Hour, self.watermark_1h)] {
+                let block = bucket_start(ts, tier.block_ms(), 0);
+                if wm.is_some_and(|w| ts < w) && !done.contains(&(sid, tier, block)) {
+                    let m = merges.entry((sid, tier, block)).or_default();
+                    m.0.push(ts);
+                    m.1.push(v);
+                }
+            }
+        }
+        for ((sid, tier, block), (t, x)) in merges {
+            self.merge_into_rollup_block(sid, tier, block, &t, &x, &mut batch)?;
+        }
         self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Adds samples newer than every stored one of the series to one rollup block.
+    fn merge_into_rollup_block(
+        &self,
+        sid: SeriesId,
+        tier: Tier,
+        block: i64,
+        t: &[i64],
+        x: &[f64],
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        let key = data_key(self.shard, self.class_of(sid), part_of(block, tier.partition_ms()), sid, block);
+        let cfh = cf(&self.db, tier_cf(tier));
+        let stored = match self.db.get_pinned_cf(cfh, &key)? {
+            Some(v) => rollup::decode_block(&v).map_err(|source| StorageError::CorruptChunk {
+                cf: tier_cf(tier),
+                what: "rollup block",
+                key: key.to_vec(),
+                source,
+            })?,
+            None => Vec::new(),
+        };
+        let mut fresh = Vec::new();
+        bucketize(t, x, tier.bucket_ms(), 0, &mut fresh);
+        rollup::exact_decimal_sums(t, x, tier.bucket_ms(), &mut fresh);
+        let mut merged = crate::aggregate::merge_buckets(&stored, &fresh);
+        // A bucket both sides hold: sums of exact decimals stay exact, as a rebuild from raw data makes them.
+        for (b, p) in merged.iter_mut() {
+            if let (Ok(i), Ok(j)) = (stored.binary_search_by_key(b, |s| s.0), fresh.binary_search_by_key(b, |f| f.0)) {
+                p.sum = rollup::exact_sum(stored[i].1.sum, fresh[j].1.sum);
+            }
+        }
+        batch.put_cf(cfh, key, rollup::encode_block(&merged));
         Ok(())
     }
 
