@@ -635,6 +635,14 @@ impl ShardEngine {
             })?,
             None => Vec::new(),
         };
+        // Samples the block holds already are skipped: a log replayed after a crash applies them again (the
+        // block was written after the last checkpoint), and each new one is later than all it holds.
+        let held_to = stored.last().map_or(i64::MIN, |b| b.1.last_ts);
+        let from = t.partition_point(|&ts| ts <= held_to);
+        let (t, x) = (&t[from..], &x[from..]);
+        if t.is_empty() {
+            return Ok(());
+        }
         let mut fresh = Vec::new();
         bucketize(t, x, tier.bucket_ms(), 0, &mut fresh);
         rollup::exact_decimal_sums(t, x, tier.bucket_ms(), &mut fresh);
