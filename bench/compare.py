@@ -58,7 +58,10 @@ def peak_rss_mb(pids):
 
 
 def disk_bytes(path):
-    out = subprocess.run(["du", "-s", "--block-size=1", path], capture_output=True, text=True, check=True)
+    # Apparent sizes: RocksDB preallocates its write-ahead log (tens of MB, fallocate), so allocated blocks
+    # swing with whether a node wrote since its last flush, not with the data it holds.
+    out = subprocess.run(["du", "-s", "--apparent-size", "--block-size=1", path], capture_output=True, text=True,
+                         check=True)
     return int(out.stdout.split()[0])
 
 
