@@ -347,12 +347,7 @@ impl ShardEngine {
                 let (k, v) = item?;
                 let bad = |what| StorageError::Corrupt { cf: CF_ROLLUP_1H, what, key: k.to_vec() };
                 let key = keys::parse_data_key(&k).ok_or_else(|| bad("rollup key"))?;
-                let buckets = rollup::decode_block(&v).map_err(|source| StorageError::CorruptChunk {
-                    cf: CF_ROLLUP_1H,
-                    what: "rollup block",
-                    key: k.to_vec(),
-                    source,
-                })?;
+                let buckets = decode_rollup_block(CF_ROLLUP_1H, &k, &v)?;
                 batch.delete_cf(cfh, &k);
                 let mut i = 0;
                 while i < buckets.len() {
@@ -627,12 +622,7 @@ impl ShardEngine {
         let key = data_key(self.shard, self.class_of(sid), part_of(block, tier.partition_ms()), sid, block);
         let cfh = cf(&self.db, tier_cf(tier));
         let stored = match self.db.get_pinned_cf(cfh, &key)? {
-            Some(v) => rollup::decode_block(&v).map_err(|source| StorageError::CorruptChunk {
-                cf: tier_cf(tier),
-                what: "rollup block",
-                key: key.to_vec(),
-                source,
-            })?,
+            Some(v) => decode_rollup_block(tier_cf(tier), &key, &v)?,
             None => Vec::new(),
         };
         // Samples the block holds already are skipped: a log replayed after a crash applies them again (the
@@ -964,12 +954,7 @@ impl ShardEngine {
         let mut buckets = Vec::new();
         if from > block {
             if let Some(v) = self.db.get_pinned_cf(cfh, &key)? {
-                let stored = rollup::decode_block(&v).map_err(|source| StorageError::CorruptChunk {
-                    cf: tier_cf(tier),
-                    what: "rollup block",
-                    key: key.to_vec(),
-                    source,
-                })?;
+                let stored = decode_rollup_block(tier_cf(tier), &key, &v)?;
                 buckets.extend(stored.into_iter().take_while(|b| b.0 < from));
             }
         }
@@ -1251,12 +1236,7 @@ impl ShardEngine {
                 if dk.ts >= end {
                     break;
                 }
-                let buckets = rollup::decode_block(&v).map_err(|source| StorageError::CorruptChunk {
-                    cf: tier_cf(tier),
-                    what: "rollup block",
-                    key: k.to_vec(),
-                    source,
-                })?;
+                let buckets = decode_rollup_block(tier_cf(tier), &k, &v)?;
                 for (b, p) in &buckets {
                     if *b >= start && *b < end {
                         f(*b, p);
@@ -1366,6 +1346,16 @@ impl ShardEngine {
         db.write(batch)?;
         Ok(())
     }
+}
+
+/// A stored rollup block's buckets; a block that does not decode is a corruption error naming its key.
+fn decode_rollup_block(cf: &'static str, key: &[u8], v: &[u8]) -> Result<Vec<(i64, Partial)>> {
+    rollup::decode_block(v).map_err(|source| StorageError::CorruptChunk {
+        cf,
+        what: "rollup block",
+        key: key.to_vec(),
+        source,
+    })
 }
 
 fn tier_cf(tier: Tier) -> &'static str {
