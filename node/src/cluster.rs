@@ -341,10 +341,7 @@ impl Node {
     /// that just took a bulk load to that state, for measuring bytes on disk, or before a backup. Returns the
     /// groups snapshotted.
     pub async fn compact(&self, within: Duration) -> Result<usize, NodeError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = crate::query::now_ms();
         for r in self.local_replicas() {
             if self.is_leader(r.shard) {
                 let cmd = Request::Shard(pharos_storage::Command::Maintain { now_ms });

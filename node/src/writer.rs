@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use pharos_raft::{NodeId, Raft, Request, Response};
@@ -175,7 +175,7 @@ pub async fn maintenance(shard: u32, raft: Raft, interval: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now_ms = crate::query::now_ms();
         match raft.client_write(Request::Shard(Command::Maintain { now_ms })).await {
             Ok(_) => debug!(shard, "maintenance committed"),
             Err(e) => warn!(shard, cause = %e, "maintenance not committed"),

@@ -119,12 +119,7 @@ pub fn write_mantissas(w: &mut BitWriter, ms: &[i64], mode: u8) {
 
 /// Whether `mode` can encode these mantissas (mode 2 needs the delta range below 2^63).
 pub fn fits_mode(ms: &[i64], mode: u8) -> bool {
-    if mode != 2 {
-        return true;
-    }
-    let deltas = ms.windows(2).map(|p| p[1].wrapping_sub(p[0]));
-    let (lo, hi) = deltas.fold((i64::MAX, i64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
-    ms.len() < 2 || hi.wrapping_sub(lo) >= 0
+    mode != 2 || for_bits(ms).is_some()
 }
 
 /// The bits mode 2 takes for these mantissas (first, smallest delta, width, the deltas); None when it does
