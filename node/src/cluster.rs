@@ -312,6 +312,7 @@ impl Node {
             if let Ok(e) = r.engine.try_read() {
                 self.metrics.series.with_label_values(&[&s]).set(e.series_count() as i64);
                 self.metrics.head_samples.with_label_values(&[&s]).set(e.samples_in_heads() as i64);
+                self.metrics.rollup_pending.with_label_values(&[&s]).set(e.pending_rollup_series() as i64);
                 let (m1, h1) = e.rollup_watermarks();
                 for (tier, wm) in [("1m", m1), ("1h", h1)] {
                     if let Some(ms) = wm {

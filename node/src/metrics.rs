@@ -17,6 +17,7 @@ pub struct Metrics {
     pub series: IntGaugeVec,
     pub head_samples: IntGaugeVec,
     pub rollup_watermark: IntGaugeVec,
+    pub rollup_pending: IntGaugeVec,
     pub rocksdb_memory: IntGaugeVec,
     pub forwarded_writes: IntCounter,
     pub queries: IntCounterVec,
@@ -118,6 +119,12 @@ impl Metrics {
                 "shard_rollup_watermark_seconds",
                 "Unix time up to which a rollup tier (1m, 1h) of this replica is built; queries read raw data after it",
                 &["shard", "tier"],
+            ),
+            rollup_pending: gv(
+                "shard_rollup_pending_series",
+                "Series with samples written below a rollup watermark whose blocks are rebuilt at the next \
+                 maintenance; queries read raw data there until then",
+                &["shard"],
             ),
             rocksdb_memory: gv(
                 "rocksdb_memory_bytes",

@@ -17,7 +17,7 @@
 //! Time never comes from the local clock: `Maintain` carries the leader's clock through the log, so every
 //! replica seals, rolls up and expires identically.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
@@ -154,6 +154,11 @@ pub struct ShardEngine {
     /// watermark lies on a block boundary; the 1-hour one on an hour, inside a block built part way.
     watermark_1m: Option<i64>,
     watermark_1h: Option<i64>,
+    /// Series that got samples below a watermark since their blocks were last built: (oldest, newest) such
+    /// sample. Their blocks in that range are rebuilt from raw data at the next maintenance or checkpoint
+    /// (whichever comes first, so a durable mark never has stale blocks behind it); until then reads take raw
+    /// data there. A backfill costs one rebuild per block per maintenance, not a block update per batch.
+    pending_rollups: HashMap<SeriesId, (i64, i64)>,
     last_checkpoint_ms: i64,
     /// The caller's mark of the last applied command, and the one stored at the last checkpoint.
     mark: Vec<u8>,
@@ -223,6 +228,7 @@ impl ShardEngine {
             states: Vec::new(),
             watermark_1m: None,
             watermark_1h: None,
+            pending_rollups: HashMap::new(),
             last_checkpoint_ms: i64::MIN,
             mark: Vec::new(),
             durable_mark: None,
@@ -513,8 +519,6 @@ impl ShardEngine {
         let mut batch = WriteBatch::default();
         let mut late: Vec<(SeriesId, i64, f64)> = Vec::new();
         let mut in_head: HashMap<SeriesId, Vec<(i64, f64)>> = HashMap::new();
-        let mut dirty: BTreeSet<(SeriesId, i64)> = BTreeSet::new();
-        let mut appended_below: Vec<(SeriesId, i64, f64)> = Vec::new();
         let rolled_before = self.watermark_1m.unwrap_or(i64::MIN).max(self.watermark_1h.unwrap_or(i64::MIN));
         let rounds = self.retention.rounds_values();
         let mut key = std::mem::take(&mut self.scratch_key);
@@ -536,17 +540,13 @@ impl ShardEngine {
                         Some(digits) => crate::codec::decimal::round_significant(*v, digits),
                         None => *v,
                     };
-                    // Newer than every sample of its series so far: it adds to the rollups, replaces nothing.
-                    let newest = p.timestamp > self.states[sid as usize].max_ts;
                     match self.add_sample(sid, p.timestamp, v, &mut batch, &mut late, &mut in_head)? {
                         Accepted::Yes => {
                             res.samples_written += 1;
                             if p.timestamp < rolled_before {
-                                if newest {
-                                    appended_below.push((sid, p.timestamp, v));
-                                } else {
-                                    dirty.insert((sid, p.timestamp));
-                                }
+                                let r = self.pending_rollups.entry(sid).or_insert((p.timestamp, p.timestamp));
+                                r.0 = r.0.min(p.timestamp);
+                                r.1 = r.1.max(p.timestamp);
                             }
                         }
                         Accepted::TooOld => res.rejected_too_old += 1,
@@ -564,86 +564,60 @@ impl ShardEngine {
         if !late.is_empty() {
             self.apply_late(late)?;
         }
-        if !dirty.is_empty() || !appended_below.is_empty() {
-            self.update_rollups(dirty, appended_below)?;
-        }
         Ok(results)
     }
 
-    /// Keeps rollup blocks already built equal to raw data after samples landed below a tier's watermark.
-    /// A block that got a sample at or before its series' newest (a late sample, maybe replacing one) is
-    /// rebuilt from raw data. Samples newer than every earlier one of their series (a series that writes its
-    /// history in time order, after others moved the watermark on) have their buckets merged into the
-    /// stored block instead, without reading raw data: a backfill costs a block update per batch, not a
-    /// re-read of the block's raw data.
-    fn update_rollups(&mut self, dirty: BTreeSet<(SeriesId, i64)>, appended: Vec<(SeriesId, i64, f64)>) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        let mut done: BTreeSet<(SeriesId, Tier, i64)> = BTreeSet::new();
-        for (sid, ts) in dirty {
-            for (tier, wm) in [(Tier::Minute, self.watermark_1m), (Tier::Hour, self.watermark_1h)] {
-                let block = bucket_start(ts, tier.block_ms(), 0);
-                let Some(w) = wm.filter(|w| ts < *w) else { continue };
-                if done.insert((sid, tier, block)) {
-                    // The newest block may be built only part way, up to the watermark.
-                    self.build_rollup_block(sid, tier, block, block, (block + tier.block_ms()).min(w), &mut batch)?;
-                }
-            }
-        }
-        // Per block, the appended samples in time order (they ascend per series); blocks just rebuilt from
-        // raw data hold them already.
-        let mut merges: std::collections::BTreeMap<(SeriesId, Tier, i64), (Vec<i64>, Vec<f64>)> = Default::default();
-        for (sid, ts, v) in appended {
-            for (tier, wm) in [(Tier::Minute, self.watermark_1m), (Tier::Hour, self.watermark_1h)] {
-                let block = bucket_start(ts, tier.block_ms(), 0);
-                if wm.is_some_and(|w| ts < w) && !done.contains(&(sid, tier, block)) {
-                    let m = merges.entry((sid, tier, block)).or_default();
-                    m.0.push(ts);
-                    m.1.push(v);
-                }
-            }
-        }
-        for ((sid, tier, block), (t, x)) in merges {
-            self.merge_into_rollup_block(sid, tier, block, &t, &x, &mut batch)?;
-        }
-        self.db.write(batch)?;
-        Ok(())
+    /// Blocks of one tier that take raw data until rebuilt: [from, to), block-aligned, below the tier's
+    /// watermark (see `pending_rollups`).
+    fn pending_blocks(&self, sid: SeriesId, tier: Tier) -> Option<(i64, i64)> {
+        let &(oldest, newest) = self.pending_rollups.get(&sid)?;
+        let w = self.wm(tier)?;
+        let from = bucket_start(oldest, tier.block_ms(), 0);
+        let to = bucket_start(newest.min(w - 1), tier.block_ms(), 0) + tier.block_ms();
+        (oldest < w).then_some((from, to))
     }
 
-    /// Adds samples newer than every stored one of the series to one rollup block.
-    fn merge_into_rollup_block(
-        &self,
-        sid: SeriesId,
-        tier: Tier,
-        block: i64,
-        t: &[i64],
-        x: &[f64],
-        batch: &mut WriteBatch,
-    ) -> Result<()> {
-        let key = data_key(self.shard, self.class_of(sid), part_of(block, tier.partition_ms()), sid, block);
-        let cfh = cf(&self.db, tier_cf(tier));
-        let stored = match self.db.get_pinned_cf(cfh, &key)? {
-            Some(v) => decode_rollup_block(tier_cf(tier), &key, &v)?,
-            None => Vec::new(),
-        };
-        // Samples the block holds already are skipped: a log replayed after a crash applies them again (the
-        // block was written after the last checkpoint), and each new one is later than all it holds.
-        let held_to = stored.last().map_or(i64::MIN, |b| b.1.last_ts);
-        let from = t.partition_point(|&ts| ts <= held_to);
-        let (t, x) = (&t[from..], &x[from..]);
-        if t.is_empty() {
+    /// Series whose rollup blocks wait for a rebuild (reads take raw data there until then).
+    pub fn pending_rollup_series(&self) -> usize {
+        self.pending_rollups.len()
+    }
+
+    /// Rebuilds from raw data every rollup block that got samples below its tier's watermark since it was
+    /// built (late samples, rewrites, a series writing its history after others moved the watermark on).
+    fn rebuild_pending_rollups(&mut self) -> Result<()> {
+        if self.pending_rollups.is_empty() {
             return Ok(());
         }
-        let mut fresh = Vec::new();
-        bucketize(t, x, tier.bucket_ms(), 0, &mut fresh);
-        rollup::exact_decimal_sums(t, x, tier.bucket_ms(), &mut fresh);
-        let mut merged = crate::aggregate::merge_buckets(&stored, &fresh);
-        // A bucket both sides hold: sums of exact decimals stay exact, as a rebuild from raw data makes them.
-        for (b, p) in merged.iter_mut() {
-            if let (Ok(i), Ok(j)) = (stored.binary_search_by_key(b, |s| s.0), fresh.binary_search_by_key(b, |f| f.0)) {
-                p.sum = rollup::exact_sum(stored[i].1.sum, fresh[j].1.sum);
+        let mut pending: Vec<SeriesId> = self.pending_rollups.keys().copied().collect();
+        pending.sort_unstable();
+        let mut batch = WriteBatch::default();
+        for (n, sid) in pending.iter().enumerate() {
+            for tier in [Tier::Minute, Tier::Hour] {
+                let (Some((from, to)), Some(w)) = (self.pending_blocks(*sid, tier), self.wm(tier)) else { continue };
+                // Raw data before its floor is gone: blocks there keep what they hold.
+                let floor = self.tier_floor(*sid, Tier::Raw).max(self.tier_floor(*sid, tier));
+                let mut block = from;
+                while block < to {
+                    if block + tier.block_ms() > floor {
+                        // The newest block may be built only part way, up to the watermark.
+                        self.build_rollup_block(
+                            *sid,
+                            tier,
+                            block,
+                            block,
+                            (block + tier.block_ms()).min(w),
+                            &mut batch,
+                        )?;
+                    }
+                    block += tier.block_ms();
+                }
+            }
+            if n % 1024 == 1023 {
+                self.db.write(std::mem::take(&mut batch))?;
             }
         }
-        batch.put_cf(cfh, key, rollup::encode_block(&merged));
+        self.db.write(batch)?;
+        self.pending_rollups.clear();
         Ok(())
     }
 
@@ -869,6 +843,7 @@ impl ShardEngine {
             }
         }
         self.db.write(batch)?;
+        self.rebuild_pending_rollups()?;
         // 2. Build rollup blocks of periods no sample can enter any more: older than the out-of-order window
         // behind the newest data (not behind the clock: a backfill of old data in time order would otherwise
         // land below built blocks and rebuild them sample by sample). Without new data, blocks still get
@@ -1005,6 +980,7 @@ impl ShardEngine {
     /// Writes every changed head and the current mark in one batch. After this, a restart needs only the log
     /// after the mark.
     pub fn checkpoint(&mut self) -> Result<()> {
+        self.rebuild_pending_rollups()?;
         let mut batch = WriteBatch::default();
         let heads = cf(&self.db, CF_HEADS);
         for (sid, st) in self.states.iter_mut().enumerate() {
@@ -1164,6 +1140,9 @@ impl ShardEngine {
         if t0 < end {
             segments.push((Tier::Raw, t0, end));
         }
+        if self.pending_rollups.contains_key(&sid) {
+            segments = self.around_pending_blocks(sid, segments);
+        }
         let (mut t, mut x) = (Vec::new(), Vec::new());
         for (tier, a, z) in segments {
             match tier {
@@ -1189,6 +1168,25 @@ impl ShardEngine {
             }
         }
         Ok(())
+    }
+
+    /// Splits tier segments so that blocks waiting for a rebuild are read from raw data.
+    fn around_pending_blocks(&self, sid: SeriesId, segments: Vec<(Tier, i64, i64)>) -> Vec<(Tier, i64, i64)> {
+        let mut out = Vec::with_capacity(segments.len() + 2);
+        for (tier, a, z) in segments {
+            match (tier, self.pending_blocks(sid, tier)) {
+                (Tier::Minute | Tier::Hour, Some((p, q))) if p < z && q > a => {
+                    let (p, q) = (p.max(a), q.min(z));
+                    for seg in [(tier, a, p), (Tier::Raw, p, q), (tier, q, z)] {
+                        if seg.1 < seg.2 {
+                            out.push(seg);
+                        }
+                    }
+                }
+                _ => out.push((tier, a, z)),
+            }
+        }
+        out
     }
 
     /// Earliest time a tier still holds data for this series (retention of its class).

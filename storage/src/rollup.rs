@@ -33,15 +33,6 @@ pub fn exact_decimal_sums(ts: &[i64], vals: &[f64], width: i64, buckets: &mut [(
     }
 }
 
-/// `a + b`, exact when both are exact decimals (the nearest double of their decimal sum, as
-/// [`exact_decimal_sums`] computes it over raw data), else the float sum.
-pub fn exact_sum(a: f64, b: f64) -> f64 {
-    match decimal::fit(&[a, b]) {
-        Some((e, ms)) if (ms[0] as i128 + ms[1] as i128).unsigned_abs() < 1 << 53 => decimal::value(ms[0] + ms[1], e),
-        _ => a + b,
-    }
-}
-
 const VERSION: u8 = 2;
 const COLUMNS: usize = 8;
 

@@ -276,23 +276,30 @@ fn t50_rollup_tiers_agree_with_a_naive_model_including_late_samples() {
                 model.insert(p.timestamp, p.fields[0].1);
             }
             e.apply(&write(ps), &mark(4)).unwrap();
-            let ids = e.select(&|m| m == "g", &Filter::All);
-            for (width, start, end) in [
-                (MINUTE, T0, T0 + 3 * DAY),
-                (5 * MINUTE, T0 + 7 * MINUTE + 13, max + 1),
-                (HOUR, T0, T0 + 3 * DAY),
-                (6 * HOUR, T0 + HOUR, max),
-            ] {
-                let want = naive(&model, start, end, width);
-                let auto = e.aggregate(&ids, start, end, width, 0, &GroupBy::None, TierChoice::Auto).unwrap();
-                let raw = e.aggregate(&ids, start, end, width, 0, &GroupBy::None, TierChoice::RawOnly).unwrap();
-                let got_auto = auto.first().map(|g| g.1.clone()).unwrap_or_default();
-                let got_raw = raw.first().map(|g| g.1.clone()).unwrap_or_default();
-                prop_assert!(same(&got_raw, &want), "raw differs from the model for width {width}");
-                prop_assert!(
-                    same(&got_auto, &want),
-                    "rollup tiers differ from the model for width {width} over [{start}, {end})"
-                );
+            prop_assert_eq!(e.pending_rollup_series(), 1, "late samples below the watermarks wait for a rebuild");
+            for pass in ["before the rebuild", "after the rebuild"] {
+                if pass == "after the rebuild" {
+                    e.apply(&Command::Maintain { now_ms: max + 3 * HOUR + 2 }, &mark(5)).unwrap();
+                    prop_assert_eq!(e.pending_rollup_series(), 0);
+                }
+                let ids = e.select(&|m| m == "g", &Filter::All);
+                for (width, start, end) in [
+                    (MINUTE, T0, T0 + 3 * DAY),
+                    (5 * MINUTE, T0 + 7 * MINUTE + 13, max + 1),
+                    (HOUR, T0, T0 + 3 * DAY),
+                    (6 * HOUR, T0 + HOUR, max),
+                ] {
+                    let want = naive(&model, start, end, width);
+                    let auto = e.aggregate(&ids, start, end, width, 0, &GroupBy::None, TierChoice::Auto).unwrap();
+                    let raw = e.aggregate(&ids, start, end, width, 0, &GroupBy::None, TierChoice::RawOnly).unwrap();
+                    let got_auto = auto.first().map(|g| g.1.clone()).unwrap_or_default();
+                    let got_raw = raw.first().map(|g| g.1.clone()).unwrap_or_default();
+                    prop_assert!(same(&got_raw, &want), "raw differs from the model for width {width}");
+                    prop_assert!(
+                        same(&got_auto, &want),
+                        "{pass}: rollup tiers differ from the model for width {width} over [{start}, {end})"
+                    );
+                }
             }
             Ok(())
         })
@@ -343,6 +350,7 @@ fn t51_the_hour_tier_grows_hour_by_hour_and_partial_blocks_take_late_samples() {
     m += 1;
     let res = e.apply(&write(late), &mark(m)).unwrap();
     assert_eq!(res[0].samples_written, 3, "late samples inside the out-of-order window are accepted");
+    assert_eq!(e.pending_rollup_series(), 1, "their blocks wait for the next maintenance");
     // Four more hours: the partly built block gains hours 8 and 9 next to the stored ones.
     for h in 8..12 {
         write_minutes(&mut e, &mut model, h * 60, (h + 1) * 60, &mut m);
@@ -391,8 +399,7 @@ fn t52_a_series_writing_its_history_below_built_rollups_keeps_them_equal_to_raw_
     for (k, chunk) in times.chunks(37).enumerate() {
         let mut ps: Vec<Point> = chunk.iter().map(|&t| point("back", "x", "v", t, value(t / 1000))).collect();
         if k == 4 {
-            // Rewrites a sample of the batch before (inside the out-of-order window): its blocks are
-            // rebuilt from raw data in the same batch.
+            // Rewrites a sample of the batch before (inside the out-of-order window).
             ps.insert(0, point("back", "x", "v", times[37 * 4 - 3], -7.25));
         }
         for p in &ps {
@@ -427,6 +434,15 @@ fn t52_a_series_writing_its_history_below_built_rollups_keeps_them_equal_to_raw_
         e.apply(cmd, mk).unwrap();
     }
     check(&e, "after a replay of the log");
+    // A checkpoint rebuilds the blocks the backfill touched (a durable mark never has stale blocks behind
+    // it): they answer from the tiers again, also after a restart.
+    assert_eq!(e.pending_rollup_series(), 1);
+    e.checkpoint().unwrap();
+    assert_eq!(e.pending_rollup_series(), 0);
+    check(&e, "after the rebuild");
+    drop(e);
+    let e = f.open(0);
+    check(&e, "after a restart");
 }
 
 #[test]
