@@ -30,6 +30,8 @@ fn expected(acked: &[(String, i64)]) -> BTreeMap<(String, i64), f64> {
 struct Writer {
     targets: Arc<Mutex<Vec<String>>>,
     acked: Acked,
+    /// The number of the newest batch whose request has started.
+    started: Arc<std::sync::atomic::AtomicI64>,
     stop: Arc<Mutex<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -38,7 +40,9 @@ impl Writer {
     fn start(c: &Cluster, tag: &'static str) -> Writer {
         let targets = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.url("/write?precision=ms")).collect::<Vec<_>>()));
         let (acked, stop): (Acked, _) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(false)));
+        let started = Arc::new(std::sync::atomic::AtomicI64::new(-1));
         let (t, a, s, http) = (targets.clone(), acked.clone(), stop.clone(), c.http.clone());
+        let st = started.clone();
         let task = tokio::spawn(async move {
             let mut i = 0i64;
             while !*s.lock().unwrap() {
@@ -46,6 +50,7 @@ impl Writer {
                     let t = t.lock().unwrap();
                     t[i as usize % t.len()].clone()
                 };
+                st.store(i, std::sync::atomic::Ordering::SeqCst);
                 if let Ok(r) = http.post(url).body(batch(tag, i)).send().await {
                     if r.status() == 204 {
                         a.lock().unwrap().push((tag.to_string(), i));
@@ -55,7 +60,7 @@ impl Writer {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
-        Writer { targets, acked, stop, task }
+        Writer { targets, acked, started, stop, task }
     }
 
     fn only(&self, c: &Cluster, ids: &[u64]) {
@@ -125,13 +130,14 @@ async fn t30_sigkill_a_shard_leader_mid_write_recovers_within_5s() -> Result<()>
     assert_ne!(victim, 0, "shard 0 has a leader");
     let survivors: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != victim).collect();
     w.only(&c, &survivors);
-    let before = w.acked.lock().unwrap().len();
     let killed_at = Instant::now();
     c.node(victim).kill();
-    // Every batch touches every shard, so the first acknowledged batch after the kill means shard 0 (and
-    // every shard the victim led) accepts writes again.
-    wait_for(Duration::from_secs(30), "a write after the kill", || async {
-        Ok((w.acked.lock().unwrap().len() > before).then_some(()))
+    // Every batch touches every shard, so the first acknowledged batch sent after the kill means shard 0
+    // (and every shard the victim led) accepts writes again; one already under way may have been committed
+    // before the kill.
+    let sent_before = w.started.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for(Duration::from_secs(30), "a write sent after the kill", || async {
+        Ok(w.acked.lock().unwrap().iter().any(|(_, i)| *i > sent_before).then_some(()))
     })
     .await?;
     let took = killed_at.elapsed();

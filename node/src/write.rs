@@ -64,7 +64,8 @@ pub async fn write_shard(node: &Arc<Node>, shard: u32, points: Vec<Point>) -> Re
     let deadline = Instant::now() + node.config.write.timeout;
     let mut backoff = Duration::from_millis(20);
     loop {
-        let res = match node.leader_of(shard) {
+        let tried = node.leader_of(shard);
+        let res = match tried {
             Some(l) if l == node.id => match node.replica(shard) {
                 Some(r) => r.writer.submit(points.clone()).await,
                 None => Err(ShardWriteError::NotLeader { shard, leader: None }),
@@ -82,12 +83,28 @@ pub async fn write_shard(node: &Arc<Node>, shard: u32, points: Vec<Point>) -> Re
                 if Instant::now() + backoff > deadline {
                     return Err(WriteError::Unavailable(format!("shard {shard} has no reachable leader")));
                 }
-                tokio::time::sleep(backoff).await;
+                wait_for_new_leader(node, shard, tried, backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Waits up to `backoff` for the shard to get a leader other than `tried`, as this node's replica sees it,
+/// so a write retries as soon as an election ends rather than at the next backoff step; at least a short
+/// pause, so a stale view does not spin.
+async fn wait_for_new_leader(node: &Arc<Node>, shard: u32, tried: Option<u64>, backoff: Duration) {
+    const PAUSE: Duration = Duration::from_millis(10);
+    let Some(r) = node.replica(shard) else {
+        tokio::time::sleep(backoff).await;
+        return;
+    };
+    let mut metrics = r.raft.metrics();
+    let started = Instant::now();
+    let _ =
+        tokio::time::timeout(backoff, metrics.wait_for(|m| m.current_leader.is_some_and(|l| Some(l) != tried))).await;
+    tokio::time::sleep(PAUSE.min(backoff).saturating_sub(started.elapsed())).await;
 }
 
 async fn forward(node: &Arc<Node>, leader: u64, shard: u32, points: &[Point]) -> Result<ApplyResult, ShardWriteError> {
