@@ -52,8 +52,11 @@ impl Internal for InternalService {
 
     async fn forward_write(&self, req: Request<ForwardWriteRequest>) -> Result<Response<ForwardWriteReply>, Status> {
         let r = req.into_inner();
-        let points: Vec<Point> =
-            bincode::deserialize(&r.points).map_err(|e| Status::invalid_argument(format!("bad points: {e}")))?;
+        let points: Vec<Point> = if r.packed.is_empty() {
+            bincode::deserialize(&r.points).map_err(|e| Status::invalid_argument(format!("bad points: {e}")))?
+        } else {
+            pharos_storage::packed::decode(&r.packed).map_err(|e| Status::invalid_argument(e.to_string()))?
+        };
         let fail = |code: &str, error: String, hint: u64| ForwardWriteReply {
             error,
             code: code.into(),

@@ -114,7 +114,7 @@ async fn forward(node: &Arc<Node>, leader: u64, shard: u32, points: &[Point]) ->
     };
     let mut client = node.channels.get(&addr).map_err(|e| unreachable(e.to_string()))?;
     node.metrics.forwarded_writes.inc();
-    let req = ForwardWriteRequest { shard, points: bincode::serialize(points).expect("points serialize") };
+    let req = ForwardWriteRequest { shard, packed: pharos_storage::packed::to_vec(points), ..Default::default() };
     let reply = match tokio::time::timeout(node.config.write.timeout, client.forward_write(req)).await {
         Err(_) => return Err(ShardWriteError::Closed { shard, leader_hint: None }),
         // The node is down or restarting: try whoever leads next.

@@ -407,7 +407,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             let v: Arc<[u8]> = match self.cache.take_incoming(e.get_log_id()) {
                 Some(v) => v,
-                None => crate::wire::encode(&e).map_err(|err| StorageIOError::write_logs(&err))?.into(),
+                None => crate::wire::encode_entry(&e).map_err(|err| StorageIOError::write_logs(&err))?.into(),
             };
             b.put_cf(log, log_key(self.group, e.get_log_id().index), &v);
             fresh.push((e, v));

@@ -102,7 +102,7 @@ fn frame_append(rpc: &AppendEntriesRequest<TypeConfig>, cache: &LogCache) -> Res
     for e in &rpc.entries {
         blobs.push(match cache.encoded(&e.log_id) {
             Some(b) => b,
-            None => crate::wire::encode(e)?.into(),
+            None => crate::wire::encode_entry(e)?.into(),
         });
     }
     let frame = AppendFrame {
@@ -289,7 +289,7 @@ mod tests {
         // The follower's log append finds each entry's bytes, exactly as the leader encoded them, once.
         for e in &rpc.entries {
             let bytes = follower.take_incoming(&e.log_id).expect("offered");
-            assert_eq!(&bytes[..], &crate::wire::encode(e).unwrap()[..]);
+            assert_eq!(&bytes[..], &crate::wire::encode_entry(e).unwrap()[..]);
             assert!(follower.take_incoming(&e.log_id).is_none());
         }
         // Garbage is an error, not a panic.

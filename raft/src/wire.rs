@@ -1,6 +1,6 @@
-//! Encoding of Raft payloads on the wire and in the log: bincode, then LZ4 (entries are batches of points
-//! whose measurement, tag and field names repeat, so they shrink several times for little CPU). Small
-//! payloads cost one byte more.
+//! Encoding of Raft payloads on the wire and in the log: bincode, then LZ4 (snapshots metadata, votes,
+//! meta and state entries); shard writes carry their batches packed already and skip LZ4. Small payloads
+//! cost one byte more.
 //!
 //! | bytes | meaning |
 //! |---|---|
@@ -32,8 +32,25 @@ pub enum WireError {
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, WireError> {
-    let raw = bincode::serialize(v)?;
-    if raw.len() < MIN_COMPRESS {
+    encode_with(v, true)
+}
+
+/// A log entry: LZ4 except for shard writes, whose batches are packed already (see
+/// `pharos_storage::packed`: LZ4 would find little to take out of them, at a high cost in CPU).
+pub fn encode_entry(e: &crate::types::Entry) -> Result<Vec<u8>, WireError> {
+    let packed = matches!(
+        &e.payload,
+        openraft::EntryPayload::Normal(crate::types::Request::Shard(pharos_storage::Command::Write(_)))
+    );
+    encode_with(e, !packed)
+}
+
+fn encode_with<T: Serialize>(v: &T, compress: bool) -> Result<Vec<u8>, WireError> {
+    // Not `bincode::serialize`: it walks the value twice (once to size the buffer), and a shard write packs
+    // its batches on each walk.
+    let mut raw = Vec::with_capacity(256);
+    bincode::serialize_into(&mut raw, v)?;
+    if raw.len() < MIN_COMPRESS || !compress {
         let mut out = Vec::with_capacity(raw.len() + 1);
         out.push(PLAIN);
         out.extend_from_slice(&raw);

@@ -34,17 +34,100 @@ use crate::retention::{Retention, Tier, HOUR, MINUTE};
 use crate::rollup;
 use crate::series::{canonical_prefix, decode_stored, encode_stored, with_field, SeriesInfo};
 
-/// What a Raft log entry asks of a shard.
+/// What a Raft log entry asks of a shard. Serialized through [`CommandWire`]: writes as [`crate::packed`]
+/// batches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "CommandWire", try_from = "CommandWire")]
 pub enum Command {
     /// Client batches coalesced into one entry (group commit); each gets its own [`ApplyResult`]. Shared,
-    /// so a coordinator keeps its batch for a retry without copying it (serialized as plain vectors).
+    /// so a coordinator keeps its batch for a retry without copying it.
     Write(Vec<Arc<Vec<Point>>>),
     /// Periodic maintenance with the leader's clock.
     Maintain { now_ms: i64 },
     /// Replicated key-value state of actors that run on the shard's leader (alerting: rule states, the
     /// notification outbox). Applied atomically; kept with the shard's data, so it travels in snapshots.
     State { puts: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>> },
+}
+
+/// The serialized form of [`Command`]. Variants keep their positions (bincode numbers them), so entries
+/// logged before the packed form existed still decode.
+#[derive(Serialize, Deserialize)]
+enum CommandWire {
+    /// Batches as plain structures: only read, from logs written before `PackedWrite`.
+    Write(Vec<Vec<Point>>),
+    Maintain {
+        now_ms: i64,
+    },
+    State {
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+        deletes: Vec<Vec<u8>>,
+    },
+    /// Each batch in [`crate::packed`] form.
+    PackedWrite(Vec<PackedBatch>),
+}
+
+/// One batch's packed bytes (serialized as a byte string).
+struct PackedBatch(Vec<u8>);
+
+impl Serialize for PackedBatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PackedBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PackedBatch;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a packed point batch")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<PackedBatch, E> {
+                Ok(PackedBatch(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> std::result::Result<PackedBatch, E> {
+                Ok(PackedBatch(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> std::result::Result<PackedBatch, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = a.next_element()? {
+                    v.push(b);
+                }
+                Ok(PackedBatch(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+impl From<Command> for CommandWire {
+    fn from(c: Command) -> CommandWire {
+        match c {
+            Command::Write(batches) => {
+                CommandWire::PackedWrite(batches.iter().map(|b| PackedBatch(crate::packed::to_vec(b))).collect())
+            }
+            Command::Maintain { now_ms } => CommandWire::Maintain { now_ms },
+            Command::State { puts, deletes } => CommandWire::State { puts, deletes },
+        }
+    }
+}
+
+impl TryFrom<CommandWire> for Command {
+    type Error = crate::packed::PackedError;
+    fn try_from(c: CommandWire) -> std::result::Result<Command, Self::Error> {
+        Ok(match c {
+            CommandWire::Write(batches) => Command::Write(batches.into_iter().map(Arc::new).collect()),
+            CommandWire::PackedWrite(batches) => Command::Write(
+                batches
+                    .iter()
+                    .map(|b| crate::packed::decode(&b.0).map(Arc::new))
+                    .collect::<std::result::Result<_, _>>()?,
+            ),
+            CommandWire::Maintain { now_ms } => Command::Maintain { now_ms },
+            CommandWire::State { puts, deletes } => Command::State { puts, deletes },
+        })
+    }
 }
 
 impl Command {

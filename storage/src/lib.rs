@@ -2,7 +2,8 @@
 //! `pharos-raft` drives a [`ShardEngine`] as the state machine of a shard's Raft group.
 //!
 //! # Layout
-//! - [`model`]: points, precision; [`line_protocol`]: the InfluxDB line-protocol parser and writer.
+//! - [`model`]: points, precision; [`line_protocol`]: the InfluxDB line-protocol parser and writer;
+//!   [`packed`]: the compact encoding of point batches in Raft entries and forwarded writes.
 //! - [`codec`]: sample compression (Gorilla delta-of-delta + XOR, decimal mantissas, float bit-pattern deltas),
 //!   a tag byte per chunk.
 //! - [`series`]: canonical series keys; [`index`]: the inverted tag index (roaring bitmaps).
@@ -28,6 +29,7 @@ pub mod index;
 pub mod keys;
 pub mod line_protocol;
 pub mod model;
+pub mod packed;
 pub mod retention;
 pub mod rollup;
 pub mod series;

@@ -745,3 +745,33 @@ fn t96_day_wide_hour_blocks_from_an_older_directory_are_resplit_on_open() {
     assert_eq!(count(), n_six, "a second open leaves them alone");
     assert!(same(&answer(&e), &before));
 }
+
+#[test]
+fn t97_write_commands_travel_packed_and_entries_logged_before_still_decode() {
+    let points = vec![
+        point("cpu", "a", "usage", T0, 1.5),
+        point("cpu", "b", "usage", T0 + 10_000, -0.25),
+        point("cpu", "a", "usage", T0 + 20_000, f64::MAX),
+    ];
+    let cmd = Command::Write(vec![Arc::new(points.clone()), Arc::new(points[1..].to_vec())]);
+    let bytes = bincode::serialize(&cmd).unwrap();
+    assert_eq!(bincode::deserialize::<Command>(&bytes).unwrap(), cmd);
+    // The packed form: the repeated tag set and field name are written once.
+    assert!(bytes.len() < bincode::serialize(&points).unwrap().len(), "{} bytes", bytes.len());
+    // The form of log entries written before batches were packed: variants in the same order.
+    #[derive(serde::Serialize)]
+    enum Logged {
+        Write(Vec<Vec<Point>>),
+        Maintain { now_ms: i64 },
+    }
+    let old = bincode::serialize(&Logged::Write(vec![points.clone()])).unwrap();
+    assert_eq!(bincode::deserialize::<Command>(&old).unwrap(), Command::write(points));
+    let old = bincode::serialize(&Logged::Maintain { now_ms: 42 }).unwrap();
+    assert_eq!(bincode::deserialize::<Command>(&old).unwrap(), Command::Maintain { now_ms: 42 });
+    // A corrupt packed batch is an error.
+    let mut bad = bytes.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 0xff;
+    bad.truncate(n - 1);
+    assert!(bincode::deserialize::<Command>(&bad).is_err());
+}
