@@ -19,23 +19,33 @@ impl BitWriter {
         BitWriter { buf: Vec::with_capacity(bytes), used: 0 }
     }
 
-    /// Writes the low `n` bits of `v` (n <= 64), most significant first.
+    /// Writes the low `n` bits of `v` (n <= 64), most significant first: fills the open byte, then appends
+    /// whole bytes at once, then opens a byte for what is left.
     #[inline]
     pub fn write(&mut self, v: u64, n: u32) {
         debug_assert!(n <= 64);
         let mut left = n;
-        while left > 0 {
-            if self.used == 0 {
-                self.buf.push(0);
-            }
+        if left == 0 {
+            return;
+        }
+        if self.used != 0 {
             let free = 8 - self.used;
             let take = free.min(left);
-            let shift = left - take;
-            let bits = ((v >> shift) & ((1u64 << take) - 1)) as u8;
-            let last = self.buf.len() - 1;
-            self.buf[last] |= bits << (free - take);
+            let bits = ((v >> (left - take)) & ((1u64 << take) - 1)) as u8;
+            *self.buf.last_mut().expect("a byte is open") |= bits << (free - take);
             self.used = (self.used + take) % 8;
             left -= take;
+        }
+        let whole = (left / 8) as usize;
+        if whole > 0 {
+            // The next `left` bits at the top of a word (left >= 8, so the shift is below 64).
+            let top = v << (64 - left);
+            self.buf.extend_from_slice(&top.to_be_bytes()[..whole]);
+            left -= 8 * whole as u32;
+        }
+        if left > 0 {
+            self.buf.push((v << (8 - left)) as u8);
+            self.used = left;
         }
     }
 
@@ -196,6 +206,37 @@ pub fn get_uvarint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn writes_exactly_the_low_bits_asked_for(writes in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..60)) {
+            // A bit at a time, as the definition says; higher bits of each value are garbage to ignore.
+            let mut want: Vec<bool> = Vec::new();
+            let mut w = BitWriter::new();
+            for &(v, n) in &writes {
+                w.write(v, n);
+                for i in (0..n).rev() {
+                    want.push(v >> i & 1 == 1);
+                }
+            }
+            prop_assert_eq!(w.bit_len(), want.len());
+            let bytes = w.into_bytes();
+            prop_assert_eq!(bytes.len(), want.len().div_ceil(8));
+            for (i, b) in want.iter().enumerate() {
+                prop_assert_eq!(bytes[i / 8] >> (7 - i % 8) & 1 == 1, *b, "bit {}", i);
+            }
+            // Padding bits are zero.
+            for i in want.len()..bytes.len() * 8 {
+                prop_assert_eq!(bytes[i / 8] >> (7 - i % 8) & 1, 0);
+            }
+            let mut r = BitReader::new(&bytes);
+            for &(v, n) in &writes {
+                let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                prop_assert_eq!(r.read(n), Some(v & mask));
+            }
+        }
+    }
 
     #[test]
     fn read_run_reads_what_read_reads_and_refuses_a_short_run() {
