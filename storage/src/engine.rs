@@ -610,13 +610,17 @@ impl ShardEngine {
             for p in points.iter() {
                 canonical_prefix(&p.measurement, &p.tags, &mut key);
                 let prefix_len = key.len();
-                for (field, v) in &p.fields {
-                    with_field(&mut key, prefix_len, field);
-                    let sid = match self.index.lookup(&key) {
+                // One lookup of the (long) measurement and tags per point; fields by name under it.
+                let mut slot = self.index.prefix_slot(&key);
+                for (i, (field, v)) in p.fields.iter().enumerate() {
+                    let sid = match slot.and_then(|s| self.index.field_in(s, field, i)) {
                         Some(sid) => sid,
                         None => {
                             res.series_created += 1;
-                            self.create_series(&key, p, field, &mut batch)
+                            with_field(&mut key, prefix_len, field);
+                            let sid = self.create_series(&key, p, field, &mut batch);
+                            slot = self.index.prefix_slot(&key[..prefix_len]);
+                            sid
                         }
                     };
                     let v = match rounds.then(|| self.retention.significant_digits(self.class_of(sid))).flatten() {

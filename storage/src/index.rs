@@ -61,9 +61,13 @@ struct MeasurementIndex {
 #[derive(Default, Debug)]
 pub struct Index {
     measurements: BTreeMap<Arc<str>, MeasurementIndex>,
-    /// Canonical series key -> id. aHash: several times faster than SipHash on these keys and still
-    /// randomly keyed, so clients choosing tag values cannot force collisions.
-    by_key: HashMap<Box<[u8]>, SeriesId, ahash::RandomState>,
+    /// Canonical prefix (measurement and tags) -> its slot in `fields`: a point's fields share one lookup
+    /// of the long part, and the prefix is held once, not once per field. aHash: several times faster than
+    /// SipHash on these keys and still randomly keyed, so clients choosing tag values cannot force
+    /// collisions.
+    by_prefix: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    /// Per prefix: its fields' names and series, in the order they were created.
+    fields: Vec<Vec<(Arc<str>, SeriesId)>>,
     /// Dense: series ids are assigned 0, 1, 2, ... in apply order.
     series: Vec<Arc<SeriesInfo>>,
 }
@@ -83,8 +87,21 @@ impl Index {
         self.series.len() as SeriesId
     }
 
-    pub fn lookup(&self, canonical: &[u8]) -> Option<SeriesId> {
-        self.by_key.get(canonical).copied()
+    /// The slot of a canonical prefix (see [`crate::series::canonical_prefix`]), if any series has it.
+    pub fn prefix_slot(&self, prefix: &[u8]) -> Option<u32> {
+        self.by_prefix.get(prefix).copied()
+    }
+
+    /// The series of `field` under a prefix slot. `hint`: where the field probably is (a point's fields
+    /// usually come in the order they were first written), tried before a scan.
+    pub fn field_in(&self, slot: u32, field: &str, hint: usize) -> Option<SeriesId> {
+        let fields = self.fields.get(slot as usize)?;
+        if let Some((f, sid)) = fields.get(hint) {
+            if f.as_ref() == field {
+                return Some(*sid);
+            }
+        }
+        fields.iter().find(|(f, _)| f.as_ref() == field).map(|(_, sid)| *sid)
     }
 
     pub fn info(&self, sid: SeriesId) -> Option<&Arc<SeriesInfo>> {
@@ -101,7 +118,13 @@ impl Index {
             m.tags.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(sid);
         }
         m.fields.entry(info.field.clone()).or_default().insert(sid);
-        self.by_key.insert(canonical.into(), sid);
+        let n = crate::series::prefix_len(canonical).expect("a canonical key");
+        let next = self.fields.len() as u32;
+        let slot = *self.by_prefix.entry(canonical[..n].into()).or_insert(next);
+        if slot == next {
+            self.fields.push(Vec::new());
+        }
+        self.fields[slot as usize].push((info.field.clone(), sid));
         self.series.push(info);
     }
 
@@ -258,6 +281,30 @@ mod tests {
 
     fn ids(t: &RoaringTreemap) -> Vec<u64> {
         t.iter().collect()
+    }
+
+    #[test]
+    fn fields_are_found_under_their_prefix_in_any_order() {
+        let idx = build(&[
+            ("cpu", &[("host", "a")], "user"),
+            ("cpu", &[("host", "b")], "user"),
+            ("cpu", &[("host", "a")], "system"),
+            ("cpu", &[("host", "a")], "idle"),
+        ]);
+        let mut key = Vec::new();
+        crate::series::canonical_prefix("cpu", &[("host", "a")], &mut key);
+        let slot = idx.prefix_slot(&key).unwrap();
+        // The hint right, wrong, or past the end: the same answer.
+        for hint in [0, 1, 2, 7] {
+            assert_eq!(idx.field_in(slot, "user", hint), Some(0));
+            assert_eq!(idx.field_in(slot, "system", hint), Some(2));
+            assert_eq!(idx.field_in(slot, "idle", hint), Some(3));
+            assert_eq!(idx.field_in(slot, "steal", hint), None);
+        }
+        crate::series::canonical_prefix("cpu", &[("host", "b")], &mut key);
+        assert_eq!(idx.field_in(idx.prefix_slot(&key).unwrap(), "system", 1), None);
+        crate::series::canonical_prefix("cpu", &[("host", "c")], &mut key);
+        assert_eq!(idx.prefix_slot(&key), None);
     }
 
     #[test]

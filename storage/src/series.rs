@@ -55,11 +55,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn get_str<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a str> {
-    let n = get_varint(buf, pos)? as usize;
-    let end = pos.checked_add(n)?;
-    let s = std::str::from_utf8(buf.get(*pos..end)?).ok()?;
-    *pos = end;
-    Some(s)
+    std::str::from_utf8(get_bytes(buf, pos)?).ok()
 }
 
 /// Builds the canonical key of (measurement, tags, field); `tags` must be sorted by key (the parsers do).
@@ -79,6 +75,26 @@ pub fn canonical_prefix<S: AsRef<str>>(measurement: &str, tags: &[(S, S)], out: 
         put_str(out, k.as_ref());
         put_str(out, v.as_ref());
     }
+}
+
+/// Length of a canonical key's prefix (measurement and tags): where its field begins. None when `key` is
+/// not a canonical key.
+pub fn prefix_len(key: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    get_bytes(key, &mut pos)?;
+    let n = get_varint(key, &mut pos)?;
+    for _ in 0..n.checked_mul(2)? {
+        get_bytes(key, &mut pos)?;
+    }
+    Some(pos)
+}
+
+fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let n = get_varint(buf, pos)? as usize;
+    let end = pos.checked_add(n)?;
+    let b = buf.get(*pos..end)?;
+    *pos = end;
+    Some(b)
 }
 
 /// Replaces whatever follows the first `prefix_len` bytes of `out` with the field: `canonical_prefix` +
@@ -153,7 +169,9 @@ mod tests {
             canonical_key("cpu", &tags, field, &mut whole);
             with_field(&mut reused, n, field);
             assert_eq!(whole, reused, "{field}");
+            assert_eq!(prefix_len(&whole), Some(n), "the prefix is found again in the whole key");
         }
+        assert_eq!(prefix_len(&whole[..n - 1]), None);
     }
 
     #[test]
