@@ -50,7 +50,38 @@ impl Hasher for Prehashed {
     }
 }
 
-type ByHash = HashMap<u64, u64, std::hash::BuildHasherDefault<Prehashed>>;
+/// The tag sets (or name lists) written so far, each as the first point that had it, found by hash.
+struct Seen<'a> {
+    /// Hash -> number of the first one written with it; a collision of different contents (keyed 64-bit
+    /// hashes: practically never) just writes the second one out again.
+    by_hash: HashMap<u64, u64, std::hash::BuildHasherDefault<Prehashed>>,
+    firsts: Vec<&'a Point>,
+}
+
+impl<'a> Seen<'a> {
+    fn new() -> Self {
+        Seen { by_hash: HashMap::default(), firsts: Vec::new() }
+    }
+
+    /// Writes the reference to an earlier one equal to `p` (by `same`) and returns true; else records `p`
+    /// as the next one, writes the marker of a new one and returns false (the caller writes it out).
+    fn put_ref(&mut self, out: &mut Vec<u8>, h: u64, p: &'a Point, same: impl Fn(&Point) -> bool) -> bool {
+        let next = self.firsts.len() as u64;
+        match self.by_hash.get(&h) {
+            Some(&i) if same(self.firsts[i as usize]) => {
+                put_varint(out, i + 1);
+                return true;
+            }
+            Some(_) => {}
+            None => {
+                self.by_hash.insert(h, next);
+            }
+        }
+        self.firsts.push(p);
+        out.push(0);
+        false
+    }
+}
 
 fn put_raw(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
@@ -84,12 +115,7 @@ fn encode_hashed(points: &[Point], out: &mut Vec<u8>, hash: &dyn Fn(&[u8]) -> u6
     out.push(VERSION);
     put_varint(out, points.len() as u64);
     let mut strings = Strings(HashMap::with_hasher(ahash::RandomState::new()));
-    // Hash -> number of the first tag set (or name list) written with it; a collision of different
-    // contents (keyed 64-bit hashes: practically never) just writes the second one out again.
-    let (mut tag_sets, mut name_lists) = (ByHash::default(), ByHash::default());
-    let (mut n_tag_sets, mut n_name_lists) = (0u64, 0u64);
-    let mut first_tags: Vec<&Point> = Vec::new();
-    let mut first_names: Vec<&Point> = Vec::new();
+    let (mut tag_sets, mut name_lists) = (Seen::new(), Seen::new());
     let mut scratch = Vec::with_capacity(256);
     let mut prev_ts = 0i64;
     for p in points {
@@ -99,48 +125,25 @@ fn encode_hashed(points: &[Point], out: &mut Vec<u8>, hash: &dyn Fn(&[u8]) -> u6
             put_raw(&mut scratch, k);
             put_raw(&mut scratch, v);
         }
-        let h = hash(&scratch[..]);
-        match tag_sets.get(&h) {
-            Some(&i)
-                if first_tags[i as usize].measurement == p.measurement && first_tags[i as usize].tags == p.tags =>
-            {
-                put_varint(out, i + 1)
-            }
-            seen => {
-                if seen.is_none() {
-                    tag_sets.insert(h, n_tag_sets);
-                }
-                n_tag_sets += 1;
-                first_tags.push(p);
-                out.push(0);
-                strings.put(out, &p.measurement);
-                put_varint(out, p.tags.len() as u64);
-                for (k, v) in &p.tags {
-                    strings.put(out, k);
-                    strings.put(out, v);
-                }
+        let same_tags = |q: &Point| q.measurement == p.measurement && q.tags == p.tags;
+        if !tag_sets.put_ref(out, hash(&scratch), p, same_tags) {
+            strings.put(out, &p.measurement);
+            put_varint(out, p.tags.len() as u64);
+            for (k, v) in &p.tags {
+                strings.put(out, k);
+                strings.put(out, v);
             }
         }
         scratch.clear();
         for (n, _) in &p.fields {
             put_raw(&mut scratch, n);
         }
-        let h = hash(&scratch[..]);
         let same_names =
             |q: &Point| q.fields.len() == p.fields.len() && q.fields.iter().zip(&p.fields).all(|(a, b)| a.0 == b.0);
-        match name_lists.get(&h) {
-            Some(&i) if same_names(first_names[i as usize]) => put_varint(out, i + 1),
-            seen => {
-                if seen.is_none() {
-                    name_lists.insert(h, n_name_lists);
-                }
-                n_name_lists += 1;
-                first_names.push(p);
-                out.push(0);
-                put_varint(out, p.fields.len() as u64);
-                for (n, _) in &p.fields {
-                    strings.put(out, n);
-                }
+        if !name_lists.put_ref(out, hash(&scratch), p, same_names) {
+            put_varint(out, p.fields.len() as u64);
+            for (n, _) in &p.fields {
+                strings.put(out, n);
             }
         }
         for (_, v) in &p.fields {
