@@ -64,6 +64,35 @@ enum Cmd {
         #[arg(long)]
         chunk: Option<usize>,
     },
+    /// Memory per active series: `hosts` x the set's fields series written into one shard for `steps`
+    /// timestamps; the process's RSS growth (less RocksDB's memtables) divided by the series.
+    Memory {
+        #[arg(long, value_enum, default_value = "cpu")]
+        set: Set,
+        #[arg(long, default_value_t = 20_000)]
+        hosts: usize,
+        #[arg(long, default_value_t = 6)]
+        steps: usize,
+    },
+}
+
+/// This process's resident set size in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn memtable_bytes(db: &rocksdb::DB) -> u64 {
+    pharos_storage::db::ALL_CFS
+        .iter()
+        .filter_map(|name| {
+            db.property_int_value_cf(pharos_storage::db::cf(db, name), "rocksdb.cur-size-all-mem-tables").ok().flatten()
+        })
+        .sum()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -222,6 +251,35 @@ async fn main() -> anyhow::Result<()> {
                 errors.load(Ordering::Relaxed),
                 percentile(&lat, 0.5),
                 percentile(&lat, 0.99)
+            );
+        }
+        Cmd::Memory { set, hosts, steps } => {
+            let tmp = tempfile::TempDir::new()?;
+            let db = pharos_storage::db::open(tmp.path(), &Default::default())?;
+            let mut g = Generator::new(set, hosts, 7);
+            let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64) / 10_000
+                * 10_000;
+            let base = rss_bytes().saturating_sub(memtable_bytes(&db));
+            let mut e = ShardEngine::open(db.clone(), 0, Arc::new(Retention::default()), EngineOptions::default())?;
+            let (mut pts, mut mark) = (Vec::new(), 0u64);
+            for s in 0..steps {
+                g.step(end - (steps - s) as i64 * 10_000, &mut pts);
+                for batch in pts.chunks(5000) {
+                    mark += 1;
+                    e.apply(&Command::write(batch.to_vec()), &mark.to_be_bytes())?;
+                }
+                pts.clear();
+                eprint!("\r  applied {} of {steps} steps", s + 1);
+            }
+            eprintln!();
+            let series = e.series_count() as f64;
+            let live = rss_bytes().saturating_sub(memtable_bytes(&db));
+            println!(
+                "{series} series ({hosts} hosts x {} fields), {steps} samples each: {:.0} bytes per series \
+                 (process RSS growth less RocksDB memtables; heads hold {} samples)",
+                g.fields_per_point(),
+                live.saturating_sub(base) as f64 / series,
+                e.samples_in_heads(),
             );
         }
         Cmd::Size { set, hosts, hours, dir, chunk } => {

@@ -558,7 +558,7 @@ fn meta(e: &ShardEngine, q: &MetaQuery) -> Result<ShardAnswer, QueryError> {
             let mut out: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
             for i in infos(sel)? {
                 let set = out.entry(i.measurement.to_string()).or_default();
-                for (k, v) in &i.tags {
+                for (k, v) in i.tags.iter() {
                     if f(k) {
                         set.insert((k.to_string(), v.to_string()));
                     }
@@ -575,7 +575,7 @@ fn meta(e: &ShardEngine, q: &MetaQuery) -> Result<ShardAnswer, QueryError> {
             MetaAnswer::Names(out)
         }
         MetaQuery::SeriesCardinality { sel } => {
-            type TagSet = Vec<(std::sync::Arc<str>, std::sync::Arc<str>)>;
+            type TagSet = std::sync::Arc<[(std::sync::Arc<str>, std::sync::Arc<str>)]>;
             let mut sets: BTreeMap<String, BTreeSet<TagSet>> = BTreeMap::new();
             for i in infos(sel)? {
                 sets.entry(i.measurement.to_string()).or_default().insert(i.tags.clone());
@@ -594,7 +594,7 @@ fn meta(e: &ShardEngine, q: &MetaQuery) -> Result<ShardAnswer, QueryError> {
             let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for i in infos(sel)? {
                 let mut key = i.measurement.to_string();
-                for (k, v) in &i.tags {
+                for (k, v) in i.tags.iter() {
                     key.push(',');
                     key.push_str(k);
                     key.push('=');

@@ -108,24 +108,44 @@ impl Index {
         self.series.get(sid as usize)
     }
 
-    /// Adds a series; ids must arrive densely in order (the engine assigns `next_id()`).
-    pub fn insert(&mut self, sid: SeriesId, canonical: &[u8], info: SeriesInfo) {
+    /// Adds a series; ids must arrive densely in order (the engine assigns `next_id()`). The series of one tag
+    /// set share one tag list, and every tag list of a measurement shares its key and value strings with
+    /// the index's maps, so a series costs its field's entry, not a copy of its tags.
+    pub fn insert(&mut self, sid: SeriesId, canonical: &[u8], mut info: SeriesInfo) {
         debug_assert_eq!(sid, self.next_id());
-        let info = Arc::new(info);
-        let m = self.measurements.entry(info.measurement.clone()).or_default();
-        m.all.insert(sid);
-        for (k, v) in &info.tags {
-            m.tags.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(sid);
-        }
-        m.fields.entry(info.field.clone()).or_default().insert(sid);
         let n = crate::series::prefix_len(canonical).expect("a canonical key");
         let next = self.fields.len() as u32;
         let slot = *self.by_prefix.entry(canonical[..n].into()).or_insert(next);
+        if let Some((m, _)) = self.measurements.get_key_value(&*info.measurement) {
+            info.measurement = m.clone();
+        }
+        let m = self.measurements.entry(info.measurement.clone()).or_default();
         if slot == next {
             self.fields.push(Vec::new());
+            info.tags = info
+                .tags
+                .iter()
+                .map(|(k, v)| {
+                    let k = m.tags.get_key_value(&**k).map_or_else(|| k.clone(), |(k, _)| k.clone());
+                    let values = m.tags.entry(k.clone()).or_default();
+                    let v = values.get_key_value(&**v).map_or_else(|| v.clone(), |(v, _)| v.clone());
+                    (k, v)
+                })
+                .collect();
+        } else {
+            let first = self.fields[slot as usize].first().expect("a slot has a series").1;
+            info.tags = self.series[first as usize].tags.clone();
         }
+        m.all.insert(sid);
+        for (k, v) in info.tags.iter() {
+            m.tags.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(sid);
+        }
+        if let Some((f, _)) = m.fields.get_key_value(&*info.field) {
+            info.field = f.clone();
+        }
+        m.fields.entry(info.field.clone()).or_default().insert(sid);
         self.fields[slot as usize].push((info.field.clone(), sid));
-        self.series.push(info);
+        self.series.push(Arc::new(info));
     }
 
     pub fn measurements(&self) -> impl Iterator<Item = &str> {
@@ -305,6 +325,26 @@ mod tests {
         assert_eq!(idx.field_in(idx.prefix_slot(&key).unwrap(), "system", 1), None);
         crate::series::canonical_prefix("cpu", &[("host", "c")], &mut key);
         assert_eq!(idx.prefix_slot(&key), None);
+    }
+
+    #[test]
+    fn series_share_their_tag_set_and_strings() {
+        let idx = build(&[
+            ("cpu", &[("host", "a"), ("region", "us")], "user"),
+            ("cpu", &[("host", "a"), ("region", "us")], "system"),
+            ("cpu", &[("host", "b"), ("region", "us")], "user"),
+        ]);
+        let info = |sid| idx.info(sid).unwrap().clone();
+        let (a_user, a_system, b_user) = (info(0), info(1), info(2));
+        // One tag list per tag set.
+        assert!(Arc::ptr_eq(&a_user.tags, &a_system.tags));
+        assert!(!Arc::ptr_eq(&a_user.tags, &b_user.tags));
+        // One copy of each key, value, measurement and field name.
+        assert!(Arc::ptr_eq(&a_user.tags[0].0, &b_user.tags[0].0), "key host");
+        assert!(Arc::ptr_eq(&a_user.tags[1].1, &b_user.tags[1].1), "value us");
+        assert!(Arc::ptr_eq(&a_user.measurement, &b_user.measurement));
+        assert!(Arc::ptr_eq(&a_user.field, &b_user.field));
+        assert_eq!(b_user.tag("host"), Some("b"));
     }
 
     #[test]

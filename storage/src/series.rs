@@ -17,7 +17,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SeriesInfo {
     pub measurement: Arc<str>,
-    pub tags: Vec<(Arc<str>, Arc<str>)>,
+    /// Shared by the series of one tag set (the fields of a point), and the strings with every series of the
+    /// measurement (see [`crate::index::Index::insert`]).
+    pub tags: Arc<[(Arc<str>, Arc<str>)]>,
     pub field: Arc<str>,
     pub class: u16,
 }
@@ -132,7 +134,7 @@ pub fn decode_stored(buf: &[u8]) -> Option<(SeriesInfo, usize)> {
     if pos + 2 != buf.len() {
         return None;
     }
-    Some((SeriesInfo { measurement, tags, field, class }, canonical_len))
+    Some((SeriesInfo { measurement, tags: tags.into(), field, class }, canonical_len))
 }
 
 #[cfg(test)]
