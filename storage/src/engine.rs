@@ -604,6 +604,7 @@ impl ShardEngine {
         let mut in_head: HashMap<SeriesId, Vec<(i64, f64)>> = HashMap::new();
         let rolled_before = self.watermark_1m.unwrap_or(i64::MIN).max(self.watermark_1h.unwrap_or(i64::MIN));
         let rounds = self.retention.rounds_values();
+        let mut raw_floor: Option<(u16, i64)> = None;
         let mut key = std::mem::take(&mut self.scratch_key);
         for points in batches {
             let mut res = ApplyResult::default();
@@ -623,11 +624,21 @@ impl ShardEngine {
                             sid
                         }
                     };
-                    let v = match rounds.then(|| self.retention.significant_digits(self.class_of(sid))).flatten() {
+                    let class = self.class_of(sid);
+                    let v = match rounds.then(|| self.retention.significant_digits(class)).flatten() {
                         Some(digits) => crate::codec::decimal::round_significant(*v, digits),
                         None => *v,
                     };
-                    match self.add_sample(sid, p.timestamp, v, &mut batch, &mut late, &mut in_head)? {
+                    // The raw floor of the class (one map lookup per class change, not per sample).
+                    let raw_floor = match raw_floor {
+                        Some((c, f)) if c == class => f,
+                        _ => {
+                            let f = self.class_floor(class, Tier::Raw);
+                            raw_floor = Some((class, f));
+                            f
+                        }
+                    };
+                    match self.add_sample(sid, p.timestamp, v, raw_floor, &mut batch, &mut late, &mut in_head)? {
                         Accepted::Yes => {
                             res.samples_written += 1;
                             if p.timestamp < rolled_before {
@@ -723,18 +734,21 @@ impl ShardEngine {
         sid
     }
 
-    /// Adds one sample, unless it is older than the out-of-order window or the raw retention allows.
+    /// Adds one sample, unless it is older than the out-of-order window or the raw retention allows
+    /// (`raw_floor`: the expiry floor of the series' class).
+    #[allow(clippy::too_many_arguments)]
     fn add_sample(
         &mut self,
         sid: SeriesId,
         ts: i64,
         v: f64,
+        raw_floor: i64,
         batch: &mut WriteBatch,
         late: &mut Vec<(SeriesId, i64, f64)>,
         in_head: &mut HashMap<SeriesId, Vec<(i64, f64)>>,
     ) -> Result<Accepted> {
         let max_chunk = self.opts.max_chunk_samples;
-        if ts < self.tier_floor(sid, Tier::Raw) {
+        if ts < raw_floor {
             return Ok(Accepted::Expired);
         }
         let st = &mut self.states[sid as usize];
@@ -1278,7 +1292,11 @@ impl ShardEngine {
 
     /// Earliest time a tier still holds data for this series (retention of its class).
     fn tier_floor(&self, sid: SeriesId, tier: Tier) -> i64 {
-        self.floors.get(&(self.class_of(sid), tier)).copied().unwrap_or(i64::MIN)
+        self.class_floor(self.class_of(sid), tier)
+    }
+
+    fn class_floor(&self, class: u16, tier: Tier) -> i64 {
+        self.floors.get(&(class, tier)).copied().unwrap_or(i64::MIN)
     }
 
     /// Narrows a read to where the series can have data in a tier: its time range and the expiry floor.
