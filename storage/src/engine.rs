@@ -613,9 +613,13 @@ impl ShardEngine {
                 let prefix_len = key.len();
                 // One lookup of the (long) measurement and tags per point; fields by name under it.
                 let mut slot = self.index.prefix_slot(&key);
-                for (i, (field, v)) in p.fields.iter().enumerate() {
-                    let sid = match slot.and_then(|s| self.index.field_in(s, field, i)) {
-                        Some(sid) => sid,
+                let mut hint = 0;
+                for (field, v) in p.fields.iter() {
+                    let sid = match slot.and_then(|s| self.index.field_in(s, field, hint)) {
+                        Some((sid, at)) => {
+                            hint = at + 1;
+                            sid
+                        }
                         None => {
                             res.series_created += 1;
                             with_field(&mut key, prefix_len, field);
@@ -669,10 +673,10 @@ impl ShardEngine {
     /// watermark (see `pending_rollups`).
     fn pending_blocks(&self, sid: SeriesId, tier: Tier) -> Option<(i64, i64)> {
         let &(oldest, newest) = self.pending_rollups.get(&sid)?;
-        let w = self.wm(tier)?;
+        let w = self.wm(tier).filter(|w| oldest < *w)?;
         let from = bucket_start(oldest, tier.block_ms(), 0);
         let to = bucket_start(newest.min(w - 1), tier.block_ms(), 0) + tier.block_ms();
-        (oldest < w).then_some((from, to))
+        Some((from, to))
     }
 
     /// Series whose rollup blocks wait for a rebuild (reads take raw data there until then).

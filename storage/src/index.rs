@@ -92,16 +92,17 @@ impl Index {
         self.by_prefix.get(prefix).copied()
     }
 
-    /// The series of `field` under a prefix slot. `hint`: where the field probably is (a point's fields
-    /// usually come in the order they were first written), tried before a scan.
-    pub fn field_in(&self, slot: u32, field: &str, hint: usize) -> Option<SeriesId> {
+    /// The series of `field` under a prefix slot, and its position there. `hint`: where the field probably is
+    /// (just after the previous field of the point: a point's fields usually come in the order they were
+    /// first written, some perhaps missing), tried before a scan.
+    pub fn field_in(&self, slot: u32, field: &str, hint: usize) -> Option<(SeriesId, usize)> {
         let fields = self.fields.get(slot as usize)?;
         if let Some((f, sid)) = fields.get(hint) {
             if f.as_ref() == field {
-                return Some(*sid);
+                return Some((*sid, hint));
             }
         }
-        fields.iter().find(|(f, _)| f.as_ref() == field).map(|(_, sid)| *sid)
+        fields.iter().position(|(f, _)| f.as_ref() == field).map(|i| (fields[i].1, i))
     }
 
     pub fn info(&self, sid: SeriesId) -> Option<&Arc<SeriesInfo>> {
@@ -316,9 +317,9 @@ mod tests {
         let slot = idx.prefix_slot(&key).unwrap();
         // The hint right, wrong, or past the end: the same answer.
         for hint in [0, 1, 2, 7] {
-            assert_eq!(idx.field_in(slot, "user", hint), Some(0));
-            assert_eq!(idx.field_in(slot, "system", hint), Some(2));
-            assert_eq!(idx.field_in(slot, "idle", hint), Some(3));
+            assert_eq!(idx.field_in(slot, "user", hint), Some((0, 0)));
+            assert_eq!(idx.field_in(slot, "system", hint), Some((2, 1)));
+            assert_eq!(idx.field_in(slot, "idle", hint), Some((3, 2)));
             assert_eq!(idx.field_in(slot, "steal", hint), None);
         }
         crate::series::canonical_prefix("cpu", &[("host", "b")], &mut key);

@@ -17,8 +17,11 @@
 //! | per point: timestamp | zigzag varint, minus the previous point's (0 before the first) |
 //!
 //! Strings are references too: varint (i << 1) for string i seen before, else varint (len << 1 | 1) and
-//! the UTF-8 bytes (it becomes the next string). Decoding checks every count against the bytes left, so a
-//! corrupt batch is an error, never a huge allocation or a panic.
+//! the UTF-8 bytes (it becomes the next string). Points without fields write nothing and are left out, so
+//! every point takes at least eleven bytes. Decoding checks every count against the bytes left, so a corrupt
+//! batch is an error, never a panic or an allocation out of proportion to the bytes; what a batch expands to
+//! is still up to its largest tag set per eleven bytes (references are what make it small), so batches are
+//! only taken from the cluster's own nodes (Raft entries, forwarded writes on the internal port).
 
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -113,12 +116,12 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
 fn encode_hashed(points: &[Point], out: &mut Vec<u8>, hash: &dyn Fn(&[u8]) -> u64) {
     out.reserve(16 + points.len() * 16);
     out.push(VERSION);
-    put_varint(out, points.len() as u64);
+    put_varint(out, points.iter().filter(|p| !p.fields.is_empty()).count() as u64);
     let mut strings = Strings(HashMap::with_hasher(ahash::RandomState::new()));
     let (mut tag_sets, mut name_lists) = (Seen::new(), Seen::new());
     let mut scratch = Vec::with_capacity(256);
     let mut prev_ts = 0i64;
-    for p in points {
+    for p in points.iter().filter(|p| !p.fields.is_empty()) {
         scratch.clear();
         put_raw(&mut scratch, &p.measurement);
         for (k, v) in &p.tags {
@@ -205,7 +208,7 @@ pub fn decode(buf: &[u8]) -> Result<Vec<Point>, PackedError> {
     }
     let mut r = Reader { buf: rest, pos: 0, strings: Vec::new() };
     let n = r.count()?;
-    let mut points = Vec::with_capacity(n);
+    let mut points = Vec::with_capacity(n.min(rest.len() / 11));
     let mut tag_sets: Vec<(SmolStr, Vec<(SmolStr, SmolStr)>)> = Vec::new();
     let mut name_lists: Vec<Vec<SmolStr>> = Vec::new();
     let mut ts = 0i64;
@@ -226,6 +229,9 @@ pub fn decode(buf: &[u8]) -> Result<Vec<Point>, PackedError> {
         let f = match r.varint()? {
             0 => {
                 let k = r.count()?;
+                if k == 0 {
+                    return Err(PackedError("a point without fields"));
+                }
                 let mut names = Vec::with_capacity(k);
                 for _ in 0..k {
                     names.push(r.string()?);
@@ -321,6 +327,24 @@ mod tests {
             b.extend_from_slice(&bytes);
             let _ = decode(&b);
         }
+    }
+
+    #[test]
+    fn points_without_fields_are_left_out_and_refused() {
+        let p = |fields: Vec<(SmolStr, f64)>, timestamp| Point {
+            measurement: "m".into(),
+            tags: vec![("t".into(), "v".into())],
+            fields,
+            timestamp,
+        };
+        let points = vec![p(vec![("f".into(), 1.0)], 5), p(vec![], 6), p(vec![("f".into(), 2.0)], 7)];
+        let back = decode(&to_vec(&points)).unwrap();
+        assert!(same(&back, &[points[0].clone(), points[2].clone()]));
+        // A batch that claims one: an error, so references cannot expand a tag set into points for free.
+        let mut bad = vec![VERSION, 1, 0, 3, b'm', 0, 0, 0, 0];
+        assert_eq!(decode(&bad).unwrap_err(), PackedError("a point without fields"));
+        bad.truncate(2);
+        assert!(decode(&bad).is_err());
     }
 
     #[test]
