@@ -86,15 +86,6 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn memtable_bytes(db: &rocksdb::DB) -> u64 {
-    pharos_storage::db::ALL_CFS
-        .iter()
-        .filter_map(|name| {
-            db.property_int_value_cf(pharos_storage::db::cf(db, name), "rocksdb.cur-size-all-mem-tables").ok().flatten()
-        })
-        .sum()
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Protocol {
     Lp,
@@ -259,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
             let mut g = Generator::new(set, hosts, 7);
             let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64) / 10_000
                 * 10_000;
-            let base = rss_bytes().saturating_sub(memtable_bytes(&db));
+            let base = rss_bytes().saturating_sub(pharos_storage::db::memtable_bytes(&db));
             let mut e = ShardEngine::open(db.clone(), 0, Arc::new(Retention::default()), EngineOptions::default())?;
             let (mut pts, mut mark) = (Vec::new(), 0u64);
             for s in 0..steps {
@@ -273,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
             }
             eprintln!();
             let series = e.series_count() as f64;
-            let live = rss_bytes().saturating_sub(memtable_bytes(&db));
+            let live = rss_bytes().saturating_sub(pharos_storage::db::memtable_bytes(&db));
             println!(
                 "{series} series ({hosts} hosts x {} fields), {steps} samples each: {:.0} bytes per series \
                  (process RSS growth less RocksDB memtables; heads hold {} samples)",

@@ -326,8 +326,7 @@ impl Node {
             let cf = self.db.cf_handle(cf)?;
             self.db.property_int_value_cf(cf, name).ok().flatten()
         };
-        let memtables: u64 =
-            pharos_storage::db::ALL_CFS.iter().filter_map(|cf| prop(cf, "rocksdb.cur-size-all-mem-tables")).sum();
+        let memtables = pharos_storage::db::memtable_bytes(&self.db);
         self.metrics.rocksdb_memory.with_label_values(&["memtables"]).set(memtables as i64);
         // One cache shared by every column family: any one reports it.
         let cache = prop(pharos_storage::db::CF_CHUNKS, "rocksdb.block-cache-usage").unwrap_or(0);

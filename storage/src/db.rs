@@ -81,6 +81,15 @@ pub fn open(path: &Path, o: &DbOptions) -> Result<Arc<DB>> {
     Ok(Arc::new(DB::open_cf_descriptors(&db_opts, path, cfs)?))
 }
 
+/// Bytes in the memtables of every column family.
+pub fn memtable_bytes(db: &DB) -> u64 {
+    ALL_CFS
+        .iter()
+        .filter_map(|name| db.cf_handle(name))
+        .filter_map(|h| db.property_int_value_cf(h, "rocksdb.cur-size-all-mem-tables").ok().flatten())
+        .sum()
+}
+
 pub fn cf<'a>(db: &'a DB, name: &'static str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is created at open"))
 }

@@ -624,7 +624,9 @@ impl ShardEngine {
                             res.series_created += 1;
                             with_field(&mut key, prefix_len, field);
                             let sid = self.create_series(&key, p, field, &mut batch);
-                            slot = self.index.prefix_slot(&key[..prefix_len]);
+                            if slot.is_none() {
+                                slot = self.index.prefix_slot(&key[..prefix_len]);
+                            }
                             sid
                         }
                     };

@@ -116,7 +116,13 @@ impl Index {
         debug_assert_eq!(sid, self.next_id());
         let n = crate::series::prefix_len(canonical).expect("a canonical key");
         let next = self.fields.len() as u32;
-        let slot = *self.by_prefix.entry(canonical[..n].into()).or_insert(next);
+        let slot = match self.by_prefix.get(&canonical[..n]) {
+            Some(&slot) => slot,
+            None => {
+                self.by_prefix.insert(canonical[..n].into(), next);
+                next
+            }
+        };
         if let Some((m, _)) = self.measurements.get_key_value(&*info.measurement) {
             info.measurement = m.clone();
         }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 
 use crate::model::{Point, SmolStr};
-use crate::series::{get_varint, put_varint};
+use crate::series::{get_varint, put_str, put_varint};
 
 const VERSION: u8 = 1;
 
@@ -86,11 +86,6 @@ impl<'a> Seen<'a> {
     }
 }
 
-fn put_raw(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
 struct Strings<'a>(HashMap<&'a str, u64, ahash::RandomState>);
 
 impl<'a> Strings<'a> {
@@ -123,10 +118,10 @@ fn encode_hashed(points: &[Point], out: &mut Vec<u8>, hash: &dyn Fn(&[u8]) -> u6
     let mut prev_ts = 0i64;
     for p in points.iter().filter(|p| !p.fields.is_empty()) {
         scratch.clear();
-        put_raw(&mut scratch, &p.measurement);
+        put_str(&mut scratch, &p.measurement);
         for (k, v) in &p.tags {
-            put_raw(&mut scratch, k);
-            put_raw(&mut scratch, v);
+            put_str(&mut scratch, k);
+            put_str(&mut scratch, v);
         }
         let same_tags = |q: &Point| q.measurement == p.measurement && q.tags == p.tags;
         if !tag_sets.put_ref(out, hash(&scratch), p, same_tags) {
@@ -139,7 +134,7 @@ fn encode_hashed(points: &[Point], out: &mut Vec<u8>, hash: &dyn Fn(&[u8]) -> u6
         }
         scratch.clear();
         for (n, _) in &p.fields {
-            put_raw(&mut scratch, n);
+            put_str(&mut scratch, n);
         }
         let same_names =
             |q: &Point| q.fields.len() == p.fields.len() && q.fields.iter().zip(&p.fields).all(|(a, b)| a.0 == b.0);
