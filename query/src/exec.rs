@@ -218,6 +218,35 @@ pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
     Some(values[rank.clamp(0, n as i64 - 1) as usize])
 }
 
+/// The sample a nearest-rank percentile selects: values ordered by value, then by time (InfluxQL sorts the
+/// bucket's points, in time order, by value), so among equal values the rank decides which sample's time.
+pub fn percentile_sample(values: &[(i64, f64)], p: f64) -> Option<(i64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let n = v.len();
+    let rank = ((n as f64) * p / 100.0 + 0.5).floor() as i64 - 1;
+    Some(v[rank.clamp(0, n as i64 - 1) as usize])
+}
+
+/// The time of the sample a selector picked in a bucket (None for other functions, or when the shards did
+/// not send it).
+fn selected_time(f: &AggFn, b: &BucketAcc) -> Option<i64> {
+    if b.p.count == 0 {
+        return None;
+    }
+    match f {
+        AggFn::First => Some(b.p.first_ts),
+        AggFn::Last => Some(b.p.last_ts),
+        AggFn::Min => b.min_ts,
+        AggFn::Max => b.max_ts,
+        AggFn::Percentile(q) => percentile_sample(&b.values, *q).map(|x| x.0),
+        _ => None,
+    }
+}
+
 /// Median: the middle value, or the mean of the two middle values.
 pub fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
@@ -377,7 +406,14 @@ fn finish_aggregate(plan: &AggPlan, answers: Vec<ShardAnswer>) -> Result<Vec<Ser
             if !plan.time_grouped && !any_data[i] {
                 continue;
             }
-            times.push(if plan.time_grouped { grid[i] } else { plan.report_time });
+            times.push(if plan.time_grouped {
+                grid[i]
+            } else if plan.sample_time && leaves.len() == 1 {
+                // A lone selector: the selected sample's time.
+                lookup[0].get(&grid[i]).and_then(|b| selected_time(&leaves[0].func, b)).unwrap_or(plan.report_time)
+            } else {
+                plan.report_time
+            });
             empty.push(!any_data[i]);
             table.push(cols.iter().map(|c| Some(c[i].clone())).collect());
         }

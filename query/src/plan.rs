@@ -53,6 +53,23 @@ pub enum AggFn {
     Bottom(usize),
 }
 
+impl AggFn {
+    /// Selectors pick one sample (whose time a lone selector reports without GROUP BY time); the other
+    /// functions compute a value that belongs to no sample.
+    pub fn is_selector(&self) -> bool {
+        matches!(
+            self,
+            AggFn::Min
+                | AggFn::Max
+                | AggFn::First
+                | AggFn::Last
+                | AggFn::Percentile(_)
+                | AggFn::Top(_)
+                | AggFn::Bottom(_)
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leaf {
     pub func: AggFn,
@@ -153,9 +170,15 @@ pub struct AggPlan {
     pub leaves: Vec<Leaf>,
     pub columns: Vec<Column>,
     pub having: Option<PExpr>,
-    /// GROUP BY time was given (otherwise one bucket spanning the range, reported at `report_time`).
+    /// GROUP BY time was given (otherwise one bucket spanning the range, reported at `report_time`, or at
+    /// the selected sample's time when `sample_time`).
     pub time_grouped: bool,
     pub report_time: i64,
+    /// InfluxQL's rule for selectors: without GROUP BY time, a select list whose only aggregate (counting
+    /// repeats of one call once) is a selector (`first`, `last`, `min`, `max`, `percentile`) reports the
+    /// selected sample's time instead of `report_time`. With a wildcard the rule applies to result series
+    /// with one field. `top`/`bottom` always report their samples' times.
+    pub sample_time: bool,
     /// `mean(*)`-style projections: one column per field, named `<func>_<field>`.
     pub wildcard: Option<Vec<(String, AggFn)>>,
     pub shape: Shape,
@@ -878,11 +901,14 @@ fn plan_select(s: &ast::Select, opts: &PlanOptions) -> Result<Plan, QueryError> 
         let expr = c.compile(&f.expr)?;
         columns.push(Column { name: f.alias.clone().unwrap_or_else(|| column_name(&f.expr)), expr });
     }
+    // Leaves of the select list (HAVING may add more; they do not decide the rows' time).
+    let column_leaves = c.leaves.len();
     let having = match &s.having {
         Some(h) => Some(c.compile(h)?),
         None => None,
     };
     let leaves = c.leaves;
+    let sample_time = !time_grouped && column_leaves == 1 && leaves[0].func.is_selector();
     let selectors = leaves.iter().filter(|l| matches!(l.func, AggFn::Top(_) | AggFn::Bottom(_))).count();
     if selectors > 0 && (columns.len() != 1 || !matches!(columns[0].expr, PExpr::Leaf(_)) || having.is_some()) {
         return Err(QueryError::invalid_nopos(
@@ -909,6 +935,10 @@ fn plan_select(s: &ast::Select, opts: &PlanOptions) -> Result<Plan, QueryError> 
             _ => {}
         }
     }
+    // A lone min()/max() reports its sample's time: the partials (which hold first and last times already)
+    // must carry the time of the extreme.
+    needs.min_time = sample_time && leaves[0].func == AggFn::Min;
+    needs.max_time = sample_time && leaves[0].func == AggFn::Max;
     let fields = if wildcard_plan.is_some() {
         FieldSel::All
     } else {
@@ -935,6 +965,7 @@ fn plan_select(s: &ast::Select, opts: &PlanOptions) -> Result<Plan, QueryError> 
         having,
         time_grouped,
         report_time,
+        sample_time,
         wildcard: wildcard_plan,
         shape,
     })))

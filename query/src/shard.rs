@@ -67,6 +67,12 @@ pub struct Needs {
     pub values: bool,
     /// Counter increase per series, reset-aware, summed over the series of the group (rate, increase).
     pub increase: bool,
+    /// Time of the smallest sample ([`BucketAcc::min_ts`]), for a lone min() without GROUP BY time (it
+    /// reports its sample's time). Only for such queries: one bucket spanning the range, none of the other
+    /// needs.
+    pub min_time: bool,
+    /// Time of the largest sample ([`BucketAcc::max_ts`]), as `min_time` for a lone max().
+    pub max_time: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,14 +156,36 @@ pub struct BucketAcc {
     pub values: Vec<(i64, f64)>,
     /// Sum over the group's series of each series' counter increase in this bucket.
     pub increase: f64,
+    /// Time of the sample holding `p.min` (`p.max`), when [`Needs::min_time`] ([`Needs::max_time`]); ties go
+    /// to the earliest such sample, as in InfluxQL.
+    pub min_ts: Option<i64>,
+    pub max_ts: Option<i64>,
+}
+
+/// Whether `v` is the extreme `target` (NaN is the extreme only where every value is NaN).
+fn same(v: f64, target: f64) -> bool {
+    v == target || (v.is_nan() && target.is_nan())
+}
+
+/// The time of the merged extreme `merged` of two sides: the side holding it, the earlier on a tie.
+fn extreme_ts(a: f64, at: Option<i64>, b: f64, bt: Option<i64>, merged: f64) -> Option<i64> {
+    let at = at.filter(|_| same(a, merged));
+    let bt = bt.filter(|_| same(b, merged));
+    match (at, bt) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
 }
 
 impl BucketAcc {
     fn new(ts: i64, p: Partial) -> BucketAcc {
-        BucketAcc { ts, p, moments: None, values: Vec::new(), increase: 0.0 }
+        BucketAcc { ts, p, moments: None, values: Vec::new(), increase: 0.0, min_ts: None, max_ts: None }
     }
 
     pub fn merge(&mut self, o: &BucketAcc) {
+        let (min, max) = (self.p.min.min(o.p.min), self.p.max.max(o.p.max));
+        self.min_ts = extreme_ts(self.p.min, self.min_ts, o.p.min, o.min_ts, min);
+        self.max_ts = extreme_ts(self.p.max, self.max_ts, o.p.max, o.max_ts, max);
         self.p.merge(&o.p);
         self.moments = match (self.moments, o.moments) {
             (Some(a), Some(b)) => Some(a.merge(&b)),
@@ -453,6 +481,8 @@ fn aggregate(e: &ShardEngine, q: &AggQuery) -> Result<ShardAnswer, QueryError> {
                     accs.push(a);
                 }
             }
+        } else if (q.needs.min_time || q.needs.max_time) && q.end.saturating_sub(q.start) <= q.width {
+            accs.extend(with_extreme_times(e, sid, q, choice, &mut points)?);
         } else {
             e.series_buckets(sid, q.start, q.end, q.width, q.offset, choice, &mut buf).map_err(storage_err)?;
             points += buf.len() as u64;
@@ -476,6 +506,62 @@ fn aggregate(e: &ShardEngine, q: &AggQuery) -> Result<ShardAnswer, QueryError> {
         .collect();
     out.sort_by(|a, b| (&a.measurement, &a.tags, &a.field).cmp(&(&b.measurement, &b.tags, &b.field)));
     Ok(ShardAnswer::Aggregate { groups: out, series: ids.len(), points })
+}
+
+const HOUR: i64 = pharos_storage::retention::HOUR;
+const MINUTE: i64 = pharos_storage::retention::MINUTE;
+
+/// One series' single bucket over [start, end) (a query without GROUP BY time) with the time of its
+/// smallest or largest sample, or both, as the query needs. The range is read in 1-hour buckets (from rollup tiers where they exist, as
+/// a read of the whole range would), which merge into the bucket's partial; then each extreme is looked for
+/// sample by sample in the earliest hour that holds it (ties go to the earliest sample): one hour of raw
+/// data at most. Where raw data of that hour has expired, the 1-minute rollups narrow it down to a minute:
+/// the time of that minute's first or last sample when either is the extreme, else the minute's start (the
+/// hour's, where only the 1-hour tier is left).
+fn with_extreme_times(
+    e: &ShardEngine,
+    sid: u64,
+    q: &AggQuery,
+    choice: TierChoice,
+    points: &mut u64,
+) -> Result<Option<BucketAcc>, QueryError> {
+    let mut hours = Vec::new();
+    e.series_buckets(sid, q.start, q.end, HOUR, 0, choice, &mut hours).map_err(storage_err)?;
+    *points += hours.len() as u64;
+    check_points(*points, &q.limits)?;
+    let Some((_, first)) = hours.first() else { return Ok(None) };
+    let mut p = *first;
+    for (_, h) in &hours[1..] {
+        p.merge(h);
+    }
+    let mut locate = |target: f64, pick: fn(&Partial) -> f64| -> Result<Option<i64>, QueryError> {
+        let Some(&(h, hp)) = hours.iter().find(|(_, p)| same(pick(p), target)) else { return Ok(None) };
+        let (a, z) = (h.max(q.start), h.saturating_add(HOUR).min(q.end));
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        e.read_raw(sid, a, z, &mut ts, &mut vals).map_err(storage_err)?;
+        *points += ts.len() as u64;
+        check_points(*points, &q.limits)?;
+        if let Some(i) = vals.iter().position(|v| same(*v, target)) {
+            return Ok(Some(ts[i]));
+        }
+        let mut minutes = Vec::new();
+        e.series_buckets(sid, a, z, MINUTE, 0, choice, &mut minutes).map_err(storage_err)?;
+        *points += minutes.len() as u64;
+        check_points(*points, &q.limits)?;
+        let (b, p) = minutes.iter().find(|(_, p)| same(pick(p), target)).copied().unwrap_or((h, hp));
+        Ok(Some(if same(p.first, target) {
+            p.first_ts
+        } else if same(p.last, target) {
+            p.last_ts
+        } else {
+            b.max(q.start)
+        }))
+    };
+    let min_ts = if q.needs.min_time { locate(p.min, |p| p.min)? } else { None };
+    let max_ts = if q.needs.max_time { locate(p.max, |p| p.max)? } else { None };
+    let mut acc = BucketAcc::new(bucket_start(q.start, q.width, q.offset), p);
+    (acc.min_ts, acc.max_ts) = (min_ts, max_ts);
+    Ok(Some(acc))
 }
 
 /// Merges two bucket lists ordered by time into one.

@@ -729,6 +729,91 @@ proptest! {
     }
 }
 
+// ------------------------------------------------------------------------------------------------ selector times
+
+/// The sample a selector picks in a bucket, as (time, value), computed the obvious way: first and last by
+/// time; min and max the earliest sample holding the extreme; a percentile the nearest rank over the
+/// samples ordered by value, then time (InfluxQL sorts the bucket's time-ordered points by value).
+fn selected_naive(a: Agg, b: &[(i64, f64)]) -> Option<(i64, f64)> {
+    let v = agg(a, b)?;
+    Some(match a {
+        Agg::First => *b.iter().min_by_key(|x| x.0)?,
+        Agg::Last => *b.iter().max_by_key(|x| x.0)?,
+        Agg::Min | Agg::Max => *b.iter().filter(|x| x.1 == v).min_by_key(|x| x.0)?,
+        Agg::Percentile(p) => {
+            let mut sorted = b.to_vec();
+            sorted.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+            let rank = (sorted.len() as f64 * p / 100.0 + 0.5).floor() as i64;
+            sorted[(rank.clamp(1, sorted.len() as i64) - 1) as usize]
+        }
+        _ => unreachable!("{a:?} is not a selector"),
+    })
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// InfluxQL's row time for selectors (checked against InfluxDB 1.6): without GROUP BY time, a lone
+    /// first, last, min, max or percentile reports the time of the sample it selected (alone, under
+    /// arithmetic, repeated), over a bounded range, a lower bound only and no bound at all, with and
+    /// without GROUP BY host, over several shards and rollup tiers. Beside another aggregate the row is at
+    /// the range start (the epoch without a lower bound); with GROUP BY time, at the bucket starts.
+    #[test]
+    fn lone_selectors_report_the_selected_samples_time(
+        samples in gauges(80),
+        layout in layout(),
+        (start, end) in range(),
+        w in width(),
+        p in prop::sample::select(PERCENTS.to_vec()),
+    ) {
+        let store = Store::new(layout, gauge_points(&samples));
+        let selectors =
+            [("first", Agg::First), ("last", Agg::Last), ("min", Agg::Min), ("max", Agg::Max), ("percentile", Agg::Percentile(p))];
+        for by_host in [false, true] {
+            let by = if by_host { " GROUP BY host" } else { "" };
+            for (name, a) in selectors {
+                let call = match a {
+                    Agg::Percentile(p) => format!("percentile(x, {p})"),
+                    _ => format!("{name}(x)"),
+                };
+                let ranges = [
+                    (start, end, format!(" WHERE {}", where_range(start, end))),
+                    (start, NOW + 1, format!(" WHERE time >= {start}ms")),
+                    (0, NOW + 1, String::new()),
+                ];
+                for (from, to, clause) in ranges {
+                    let b = Buckets::whole(from, to);
+                    let (mut alone, mut doubled, mut beside) = (Vec::new(), Vec::new(), Vec::new());
+                    for (tags, group) in gauge_groups(&samples, by_host, &b) {
+                        let bucket = group.iter().map(|s| (s.ts, s.x)).collect::<Vec<_>>();
+                        let Some((t, v)) = selected_naive(a, &bucket) else { continue };
+                        let row = |t: i64, cells: Vec<Value>| [vec![Value::Time(t)], cells].concat();
+                        alone.extend(series("gauge", tags.clone(), &[col(name, vec![])], vec![row(t, vec![Value::Float(v)])]));
+                        doubled.extend(series("gauge", tags.clone(), &[col("x2", vec![])], vec![row(t, vec![Value::Float(2.0 * v + 1.0)])]));
+                        let cols = [col(name, vec![]), col("count", vec![])];
+                        let cells = vec![Value::Float(v), Value::Int(bucket.len() as i64)];
+                        beside.extend(series("gauge", tags, &cols, vec![row(from, cells)]));
+                    }
+                    store.check(&format!("SELECT {call} FROM gauge{clause}{by}"), &alone);
+                    store.check(&format!("SELECT {call} * 2 + 1 AS x2 FROM gauge{clause}{by}"), &doubled);
+                    store.check(&format!("SELECT {call} FROM gauge{clause}{by} ORDER BY time DESC"), &alone);
+                    store.check(&format!("SELECT {call}, count(x) FROM gauge{clause}{by}"), &beside);
+                }
+                // GROUP BY time: every bucket at its start, empty ones as null.
+                let b = Buckets::by_time(start, end, w, 0);
+                let mut want = Vec::new();
+                for (tags, group) in gauge_groups(&samples, by_host, &b) {
+                    let buckets = b.split(group.iter().map(|s| (s.ts, s.x)));
+                    let data: Vec<bool> = buckets.iter().map(|x| !x.is_empty()).collect();
+                    let cols = [col(name, buckets.iter().map(|x| agg(a, x)).collect())];
+                    want.extend(series("gauge", tags, &cols, rows(&b, &data, &cols, None, false, FillM::Null)));
+                }
+                store.check(&format!("SELECT {call} FROM gauge WHERE {}{}", where_range(start, end), b.group_by_sql(by_host)), &want);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ counters
 
 /// Counter series `ctr.c` for 1-3 hosts: gaps of 1 s to 15 min (often whole minutes), increments of 0-50, and resets (the value
