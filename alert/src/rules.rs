@@ -236,13 +236,18 @@ fn yaml_error(file: Option<&str>, index: &PosIndex, e: &serde_yaml::Error) -> Ru
     RuleError { file: file.map(String::from), line, group, rule, message }
 }
 
-/// serde_yaml's message without its " at line L column C" (the line is reported apart).
+/// serde_yaml's message without its " at line L column C" (the line is reported apart). A syntax error also
+/// names where the enclosing construct began ("..., while parsing a block mapping at line 5 column 5"):
+/// that one is kept as "that began on line 5", so one message does not show two lines as the error's.
 pub(crate) fn yaml_message(e: &serde_yaml::Error) -> String {
+    static CONTEXT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let message = e.to_string();
-    match e.location() {
+    let message = match e.location() {
         Some(l) => message.replacen(&format!(" at line {} column {}", l.line(), l.column()), "", 1),
         None => message,
-    }
+    };
+    let context = CONTEXT.get_or_init(|| regex::Regex::new(r" at line (\d+) column \d+").expect("valid regex"));
+    context.replace_all(&message, " that began on line $1").into_owned()
 }
 
 struct Validator<'a> {
@@ -448,11 +453,14 @@ const GROUP_BY_TIME: &str =
     "GROUP BY time(...) is not allowed: each row the query returns is one instance; group by tags only";
 
 /// Checks that `expr` is one aggregate SELECT that plans, without GROUP BY time (each row must be one
-/// instance). On error: the byte offset in `expr` when the query error has one, and the message.
+/// instance). On error: the byte offset in `expr` when the query error has one, and the message; with an
+/// offset, the message is `pharosctl query`'s (line and column, the offending line with a caret under it).
 pub fn check_query(expr: &str) -> Result<(), (Option<usize>, String)> {
     use pharos_query::ast::Statement;
-    use pharos_query::{Plan, PlanOptions};
-    let stmts = pharos_query::parse(expr).map_err(|e| (Some(e.pos), e.to_string()))?;
+    use pharos_query::{Plan, PlanOptions, QueryError};
+    // Rendered against the trimmed text, so an error at the very end points just after the last word.
+    let rendered = |e: QueryError| (e.pos(), e.render(expr.trim_end()));
+    let stmts = pharos_query::parse(expr).map_err(|e| rendered(e.into()))?;
     let [stmt] = stmts.as_slice() else {
         return Err((None, format!("must be exactly one SELECT statement, found {}", stmts.len())));
     };
@@ -460,10 +468,10 @@ pub fn check_query(expr: &str) -> Result<(), (Option<usize>, String)> {
         return Err((None, "must be a SELECT statement".into()));
     };
     if let Some(tg) = &select.group_by.time {
-        return Err((Some(tg.pos), format!("{GROUP_BY_TIME} at position {}", tg.pos)));
+        return Err(rendered(QueryError::Invalid { pos: Some(tg.pos), message: GROUP_BY_TIME.into() }));
     }
     let opts = PlanOptions { now_ms: 0, limits: Default::default(), raw_only: false };
-    let plan = pharos_query::plan(stmt, &opts).map_err(|e| (e.pos(), e.to_string()))?;
+    let plan = pharos_query::plan(stmt, &opts).map_err(rendered)?;
     match plan {
         Plan::Aggregate(a) if a.time_grouped => Err((None, GROUP_BY_TIME.into())),
         Plan::Aggregate(_) => Ok(()),

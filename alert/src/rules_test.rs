@@ -145,18 +145,24 @@ groups:
     let got = errors(text);
     assert_eq!(got.len(), 3, "{got:#?}");
     assert!(
-        got[0].starts_with(r#"rules.yml:6: group "db", alert "Slow": expr: unknown function meen(); known: count, "#),
+        got[0].starts_with(
+            r#"rules.yml:6: group "db", alert "Slow": expr: error at line 1, column 8: unknown function meen(); known: count, "#
+        ),
         "{}",
         got[0]
     );
-    assert!(got[0].ends_with(" at position 7"), "{}", got[0]);
+    // The error shows the expression's line with a caret under the offending word, as `pharosctl query` does.
+    assert!(got[0].ends_with("\n  SELECT meen(query_ms)\n         ^"), "{}", got[0]);
+    assert!(!got[0].contains("position"), "{}", got[0]);
     assert_eq!(
         got[1],
-        r#"rules.yml:13: group "db", alert "Unfinished": expr: unexpected end of query, expected an expression at position 45"#
+        "rules.yml:13: group \"db\", alert \"Unfinished\": expr: error at line 3, column 21: unexpected end of query, \
+         expected an expression\n  WHERE host = 'a' AND\n                      ^"
     );
     assert_eq!(
         got[2],
-        r#"rules.yml:15: group "db", alert "Folded": expr: GROUP BY time(...) is not allowed: each row the query returns is one instance; group by tags only at position 33"#
+        "rules.yml:15: group \"db\", alert \"Folded\": expr: error at line 1, column 34: GROUP BY time(...) is not \
+         allowed: each row the query returns is one instance; group by tags only\n  SELECT mean(x) FROM cpu GROUP BY time(1m)\n                                   ^"
     );
 }
 
@@ -197,4 +203,15 @@ fn rule_files_round_trip_through_json() {
     let v: serde_json::Value = serde_json::from_str(&j).unwrap();
     assert_eq!(v["groups"][0]["rules"][0]["alerting"]["for_duration"], "1m");
     assert_eq!(v["groups"][1]["rules"][3]["recording"]["name"], "service:latency_ms:p99_5m");
+}
+
+#[test]
+fn a_yaml_syntax_error_shows_one_line_as_its_own() {
+    // libyaml names the error's line and the line where the enclosing mapping began; only the first is the
+    // error's line, the second is said in words.
+    let text = "groups:\n  - name: api\n    rules:\n      - alert: A\n        expr: SELECT 1\n       for: 5m\n";
+    let e = parse_rule_file_named("bad1.yml", text).unwrap_err();
+    let shown = e[0].to_string();
+    assert!(shown.starts_with(&format!("bad1.yml:{}: ", e[0].line)), "{shown}");
+    assert!(!shown.contains(" column "), "one position, not two: {shown}");
 }

@@ -77,7 +77,9 @@ impl NodeProc {
             .arg(&self.http)
             .arg("--grpc-addr")
             .arg(&self.grpc)
-            .env("PHAROS_LOG", "info,openraft=warn")
+            // The default log filter, as an operator gets it.
+            .env_remove("PHAROS_LOG")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         if let Some(ic) = &self.initial_cluster {
@@ -199,7 +201,7 @@ impl Cluster {
     pub async fn status(&self, id: u64) -> Result<StatusResponse> {
         let n = self.nodes.iter().find(|n| n.id == id).context("node")?;
         let mut c = AdminClient::connect(format!("http://{}", n.grpc)).await?;
-        Ok(c.status(StatusRequest {}).await?.into_inner())
+        Ok(c.status(StatusRequest { local: false }).await?.into_inner())
     }
 
     /// POSTs line protocol (ms precision) to a node; returns the HTTP status and body.

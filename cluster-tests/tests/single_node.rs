@@ -24,6 +24,10 @@ async fn t10_write_contract_restart_and_crash() -> Result<()> {
     let mut c = Cluster::start(1, "[limits]\nmax_body_bytes = 100000\n").await?;
     let ping = c.http.get(c.nodes[0].url("/ping")).send().await?;
     assert_eq!(ping.status(), 204);
+    // A start logs a few lines of its own at the default level, not the Raft library's chatter.
+    let started = c.nodes[0].log();
+    assert!(started.lines().count() < 30, "{} lines:\n{started}", started.lines().count());
+    assert!(started.contains("pharos started"), "{started}");
 
     let (code, body) = c.write(1, lines("a", 0, 50)).await?;
     assert_eq!(code, 204, "{body}");
@@ -61,6 +65,64 @@ async fn t10_write_contract_restart_and_crash() -> Result<()> {
     let (code, body) = c.write(1, format!("cpu,host=old usage=1 {}\n", recent_ms() - 30 * 86_400_000)).await?;
     assert_eq!(code, 400);
     assert!(body.contains("retention"), "{body}");
+
+    // Units. Milliseconds sent as seconds land millennia ahead: refused, naming the line and the unit that fits.
+    let now_s = recent_ms() / 1000 + 3600;
+    let body = format!("units,host=u usage=1 {now_s}\nunits,host=u usage=2 {}\n", recent_ms() + 3_600_000);
+    let r = c.http.post(c.nodes[0].url("/write?precision=s")).body(body).send().await?;
+    let (code, text) = (r.status(), r.text().await?);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("line 2") && text.contains("in the future"), "{text}");
+    assert!(text.contains("precision=ms"), "names the unit that fits: {text}");
+    // Two days ahead in the right unit is refused too (limits.max_future, 1 day); the line before was written.
+    let r = c
+        .http
+        .post(c.nodes[0].url("/write?precision=s"))
+        .body(format!("units,host=u usage=3 {}\n", now_s + 2 * 86_400))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    // Seconds sent without a precision (nanoseconds) are 1970: dropped as too old, with the unit that fits.
+    let r = c.http.post(c.nodes[0].url("/write")).body(format!("units,host=u usage=4 {now_s}\n")).send().await?;
+    let (code, text) = (r.status(), r.text().await?);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("retention") && text.contains("precision=s "), "{text}");
+    let units = c.export(1, "units", false).await?;
+    let host_u: Vec<_> = units.iter().filter(|((s, _), _)| s.contains("host=u")).collect();
+    assert_eq!(host_u.len(), 1, "only the good line before the bad one: {host_u:?}");
+    assert_eq!(*host_u[0].0, ("units,host=u usage".to_string(), now_s * 1000));
+    // Export in another unit, and back with the same one.
+    let r = c.http.get(c.nodes[0].url("/api/v1/export?measurement=units&where=host=u&precision=s")).send().await?;
+    assert_eq!(r.text().await?.trim(), format!("units,host=u usage=1.0 {now_s}"));
+
+    // pharosctl pointed at the HTTP port says to use the gRPC one.
+    let ctl = cluster_tests::pharos_bin().with_file_name("pharosctl");
+    let out = std::process::Command::new(&ctl).args(["--addr", &c.nodes[0].http, "status"]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("HTTP port") && err.contains("gRPC port"), "{err}");
+    // A silence without --author is the OS user's, even with USER and LOGNAME unset.
+    let out = std::process::Command::new(&ctl)
+        .args(["--addr", &c.nodes[0].grpc, "silence", "add", "alertname=\"X\"", "--comment", "test"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        std::process::Command::new(&ctl).args(["--addr", &c.nodes[0].grpc, "silence", "list", "--json"]).output()?;
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert!(!listed["created_by"].as_str().unwrap_or("").is_empty(), "{listed}");
+    // A second server on the same data directory names the problem.
+    let second = std::process::Command::new(cluster_tests::pharos_bin())
+        .arg("server")
+        .arg("--data-dir")
+        .arg(c.nodes[0].dir.path().join("data"))
+        .args(["--http-addr", &format!("127.0.0.1:{}", cluster_tests::free_port())])
+        .args(["--grpc-addr", &format!("127.0.0.1:{}", cluster_tests::free_port())])
+        .output()?;
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(err.contains("another pharos is using the data directory"), "{err}");
 
     let metrics = c.http.get(c.nodes[0].url("/metrics")).send().await?.text().await?;
     assert!(metrics.contains("pharos_samples_written_total"), "{}", tail(&metrics, 5));

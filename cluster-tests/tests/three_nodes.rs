@@ -99,6 +99,11 @@ async fn assert_all_readable(c: &Cluster, acked: &[(String, i64)], nodes: &[u64]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_sigkill_a_node_under_writes_then_restart_loses_nothing() -> Result<()> {
     let mut c = Cluster::start(3, "").await?;
+    // A healthy start logs none of openraft's expected election races (there were dozens per node).
+    for n in &c.nodes {
+        let log = n.log();
+        assert!(!log.contains("because vote changed"), "node {}:\n{}", n.id, cluster_tests::tail(&log, 20));
+    }
     let w = Writer::start(&c, "k");
     w.wait_more(20).await?;
     c.node(3).kill();
@@ -117,6 +122,27 @@ async fn t20_sigkill_a_node_under_writes_then_restart_loses_nothing() -> Result<
         Ok(want.keys().all(|k| got.contains_key(k)).then_some(()))
     })
     .await?;
+    // Status after the restart, through every node: each node reachable with its HTTP address, each shard as
+    // its leader reports it, with the lag of every follower (the restarted node's included).
+    for asked in [1, 2, 3] {
+        wait_for(Duration::from_secs(20), "a complete status", || async {
+            let st = c.status(asked).await?;
+            for n in &st.nodes {
+                let proc = c.nodes.iter().find(|p| p.id == n.id).expect("known node");
+                if !n.reachable || n.http_addr != proc.http {
+                    anyhow::bail!("asked {asked}: node {} reachable {} http {:?}", n.id, n.reachable, n.http_addr);
+                }
+            }
+            for sh in &st.shards {
+                let followers = sh.replicas.iter().filter(|r| **r != sh.leader).count();
+                if sh.leader == 0 || sh.reporter != sh.leader || sh.lag.len() < followers {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })
+        .await?;
+    }
     Ok(())
 }
 

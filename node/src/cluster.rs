@@ -65,7 +65,15 @@ impl Node {
     /// Opens the database and starts every Raft group this node hosts.
     pub async fn start(config: Config, shutdown: broadcast::Sender<()>) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::DataDir(config.data_dir.clone(), e))?;
-        let db = pharos_storage::db::open(&config.data_dir.join("db"), &config.storage.db())?;
+        let db = pharos_storage::db::open(&config.data_dir.join("db"), &config.storage.db()).map_err(|e| {
+            // RocksDB says only "IO error: While lock file: .../LOCK: Resource temporarily unavailable".
+            match &e {
+                pharos_storage::StorageError::Rocks(r) if r.to_string().contains("lock file") => {
+                    NodeError::DataDirInUse(config.data_dir.clone())
+                }
+                _ => e.into(),
+            }
+        })?;
         let id = config.node_id;
         let members: BTreeMap<NodeId, String> = match &config.initial_cluster {
             Some(ic) => parse_initial_cluster(ic)?,

@@ -26,6 +26,9 @@ fn invalid(what: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { what, why: why.into() }
 }
 
+/// The log filter when none is given: Pharos's own INFO lines, openraft's warnings.
+pub const DEFAULT_LOG: &str = "info,openraft=warn";
+
 /// `pharos server` flags.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServerFlags {
@@ -35,7 +38,8 @@ pub struct ServerFlags {
     /// Where this node keeps its data [default: ./pharos-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// HTTP listener: InfluxDB-compatible /write and /query, /health, /metrics, the web UI [default: 127.0.0.1:8086].
+    /// HTTP listener: InfluxDB-compatible /write and /query, Prometheus remote write, /health, /metrics [default:
+    /// 127.0.0.1:8086].
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
     /// gRPC listener: the public API and node-to-node traffic [default: 127.0.0.1:8087].
@@ -65,7 +69,8 @@ pub struct ServerFlags {
     /// Replicas per shard (fewer when the cluster has fewer nodes) [default: 3].
     #[arg(long)]
     pub replication_factor: Option<usize>,
-    /// Log filter, e.g. `info` or `pharos=debug,openraft=warn` [default: info].
+    /// Log filter, e.g. `debug` or `info,pharos_node=debug,openraft=info` (RUST_LOG works too) [default:
+    /// info,openraft=warn].
     #[arg(long, env = "PHAROS_LOG")]
     pub log: Option<String>,
 }
@@ -111,7 +116,7 @@ impl Default for Config {
             join: None,
             shards: 16,
             replication_factor: 3,
-            log: "info".into(),
+            log: DEFAULT_LOG.into(),
             limits: Limits::default(),
             write: WriteConfig::default(),
             query: QueryConfig::default(),
@@ -213,6 +218,10 @@ pub struct Limits {
     /// Longest measurement, tag key or field key.
     pub max_name_bytes: usize,
     pub max_tag_value_bytes: usize,
+    /// Points stamped further than this ahead of the node's clock are refused, naming the line and, when the
+    /// timestamp fits another unit, the precision it fits (milliseconds sent as seconds land millennia ahead).
+    #[serde(with = "humantime_ms")]
+    pub max_future: Duration,
 }
 
 impl Default for Limits {
@@ -226,6 +235,7 @@ impl Default for Limits {
             max_fields: l.max_fields,
             max_name_bytes: l.max_name_bytes,
             max_tag_value_bytes: l.max_tag_value_bytes,
+            max_future: Duration::from_millis(l.max_future_ms as u64),
         }
     }
 }
@@ -238,6 +248,7 @@ impl Limits {
             max_fields: self.max_fields,
             max_name_bytes: self.max_name_bytes,
             max_tag_value_bytes: self.max_tag_value_bytes,
+            max_future_ms: self.max_future.as_millis().min(i64::MAX as u128) as i64,
         }
     }
 }

@@ -10,6 +10,11 @@ use crate::writer::ShardWriteError;
 pub enum NodeError {
     #[error("cannot create data directory {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    #[error(
+        "another pharos is using the data directory {0} (its lock is held); stop it, or give this node its own \
+         --data-dir"
+    )]
+    DataDirInUse(PathBuf),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]

@@ -1,6 +1,6 @@
 //! The public gRPC API: `Write`, `Admin` and (with the query language) `Query`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::cluster::Node;
 use crate::error::WriteError;
 use crate::query::now_ms;
-use crate::shard_rpc::{execute, ShardRequest, ShardResponse, ShardStatus};
+use crate::shard_rpc::{execute_local, ShardRequest, ShardResponse, ShardStatus};
 use crate::write::write_points;
 
 pub struct WriteService {
@@ -60,6 +60,20 @@ pub fn convert_points(node: &Node, req: WriteRequest) -> Result<Vec<pharos_stora
             }
             fields.push((SmolStr::from(f.key), f.value));
         }
+        let ahead_ms = p.timestamp_ms.saturating_sub(now);
+        if p.timestamp_ms != 0 && ahead_ms > limits.max_future_ms {
+            return Err(bad(format!(
+                "timestamp_ms {} is {} in the future, more than limits.max_future ({}){}",
+                p.timestamp_ms,
+                pharos_storage::model::human_ms(ahead_ms),
+                pharos_storage::model::human_ms(limits.max_future_ms),
+                match Precision::fitting(p.timestamp_ms, Precision::Milliseconds, now, limits.max_future_ms) {
+                    Some(unit) =>
+                        format!("; it reads as a current time in {}: timestamp_ms is milliseconds", unit.name()),
+                    None => String::new(),
+                }
+            )));
+        }
         out.push(pharos_storage::Point {
             measurement: p.measurement.into(),
             tags,
@@ -77,10 +91,13 @@ impl Write for WriteService {
         let lp = std::mem::take(&mut req.line_protocol);
         let precision = req.precision.clone();
         let mut points = convert_points(&self.node, req).map_err(|e| e.grpc_status())?;
+        // Points carry milliseconds; line protocol the request's precision.
+        let mut unit = Precision::Milliseconds;
         if !lp.is_empty() {
             let precision = Precision::parse(&precision).ok_or_else(|| {
                 Status::invalid_argument(format!("unknown precision {precision:?}: use ns, us, ms or s"))
             })?;
+            unit = precision;
             let now_ns = now_ms().saturating_mul(1_000_000);
             // All or nothing over gRPC: a bad line rejects the whole request.
             let parsed = line_protocol::parse(lp.as_bytes(), precision, now_ns, &self.node.config.limits.line())
@@ -100,7 +117,7 @@ impl Write for WriteService {
         };
         self.node.metrics.write_requests.with_label_values(&["grpc", code]).inc();
         let w = res.map_err(|e| e.grpc_status())?;
-        if let Some(msg) = w.refusal(self.node.config.storage.out_of_order_window) {
+        if let Some(msg) = w.refusal(&self.node.config, unit) {
             return Err(Status::invalid_argument(msg));
         }
         Ok(Response::new(WriteResponse { points_written: w.points, samples_written: w.samples }))
@@ -138,50 +155,28 @@ impl AdminService {
     }
 }
 
-/// Status of every shard as its replicas report it (the leader's view when reachable).
-pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
-    let placement = node.placement();
-    let futs = (0..node.router.shards()).map(|s| {
-        let node = node.clone();
-        async move { (s, execute(&node, s, &ShardRequest::Status, false, Duration::from_secs(2)).await) }
-    });
+fn shard_info(st: ShardStatus, replicas: Vec<u64>) -> ShardInfo {
+    ShardInfo {
+        shard: st.shard,
+        replicas: if st.voters.is_empty() { replicas } else { st.voters },
+        leader: st.leader.unwrap_or(0),
+        applied_index: st.applied,
+        last_log_index: st.last_log,
+        lag: st.lag.into_iter().collect(),
+        term: st.term,
+        purged_index: st.purged,
+        reporter: st.reporter,
+    }
+}
+
+/// This node's own report: itself with its addresses, each replica it holds (a leader's with the lag of
+/// every follower), and the meta group as it sees it.
+pub async fn local_status(node: &Node) -> StatusResponse {
     let mut shards = Vec::new();
-    let mut seen: BTreeSet<u64> = BTreeSet::from([node.id]);
-    for (s, res) in futures::future::join_all(futs).await {
-        let st = match res {
-            Ok(ShardResponse::Status(st)) => st,
-            _ => ShardStatus { shard: s, ..Default::default() },
-        };
-        // Ask the leader for lag when the reporter was a follower.
-        let st = match st.leader {
-            Some(l) if l != st.reporter => {
-                match execute(node, s, &ShardRequest::Status, true, Duration::from_secs(1)).await {
-                    Ok(ShardResponse::Status(ls)) => ls,
-                    _ => st,
-                }
-            }
-            _ => st,
-        };
-        if st.reporter != 0 {
-            seen.insert(st.reporter);
+    for r in node.local_replicas() {
+        if let Ok(ShardResponse::Status(st)) = execute_local(node, r.shard, &ShardRequest::Status, false).await {
+            shards.push(shard_info(st, Vec::new()));
         }
-        if let Some(l) = st.leader {
-            seen.insert(l);
-        }
-        shards.push(ShardInfo {
-            shard: s,
-            replicas: if st.voters.is_empty() {
-                placement.get(s as usize).cloned().unwrap_or_default()
-            } else {
-                st.voters.clone()
-            },
-            leader: st.leader.unwrap_or(0),
-            applied_index: st.applied,
-            last_log_index: st.last_log,
-            lag: st.lag.into_iter().collect(),
-            term: st.term,
-            purged_index: st.purged,
-        });
     }
     let meta_m = node.meta.metrics().borrow().clone();
     let meta = ShardInfo {
@@ -193,18 +188,86 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
         lag: Default::default(),
         term: meta_m.current_term,
         purged_index: meta_m.purged.map(|p| p.index).unwrap_or(0),
+        reporter: node.id,
     };
-    let nodes = node
-        .known_nodes()
+    let me = NodeInfo {
+        id: node.id,
+        grpc_addr: node.config.advertised_grpc(),
+        http_addr: node.config.http_addr.to_string(),
+        reachable: true,
+    };
+    StatusResponse { node_id: node.id, nodes: vec![me], shards, meta: Some(meta) }
+}
+
+/// The cluster as every node reports it, whichever node is asked: each known node is asked for its own
+/// report (answering within two seconds is what `reachable` means, and brings its HTTP address), and each
+/// shard is shown as its leader reports it (with replication lag), else as its most advanced replica does.
+pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
+    const ASK_WITHIN: Duration = Duration::from_secs(2);
+    let known = node.known_nodes();
+    let reports = futures::future::join_all(known.iter().map(|(id, a)| {
+        let node = node.clone();
+        let (id, grpc) = (*id, a.grpc.clone());
+        async move {
+            if id == node.id {
+                return (id, Some(local_status(&node).await));
+            }
+            let ask = async {
+                let mut c =
+                    pharos_proto::v1::admin_client::AdminClient::connect(format!("http://{grpc}")).await.ok()?;
+                Some(c.status(StatusRequest { local: true }).await.ok()?.into_inner())
+            };
+            (id, tokio::time::timeout(ASK_WITHIN, ask).await.ok().flatten())
+        }
+    }))
+    .await;
+    let answered: BTreeMap<u64, StatusResponse> = reports.into_iter().filter_map(|(id, r)| Some((id, r?))).collect();
+    let nodes = known
         .into_iter()
-        .map(|(id, a)| NodeInfo { id, grpc_addr: a.grpc, http_addr: a.http, reachable: seen.contains(&id) })
+        .map(|(id, a)| {
+            let own = answered.get(&id).and_then(|r| r.nodes.iter().find(|n| n.id == id));
+            NodeInfo {
+                id,
+                grpc_addr: a.grpc,
+                http_addr: own.map(|n| n.http_addr.clone()).unwrap_or(a.http),
+                reachable: answered.contains_key(&id),
+            }
+        })
         .collect();
-    StatusResponse { node_id: node.id, nodes, shards, meta: Some(meta) }
+    let placement = node.placement();
+    let mut best: BTreeMap<u32, ShardInfo> = BTreeMap::new();
+    for sh in answered.values().flat_map(|r| r.shards.iter()) {
+        // A leader's own report first (the highest term if two claim it), then the most advanced replica.
+        let rank = |i: &ShardInfo| (i.leader != 0 && i.leader == i.reporter, i.term, i.applied_index);
+        if best.get(&sh.shard).is_none_or(|b| rank(sh) > rank(b)) {
+            best.insert(sh.shard, sh.clone());
+        }
+    }
+    let shards = (0..node.router.shards())
+        .map(|s| {
+            let replicas = placement.get(s as usize).cloned().unwrap_or_default();
+            match best.remove(&s) {
+                Some(mut i) => {
+                    if i.replicas.is_empty() {
+                        i.replicas = replicas;
+                    }
+                    i
+                }
+                None => ShardInfo { shard: s, replicas, ..Default::default() },
+            }
+        })
+        .collect();
+    let meta = local_status(node).await.meta;
+    StatusResponse { node_id: node.id, nodes, shards, meta }
 }
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    /// Read-only, answered without a token (as every read of the Admin API is until roles exist).
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        if req.get_ref().local {
+            return Ok(Response::new(local_status(&self.node).await));
+        }
         Ok(Response::new(cluster_status(&self.node).await))
     }
 

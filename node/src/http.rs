@@ -160,7 +160,7 @@ async fn write_body(node: Arc<Node>, precision: &str, headers: HeaderMap, body: 
                 format!("{pe}; the {} points before that line were written, that line and the rest were not", w.points),
             ),
         ),
-        (Ok(()), Ok(w)) => match w.refusal(node.config.storage.out_of_order_window) {
+        (Ok(()), Ok(w)) => match w.refusal(&node.config, precision) {
             Some(msg) => ("partial", error_response(StatusCode::BAD_REQUEST, msg)),
             None => ("ok", StatusCode::NO_CONTENT.into_response()),
         },
@@ -281,6 +281,7 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
         &node.config.limits.line(),
         limit,
         node.config.limits.max_points_per_request,
+        crate::query::now_ms(),
     ) {
         Ok(p) => p,
         Err(e) => {
@@ -294,7 +295,7 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
     };
     match write_points(&node, points).await {
         Ok(w) => {
-            let (code, resp) = match w.refusal(node.config.storage.out_of_order_window) {
+            let (code, resp) = match w.refusal(&node.config, Precision::Milliseconds) {
                 Some(msg) => ("partial", error_response(StatusCode::BAD_REQUEST, msg)),
                 None => ("ok", StatusCode::NO_CONTENT.into_response()),
             };
@@ -428,10 +429,22 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render()).into_response()
 }
 
-/// `GET /api/v1/export?measurement=cpu&where=host=a,region=us&start=MS&end=MS&stale=true`
+/// `GET /api/v1/export?measurement=cpu&where=host=a,region=us&start=MS&end=MS&precision=ms&stale=true`: raw
+/// samples as line protocol, one field per line. `start` and `end` are milliseconds; the lines' timestamps
+/// are in `precision` (ns, us, ms or s; default ms), so `POST /write?precision=` with the same unit takes
+/// them back.
 async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(measurement) = q.get("measurement").cloned() else {
         return error_response(StatusCode::BAD_REQUEST, "missing measurement=NAME".into());
+    };
+    let precision = match q.get("precision").map(String::as_str) {
+        None => Precision::Milliseconds,
+        Some(p) => match Precision::parse(p) {
+            Some(p) => p,
+            None => {
+                return error_response(StatusCode::BAD_REQUEST, format!("unknown precision {p:?}: use ns, us, ms or s"))
+            }
+        },
     };
     let parse_ms = |k: &str, d: i64| -> Result<i64, Response> {
         match q.get(k) {
@@ -471,7 +484,7 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
                             measurement: measurement.clone(),
                             tags: tags.clone(),
                             fields: vec![(field.clone(), *v)],
-                            timestamp: *t,
+                            timestamp: precision.from_millis(*t),
                         };
                         line_protocol::write_line(&p, &mut out);
                     }

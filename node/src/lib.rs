@@ -24,6 +24,7 @@ pub mod grpc;
 pub mod http;
 pub mod internal;
 pub mod line_listeners;
+pub mod logging;
 pub mod metrics;
 pub mod prom;
 pub mod query;

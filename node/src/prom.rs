@@ -51,6 +51,7 @@ pub fn decode(
     limits: &LineLimits,
     max_body: usize,
     max_samples: usize,
+    now_ms: i64,
 ) -> Result<Vec<Point>, RemoteWriteError> {
     let size = snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if size > max_body {
@@ -99,6 +100,14 @@ pub fn decode(
         }
         let name = SmolStr::from(name);
         let tags: Vec<(SmolStr, SmolStr)> = tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        if let Some(s) = ts.samples.iter().find(|s| s.timestamp.saturating_sub(now_ms) > limits.max_future_ms) {
+            return Err(bad(format!(
+                "sample at {} ms is {} in the future, more than limits.max_future ({}); check the sender's clock",
+                s.timestamp,
+                pharos_storage::model::human_ms(s.timestamp.saturating_sub(now_ms)),
+                pharos_storage::model::human_ms(limits.max_future_ms)
+            )));
+        }
         for s in ts.samples {
             out.push(Point {
                 measurement: name.clone(),
@@ -135,7 +144,7 @@ mod tests {
             vec![("job", "api"), ("__name__", "http_requests_total"), ("instance", "a:9100"), ("empty", "")],
             vec![(1.0, 1000), (f64::from_bits(0x7ff0000000000002), 2000)],
         )]);
-        let pts = decode(&b, &LineLimits::default(), 1 << 20, 100).unwrap();
+        let pts = decode(&b, &LineLimits::default(), 1 << 20, 100, 0).unwrap();
         assert_eq!(pts.len(), 2);
         assert_eq!(pts[0].measurement, "http_requests_total");
         assert_eq!(pts[0].tags, vec![("instance".into(), "a:9100".into()), ("job".into(), "api".into())]);
@@ -149,19 +158,24 @@ mod tests {
     fn bad_requests_are_refused_with_the_reason() {
         let l = LineLimits::default();
         assert!(matches!(
-            decode(b"not snappy at all", &l, 1 << 20, 10),
+            decode(b"not snappy at all", &l, 1 << 20, 10, 0),
             Err(RemoteWriteError::Snappy(_) | RemoteWriteError::Protobuf(_))
         ));
         let no_name = body(vec![(vec![("job", "x")], vec![(1.0, 1)])]);
-        let e = decode(&no_name, &l, 1 << 20, 10).unwrap_err();
+        let e = decode(&no_name, &l, 1 << 20, 10, 0).unwrap_err();
         assert_eq!(e.to_string(), "series 0 ({job=\"x\"}): no metric name (__name__ label)");
         let dup = body(vec![(vec![("__name__", "m"), ("a", "1"), ("a", "2")], vec![(1.0, 1)])]);
-        assert!(decode(&dup, &l, 1 << 20, 10).unwrap_err().to_string().contains("label a given twice"));
+        assert!(decode(&dup, &l, 1 << 20, 10, 0).unwrap_err().to_string().contains("label a given twice"));
         let many = body(vec![(vec![("__name__", "m")], vec![(1.0, 1), (2.0, 2), (3.0, 3)])]);
         assert_eq!(
-            decode(&many, &l, 1 << 20, 2).unwrap_err(),
+            decode(&many, &l, 1 << 20, 2, 0).unwrap_err(),
             RemoteWriteError::TooManySamples { samples: 3, limit: 2 }
         );
-        assert!(matches!(decode(&many, &l, 10, 10), Err(RemoteWriteError::TooLarge { .. })));
+        assert!(matches!(decode(&many, &l, 10, 10, 0), Err(RemoteWriteError::TooLarge { .. })));
+        // A sample stamped more than limits.max_future ahead refuses the request, naming its series.
+        let ahead = body(vec![(vec![("__name__", "m")], vec![(1.0, 1), (2.0, 1 + l.max_future_ms + 1)])]);
+        let e = decode(&ahead, &l, 1 << 20, 10, 1).unwrap_err().to_string();
+        assert!(e.contains("series 0") && e.contains("in the future"), "{e}");
+        assert!(decode(&ahead, &l, 1 << 20, 10, 2).is_ok(), "up to the bound is fine");
     }
 }

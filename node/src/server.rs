@@ -61,6 +61,7 @@ pub async fn run(
     let node = Node::start(config, shutdown.clone()).await?;
     node.metrics.up.set(1);
     let _ = node.scraping.set(crate::scrape::start(node.clone()));
+    let leadership_log = tokio::spawn(crate::logging::leadership_changes(node.clone()));
     info!(node = node.id, http = %node.config.http_addr, grpc = %node.config.grpc_addr, data = %node.config.data_dir.display(), "pharos started");
 
     let (stop_tx, _) = broadcast::channel::<()>(2);
@@ -109,6 +110,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
     gauges.abort();
+    leadership_log.abort();
     if let Some(s) = node.scraping.get() {
         s.manager.shutdown().await;
     }

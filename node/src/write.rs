@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pharos_proto::internal::ForwardWriteRequest;
-use pharos_storage::{ApplyResult, Point};
+use pharos_storage::{ApplyResult, Point, Precision};
 
 use crate::cluster::Node;
 use crate::error::WriteError;
@@ -22,10 +22,16 @@ pub struct WriteOutcome {
     pub samples: u64,
     pub rejected_too_old: u64,
     pub rejected_expired: u64,
+    /// The request's earliest timestamp (ms), to tell a unit mistake from old data in a refusal.
+    pub oldest_ms: Option<i64>,
 }
 
 pub async fn write_points(node: &Arc<Node>, points: Vec<Point>) -> Result<WriteOutcome, WriteError> {
-    let mut out = WriteOutcome { points: points.len() as u64, ..Default::default() };
+    let mut out = WriteOutcome {
+        points: points.len() as u64,
+        oldest_ms: points.iter().map(|p| p.timestamp).min(),
+        ..Default::default()
+    };
     if points.is_empty() {
         return Ok(out);
     }
@@ -140,23 +146,51 @@ async fn forward(node: &Arc<Node>, leader: u64, shard: u32, points: &[Point]) ->
 }
 
 impl WriteOutcome {
-    /// The client-facing explanation when some samples were refused at apply, if any were.
-    pub fn refusal(&self, ooo_window: std::time::Duration) -> Option<String> {
+    /// The client-facing explanation when some samples were refused at apply, if any were. `precision` is
+    /// the unit the request's timestamps were written in: when refused samples read as current times in
+    /// another unit, the explanation says which.
+    pub fn refusal(&self, config: &crate::config::Config, precision: Precision) -> Option<String> {
+        let human = |d: std::time::Duration| pharos_storage::model::human_ms(d.as_millis() as i64);
         let mut why = Vec::new();
+        let mut unit = None;
         if self.rejected_too_old > 0 {
             why.push(format!(
-                "{} samples were older than their series' newest sample minus the out-of-order window ({ooo_window:?})",
-                self.rejected_too_old
+                "{} samples were older than their series' newest sample minus the out-of-order window ({})",
+                self.rejected_too_old,
+                human(config.storage.out_of_order_window)
             ));
         }
         if self.rejected_expired > 0 {
+            let now = crate::query::now_ms();
+            let raw = config.retention.default.raw;
+            let cutoff = chrono::DateTime::from_timestamp_millis(now - raw.as_millis() as i64)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            unit = self.oldest_ms.and_then(|ms| {
+                let max_future = config.limits.max_future.as_millis() as i64;
+                Precision::fitting(precision.from_millis(ms), precision, now, max_future)
+            });
             why.push(format!(
-                "{} samples were older than the raw retention of their measurement",
-                self.rejected_expired
+                "{} samples were older than the raw retention of their measurement ({} by default: before {cutoff})",
+                self.rejected_expired,
+                human(raw),
             ));
         }
+        let hint = match unit {
+            Some(u) => format!(
+                "; the timestamps read as current times with precision {u} (they were taken as {}): send \
+                 precision={u} on /write or --precision {u} with pharosctl write",
+                precision.name(),
+                u = u.name()
+            ),
+            None => String::new(),
+        };
         (!why.is_empty()).then(|| {
-            format!("partial write: {} and were dropped; {} samples were written", why.join(", and "), self.samples)
+            format!(
+                "partial write: {} and were dropped; {} samples were written{hint}",
+                why.join(", and "),
+                self.samples
+            )
         })
     }
 }

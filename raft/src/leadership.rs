@@ -1,5 +1,5 @@
-//! Leadership of one group as a watch, and actors scoped to it: a per-shard actor (maintenance today,
-//! alert evaluation next) runs on the group's leader only, starts when this node wins an election and is
+//! Leadership of one group as a watch, and actors scoped to it: a per-shard actor (maintenance, alert
+//! evaluation) runs on the group's leader only, starts when this node wins an election and is
 //! cancelled when it steps down.
 
 use std::future::Future;

@@ -36,7 +36,9 @@
 //! - A tag with an empty value, or an unescaped `=` inside a tag value, is an error.
 //! - Timestamp: optional `i64` (may be negative) in the request's precision, converted with
 //!   [`Precision::to_millis`]; a missing timestamp means `now`. A timestamp in seconds whose milliseconds do
-//!   not fit an `i64` is out of range. Anything after the timestamp except whitespace is an error.
+//!   not fit an `i64` is out of range. Anything after the timestamp except whitespace is an error. A
+//!   timestamp more than [`Limits::max_future_ms`] after `now` is refused ([`ErrorKind::TimestampInFuture`]),
+//!   naming the precision it would fit if it fits another (milliseconds sent with `precision=s`).
 //!
 //! # Errors
 //! Parsing stops at the first bad line: [`parse_into`] leaves the points of all earlier lines in its output
@@ -71,6 +73,9 @@ pub struct Limits {
     pub max_name_bytes: usize,
     /// Longest tag value, in bytes after unescaping.
     pub max_tag_value_bytes: usize,
+    /// Latest timestamp accepted, in milliseconds after the parse's `now` (a timestamp in the wrong unit,
+    /// milliseconds sent as seconds, lands thousands of years ahead and would sit in the database forever).
+    pub max_future_ms: i64,
 }
 
 impl Default for Limits {
@@ -81,6 +86,7 @@ impl Default for Limits {
             max_fields: 256,
             max_name_bytes: 256,
             max_tag_value_bytes: 1024,
+            max_future_ms: 86_400_000,
         }
     }
 }
@@ -140,8 +146,25 @@ pub enum ErrorKind {
     InvalidTimestamp(String),
     #[error("timestamp {0:?} is out of range")]
     TimestampOutOfRange(String),
+    #[error(
+        "timestamp {raw} is {} in the future with precision {}, more than limits.max_future ({}){}",
+        crate::model::human_ms(*.ahead_ms), .precision.name(), crate::model::human_ms(*.max_ms), unit_hint(*.fits)
+    )]
+    TimestampInFuture { raw: String, precision: Precision, ahead_ms: i64, max_ms: i64, fits: Option<Precision> },
     #[error("unexpected text after the timestamp: {0:?}")]
     TrailingGarbage(String),
+}
+
+/// ", it reads as a current time in ms: ..." when a timestamp fits another precision, else nothing.
+pub fn unit_hint(fits: Option<Precision>) -> String {
+    match fits {
+        Some(p) => format!(
+            "; it reads as a current time with precision {p}: send precision={p} on /write or \
+             --precision {p} with pharosctl write",
+            p = p.name()
+        ),
+        None => String::new(),
+    }
 }
 
 /// The part of a line an error is about.
@@ -472,7 +495,18 @@ impl LineParser<'_> {
             if self.precision == Precision::Seconds && t.checked_mul(1_000).is_none() {
                 return Err(ErrorKind::TimestampOutOfRange(snippet(raw)));
             }
-            self.precision.to_millis(t)
+            let ms = self.precision.to_millis(t);
+            let ahead_ms = ms.saturating_sub(self.now_ms);
+            if ahead_ms > self.limits.max_future_ms {
+                return Err(ErrorKind::TimestampInFuture {
+                    raw: snippet(raw),
+                    precision: self.precision,
+                    ahead_ms,
+                    max_ms: self.limits.max_future_ms,
+                    fits: Precision::fitting(t, self.precision, self.now_ms, self.limits.max_future_ms),
+                });
+            }
+            ms
         };
 
         if let Some(field) = first_string {

@@ -7,8 +7,14 @@ use super::*;
 const NOW_NS: i64 = 1_700_000_000_123_456_789;
 const NOW_MS: i64 = 1_700_000_000_123;
 
+/// The default limits without the future bound (most cases here write times far from their `now`); the
+/// bound has its own tests.
+fn lim() -> Limits {
+    Limits { max_future_ms: i64::MAX, ..Limits::default() }
+}
+
 fn parse_ns(body: &[u8]) -> Result<Vec<Point>, ParseError> {
-    parse(body, Precision::Nanoseconds, NOW_NS, &Limits::default())
+    parse(body, Precision::Nanoseconds, NOW_NS, &lim())
 }
 
 /// The single point of a one-line body.
@@ -252,7 +258,7 @@ fn timestamps_in_each_precision() {
         (Seconds, "0", 0),
     ];
     for &(precision, text, want) in cases {
-        let got = parse(format!("m v=1 {text}").as_bytes(), precision, NOW_NS, &Limits::default()).unwrap();
+        let got = parse(format!("m v=1 {text}").as_bytes(), precision, NOW_NS, &lim()).unwrap();
         assert_eq!(got[0].timestamp, want, "{precision:?} {text}");
     }
 }
@@ -261,12 +267,12 @@ fn timestamps_in_each_precision() {
 fn missing_timestamp_is_now_in_every_precision() {
     for precision in [Precision::Seconds, Precision::Milliseconds, Precision::Microseconds, Precision::Nanoseconds] {
         for line in ["m v=1", "m v=1   ", "m,a=b v=1,w=2\r"] {
-            let got = parse(line.as_bytes(), precision, NOW_NS, &Limits::default()).unwrap();
+            let got = parse(line.as_bytes(), precision, NOW_NS, &lim()).unwrap();
             assert_eq!(got[0].timestamp, NOW_MS, "{precision:?} {line:?}");
         }
     }
     // `now` before 1970 floors too.
-    assert_eq!(parse(b"m v=1", Precision::Seconds, -1, &Limits::default()).unwrap()[0].timestamp, -1);
+    assert_eq!(parse(b"m v=1", Precision::Seconds, -1, &lim()).unwrap()[0].timestamp, -1);
 }
 
 #[test]
@@ -295,12 +301,66 @@ fn bad_timestamps_are_refused() {
         ("m v=1 9223372036854776", Precision::Seconds, ErrorKind::TimestampOutOfRange(s("9223372036854776"))),
     ];
     for (line, precision, want) in cases {
-        let e = parse(line.as_bytes(), precision, NOW_NS, &Limits::default()).unwrap_err();
+        let e = parse(line.as_bytes(), precision, NOW_NS, &lim()).unwrap_err();
         assert_eq!(e.kind, want, "{line:?}");
     }
     // The largest seconds value that does fit.
-    let ok = parse(b"m v=1 9223372036854775", Precision::Seconds, 0, &Limits::default()).unwrap();
+    let ok = parse(b"m v=1 9223372036854775", Precision::Seconds, 0, &lim()).unwrap();
     assert_eq!(ok[0].timestamp, 9_223_372_036_854_775_000);
+}
+
+#[test]
+fn timestamps_past_the_future_bound_are_refused_naming_the_precision_they_fit() {
+    let limits = Limits::default();
+    let now_s = NOW_MS / 1000;
+    let day_s = 86_400;
+    let parse_at = |line: String, p: Precision| parse(line.as_bytes(), p, NOW_NS, &limits);
+    // Up to the bound is fine; a second past it is not, and no other precision makes it current.
+    assert!(parse_at(format!("m v=1 {}", now_s + day_s), Precision::Seconds).is_ok());
+    let e = parse_at(format!("m v=1 {}", now_s + day_s + 1), Precision::Seconds).unwrap_err();
+    match &e.kind {
+        ErrorKind::TimestampInFuture { ahead_ms, max_ms, fits, .. } => {
+            assert_eq!((*ahead_ms, *max_ms, *fits), ((day_s + 1) * 1000 - NOW_MS % 1000, 86_400_000, None));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!e.to_string().contains("reads as"), "{e}");
+    // Each finer unit sent as a coarser one: the message names the one that fits.
+    let cases = [
+        (Precision::Seconds, NOW_MS, Precision::Milliseconds),
+        (Precision::Seconds, NOW_MS * 1000, Precision::Microseconds),
+        (Precision::Milliseconds, NOW_MS * 1000, Precision::Microseconds),
+        (Precision::Microseconds, NOW_NS, Precision::Nanoseconds),
+    ];
+    for (sent_as, raw, fits) in cases {
+        let e = parse_at(format!("m v=1 1\nm v=2 {raw}"), sent_as).unwrap_err();
+        assert_eq!(e.line, 2);
+        let ErrorKind::TimestampInFuture { fits: got, .. } = e.kind.clone() else { panic!("{e}") };
+        assert_eq!(got, Some(fits), "{raw} sent as {sent_as:?}");
+        let text = e.to_string();
+        assert!(text.contains(&format!("precision={}", fits.name())), "{text}");
+        assert!(text.contains("years in the future"), "{text}");
+    }
+    // A configurable bound: zero refuses anything after now.
+    let strict = Limits { max_future_ms: 0, ..Limits::default() };
+    assert!(parse(format!("m v=1 {NOW_MS}").as_bytes(), Precision::Milliseconds, NOW_NS, &strict).is_ok());
+    assert!(parse(format!("m v=1 {}", NOW_MS + 1).as_bytes(), Precision::Milliseconds, NOW_NS, &strict).is_err());
+    // A point without a timestamp is `now`, never refused.
+    assert!(parse(b"m v=1", Precision::Seconds, NOW_NS, &strict).is_ok());
+}
+
+#[test]
+fn the_precision_a_timestamp_fits() {
+    use Precision::*;
+    // Seconds sent without a precision (ns): 1970 as written, current as seconds.
+    assert_eq!(Precision::fitting(NOW_MS / 1000, Nanoseconds, NOW_MS, 86_400_000), Some(Seconds));
+    assert_eq!(Precision::fitting(NOW_MS, Nanoseconds, NOW_MS, 86_400_000), Some(Milliseconds));
+    // A time that is simply old fits no precision: no hint.
+    assert_eq!(Precision::fitting((NOW_MS - 20 * 365 * 86_400_000) / 1000, Seconds, NOW_MS, 86_400_000), None);
+    assert_eq!(Precision::fitting(0, Seconds, NOW_MS, 86_400_000), None);
+    assert_eq!(crate::model::human_ms(53_000 * 365 * 86_400_000), "53,000 years");
+    assert_eq!(crate::model::human_ms(86_400_000), "1 day");
+    assert_eq!(crate::model::human_ms(90_000), "1 minute");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -315,7 +375,7 @@ fn crlf_comments_blank_lines_and_whitespace() {
                 \x20 m,a=b v=1 10  \r\n\
                 m   v=2    20\t\r\n\
                 m v=3 30\r";
-    let v = parse(body.as_bytes(), Precision::Seconds, NOW_NS, &Limits::default()).unwrap();
+    let v = parse(body.as_bytes(), Precision::Seconds, NOW_NS, &lim()).unwrap();
     let got: Vec<(Vec<(&str, &str)>, f64, i64)> = v.iter().map(|p| (tags(p), p.fields[0].1, p.timestamp)).collect();
     assert_eq!(got, vec![(vec![("a", "b")], 1.0, 10_000), (vec![], 2.0, 20_000), (vec![], 3.0, 30_000)]);
     assert_eq!(parse_ns(b"").unwrap(), vec![]);
@@ -361,10 +421,11 @@ fn variant(k: &ErrorKind) -> &'static str {
         ErrorKind::TooManyFields { .. } => "TooManyFields",
         ErrorKind::InvalidTimestamp(_) => "InvalidTimestamp",
         ErrorKind::TimestampOutOfRange(_) => "TimestampOutOfRange",
+        ErrorKind::TimestampInFuture { .. } => "TimestampInFuture",
         ErrorKind::TrailingGarbage(_) => "TrailingGarbage",
     }
 }
-const ALL_VARIANTS: usize = 20;
+const ALL_VARIANTS: usize = 21;
 
 fn error_table() -> Vec<(Vec<u8>, ErrorKind)> {
     let b = |x: &str| x.as_bytes().to_vec();
@@ -435,6 +496,17 @@ fn error_table() -> Vec<(Vec<u8>, ErrorKind)> {
         (b("m v=1 x"), ErrorKind::InvalidTimestamp(s("x"))),
         (b("m v=1 9223372036854775808"), ErrorKind::TimestampOutOfRange(s("9223372036854775808"))),
         (b("m v=1 1 x"), ErrorKind::TrailingGarbage(s("x"))),
+        // Milliseconds sent as seconds (the table parses with precision s).
+        (
+            b("m v=1 1700000000123"),
+            ErrorKind::TimestampInFuture {
+                raw: s("1700000000123"),
+                precision: Precision::Seconds,
+                ahead_ms: 1_700_000_000_123_000 - NOW_MS,
+                max_ms: 86_400_000,
+                fits: Some(Precision::Milliseconds),
+            },
+        ),
     ]
 }
 
@@ -463,12 +535,12 @@ fn every_error_names_its_line_and_keeps_the_good_prefix() {
 fn line_numbers_count_comments_and_blank_lines() {
     let mut out = Vec::new();
     let body = b"# header\n\nm v=1 1\r\n   \nm v=oops\nm v=3";
-    let e = parse_into(body, Precision::Seconds, NOW_NS, &Limits::default(), &mut out).unwrap_err();
+    let e = parse_into(body, Precision::Seconds, NOW_NS, &lim(), &mut out).unwrap_err();
     assert_eq!(e.line, 5);
     assert_eq!(out.len(), 1);
     // `parse_into` appends: earlier contents stay.
     let mut out = vec![one("pre v=0 0")];
-    parse_into(b"m v=1 1", Precision::Seconds, 0, &Limits::default(), &mut out).unwrap();
+    parse_into(b"m v=1 1", Precision::Seconds, 0, &lim(), &mut out).unwrap();
     assert_eq!(out.len(), 2);
 }
 
@@ -489,7 +561,14 @@ fn error_messages_stay_short_on_huge_input() {
 
 #[test]
 fn limits_are_enforced_exactly() {
-    let l = Limits { max_line_bytes: 40, max_tags: 2, max_fields: 3, max_name_bytes: 4, max_tag_value_bytes: 3 };
+    let l = Limits {
+        max_line_bytes: 40,
+        max_tags: 2,
+        max_fields: 3,
+        max_name_bytes: 4,
+        max_tag_value_bytes: 3,
+        max_future_ms: i64::MAX,
+    };
     let run = |line: &str| parse(line.as_bytes(), Precision::Seconds, 0, &l).map(|_| ()).map_err(|e| e.kind);
     // Line length counts the raw line (a trailing '\r' included), not its newline.
     let at = format!("m v=1.{}", "0".repeat(34));
@@ -530,7 +609,7 @@ fn write_line_format_and_escaping() {
     let mut out = String::new();
     write_line(&p, &mut out);
     assert_eq!(out, "cpu\\ load\\,x=y,a\\ b=c\\,d\\=e,path=C:\\dir f\\=1=58.13,n=3.0,tiny=1e-7,huge=-1.5e300 -5\n");
-    assert_eq!(parse(out.as_bytes(), Precision::Milliseconds, 0, &Limits::default()).unwrap(), vec![p]);
+    assert_eq!(parse(out.as_bytes(), Precision::Milliseconds, 0, &lim()).unwrap(), vec![p]);
 }
 
 #[test]
@@ -544,7 +623,7 @@ fn write_line_keeps_unrepresentable_points_on_one_line() {
     let mut out = String::new();
     write_line(&p, &mut out);
     assert_eq!(out, "m,a=x\u{FFFD}y,b=ends\u{FFFD} v=1.0 7\n");
-    let back = parse(out.as_bytes(), Precision::Milliseconds, 0, &Limits::default()).unwrap();
+    let back = parse(out.as_bytes(), Precision::Milliseconds, 0, &lim()).unwrap();
     assert_eq!(tags(&back[0]), vec![("a", "x\u{FFFD}y"), ("b", "ends\u{FFFD}")]);
     // No finite field: nothing at all rather than a line that cannot parse.
     let mut out = String::new();
@@ -591,7 +670,7 @@ proptest! {
         let p = Point { measurement: m.into(), tags, fields, timestamp: ts };
         let mut line = String::new();
         write_line(&p, &mut line);
-        let back = parse(line.as_bytes(), Precision::Milliseconds, 0, &Limits::default())
+        let back = parse(line.as_bytes(), Precision::Milliseconds, 0, &lim())
             .map_err(|e| TestCaseError::fail(format!("{e} in {line:?}")))?;
         prop_assert_eq!(back.len(), 1);
         let b = &back[0];
@@ -648,7 +727,14 @@ proptest! {
 /// Whatever the body: no panic, and on error a plausible line number with only earlier lines' points kept.
 fn check_invariants(body: &[u8]) -> Result<(), TestCaseError> {
     let lines = body.split(|&b| b == b'\n').count();
-    let limits = Limits { max_line_bytes: 200, max_tags: 3, max_fields: 3, max_name_bytes: 8, max_tag_value_bytes: 8 };
+    let limits = Limits {
+        max_line_bytes: 200,
+        max_tags: 3,
+        max_fields: 3,
+        max_name_bytes: 8,
+        max_tag_value_bytes: 8,
+        max_future_ms: i64::MAX,
+    };
     let mut out = Vec::new();
     match parse_into(body, Precision::Seconds, NOW_NS, &limits, &mut out) {
         Ok(()) => prop_assert!(out.len() <= lines),
@@ -683,7 +769,7 @@ fn throughput() {
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = std::time::Instant::now();
-        let v = parse(body.as_bytes(), Precision::Seconds, 0, &Limits::default()).unwrap();
+        let v = parse(body.as_bytes(), Precision::Seconds, 0, &lim()).unwrap();
         best = best.min(t.elapsed().as_secs_f64());
         assert_eq!(v.len(), lines);
         assert_eq!(v[0].fields.len(), 10);

@@ -52,4 +52,64 @@ impl Precision {
             Precision::Seconds => t.saturating_mul(1_000),
         }
     }
+
+    /// The spelling `precision=` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Nanoseconds => "ns",
+            Precision::Microseconds => "us",
+            Precision::Milliseconds => "ms",
+            Precision::Seconds => "s",
+        }
+    }
+
+    /// Inverse of [`Precision::to_millis`] (to the precision's resolution; saturates).
+    pub fn from_millis(self, ms: i64) -> i64 {
+        match self {
+            Precision::Nanoseconds => ms.saturating_mul(1_000_000),
+            Precision::Microseconds => ms.saturating_mul(1_000),
+            Precision::Milliseconds => ms,
+            Precision::Seconds => ms.div_euclid(1_000),
+        }
+    }
+
+    /// For a timestamp written as `raw` in some precision that put it implausibly far from `now_ms`: the
+    /// precision, other than `given`, under which `raw` is a time in the last ten years up to `max_future_ms`
+    /// ahead of `now_ms`, if there is one. Used to say "these look like seconds" instead of "too old".
+    pub fn fitting(raw: i64, given: Precision, now_ms: i64, max_future_ms: i64) -> Option<Precision> {
+        const TEN_YEARS_MS: i64 = 10 * 366 * 86_400_000;
+        [Precision::Seconds, Precision::Milliseconds, Precision::Microseconds, Precision::Nanoseconds]
+            .into_iter()
+            .filter(|p| *p != given)
+            .find(|p| {
+                let ms = p.to_millis(raw);
+                ms >= now_ms.saturating_sub(TEN_YEARS_MS) && ms <= now_ms.saturating_add(max_future_ms)
+            })
+    }
+}
+
+/// A duration for people: "3 h", "12 days", "53,000 years" (rounded, the largest unit that fits).
+pub fn human_ms(ms: i64) -> String {
+    const DAY: i64 = 86_400_000;
+    let ms = ms.unsigned_abs();
+    let (n, unit) = if ms >= 365 * DAY as u64 {
+        (ms / (365 * DAY as u64), "year")
+    } else if ms >= DAY as u64 {
+        (ms / DAY as u64, "day")
+    } else if ms >= 3_600_000 {
+        (ms / 3_600_000, "hour")
+    } else if ms >= 60_000 {
+        (ms / 60_000, "minute")
+    } else {
+        (ms / 1_000, "second")
+    };
+    let digits = n.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{grouped} {unit}{}", if n == 1 { "" } else { "s" })
 }

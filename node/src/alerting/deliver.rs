@@ -66,7 +66,9 @@ impl Sender {
     }
 
     async fn check(&self, res: reqwest::Result<reqwest::Response>, url: &str) -> Result<(), SendError> {
-        let resp = res.map_err(|e| SendError::Retry(format!("{url}: {e}")))?;
+        // With its causes ("error sending request ...: client error (Connect): tcp connect error: Connection
+        // refused"): reqwest's own message alone does not say what went wrong.
+        let resp = res.map_err(|e| SendError::Retry(format!("{url}: {:#}", anyhow::Error::new(e))))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -108,8 +110,10 @@ impl Sender {
         let transport = transport.build();
         match transport.send(msg).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(format!("SMTP {}: {e}", m.smarthost))),
-            Err(e) => Err(SendError::Retry(format!("SMTP {}: {e}", m.smarthost))),
+            Err(e) if e.is_permanent() => {
+                Err(SendError::Permanent(format!("SMTP {}: {:#}", m.smarthost, anyhow::Error::new(e))))
+            }
+            Err(e) => Err(SendError::Retry(format!("SMTP {}: {:#}", m.smarthost, anyhow::Error::new(e)))),
         }
     }
 }

@@ -41,13 +41,7 @@ fn main() -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    pharos_node::logging::init(&flags, &config);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("pharos").build()?;
     if let Err(e) = rt.block_on(pharos_node::server::run(config, pharos_node::server::signal())) {
         eprintln!("pharos: {e}");

@@ -19,7 +19,7 @@ use pharos_proto::v1::{
 #[derive(Parser)]
 #[command(name = "pharosctl", version, about = "Administer a Pharos cluster")]
 struct Cli {
-    /// gRPC address of any node.
+    /// gRPC address of any node (its --grpc-addr, not the HTTP port).
     #[arg(long, global = true, env = "PHAROS_ADDR", default_value = "127.0.0.1:8087")]
     addr: String,
     /// Admin token, needed to change rules, routing or silences on a cluster that sets `auth.admin_token`.
@@ -106,6 +106,7 @@ enum RulesCmd {
         dry_run: bool,
     },
     /// Print the rule file in force and its version.
+    #[command(visible_alias = "show")]
     List,
 }
 
@@ -120,6 +121,7 @@ enum RoutingCmd {
         dry_run: bool,
     },
     /// Print the routing configuration in force and its version.
+    #[command(visible_alias = "list")]
     Show,
 }
 
@@ -134,6 +136,7 @@ enum ScrapeCmd {
         dry_run: bool,
     },
     /// Print the configuration in force and its version.
+    #[command(visible_alias = "list")]
     Show,
 }
 
@@ -150,7 +153,7 @@ enum SilenceCmd {
         /// Start in RFC 3339 [default: now].
         #[arg(long)]
         start: Option<String>,
-        /// Who is silencing [default: $USER].
+        /// Who is silencing [default: the OS user running pharosctl].
         #[arg(long)]
         author: Option<String>,
         #[arg(long, default_value = "")]
@@ -167,9 +170,43 @@ enum SilenceCmd {
 
 /// An Admin client for the node at `ep`.
 async fn admin(ep: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
-    AdminClient::connect(ep.to_string())
-        .await
-        .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))
+    AdminClient::connect(ep.to_string()).await.map_err(|e| unreachable_error(ep, e))
+}
+
+fn unreachable_error(ep: &str, e: tonic::transport::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!(
+        "cannot reach a Pharos node at {ep}; pass the gRPC address of a running node with --addr host:port \
+         (or PHAROS_ADDR; default 127.0.0.1:8087)"
+    ))
+}
+
+/// A failed call as the user should read it. An answer in plain HTTP instead of gRPC (tonic reports "grpc-status
+/// header missing, mapped from HTTP status code 404") means `--addr` names an HTTP port, most likely
+/// Pharos's own `--http-addr`.
+fn rpc_error(ep: &str, s: tonic::Status) -> anyhow::Error {
+    let msg = s.message();
+    if msg.contains("grpc-status header missing") || msg.contains("mapped from HTTP status code") {
+        return anyhow::anyhow!(
+            "{ep} answered in plain HTTP, not gRPC: that is an HTTP port (Pharos's --http-addr, 8086 by default?). \
+             pharosctl talks to the gRPC port: pass --addr host:GRPC_PORT (a node's --grpc-addr, default \
+             127.0.0.1:8087) or set PHAROS_ADDR"
+        );
+    }
+    match s.code() {
+        tonic::Code::Unavailable if msg.contains("transport error") || msg.contains("tcp connect") => {
+            anyhow::anyhow!("{msg}; is a Pharos node running at {ep}? pass its gRPC address with --addr")
+        }
+        _ => anyhow::anyhow!("{msg}"),
+    }
+}
+
+/// Who runs pharosctl, for `silence add` without `--author`: $USER, else $LOGNAME, else the OS account name.
+fn os_user() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.trim().is_empty())
+        .or_else(|| whoami::fallible::username().ok())
 }
 
 fn read_file(file: &str) -> anyhow::Result<String> {
@@ -345,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Status { json } => {
             let mut c = admin(&ep).await?;
-            let s = c.status(StatusRequest {}).await.context("status request failed")?.into_inner();
+            let s = c.status(StatusRequest { local: false }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             if json {
                 let v = serde_json::json!({
                     "node_id": s.node_id,
@@ -400,13 +437,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 body = read_file(&file)?;
             }
-            let mut c = WriteClient::connect(ep.clone())
-                .await
-                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
+            let mut c = WriteClient::connect(ep.clone()).await.map_err(|e| unreachable_error(&ep, e))?;
             let r = c
                 .write(WriteRequest { points: Vec::new(), line_protocol: body, precision })
                 .await
-                .map_err(|s| anyhow::anyhow!("write refused: {}", s.message()))?
+                .map_err(|s| rpc_error(&ep, s).context("write refused"))?
                 .into_inner();
             println!("wrote {} points ({} samples)", r.points_written, r.samples_written);
         }
@@ -424,14 +459,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let r = c
                     .apply_rules(authed(ApplyRulesRequest { text, dry_run }, &cli.token)?)
                     .await
-                    .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                    .map_err(|s| rpc_error(&ep, s).context(file.clone()))?
                     .into_inner();
                 print_applied(&file, dry_run, r.version, &format!("{} groups, {} rules", r.groups, r.rules));
             }
             RulesCmd::List => {
                 let mut c = admin(&ep).await?;
-                let r =
-                    c.get_rules(GetRulesRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+                let r = c.get_rules(GetRulesRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
                 print_stored(r.version, &r.text, "no rules applied yet (pharosctl rules apply FILE)");
             }
         },
@@ -449,17 +483,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let r = c
                     .apply_routing(authed(ApplyRoutingRequest { text, dry_run }, &cli.token)?)
                     .await
-                    .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                    .map_err(|s| rpc_error(&ep, s).context(file.clone()))?
                     .into_inner();
                 print_applied(&file, dry_run, r.version, &format!("{} receivers", r.receivers));
             }
             RoutingCmd::Show => {
                 let mut c = admin(&ep).await?;
-                let r = c
-                    .get_routing(GetRoutingRequest {})
-                    .await
-                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                    .into_inner();
+                let r = c.get_routing(GetRoutingRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
                 print_stored(
                     r.version,
                     &r.text,
@@ -481,27 +511,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let r = c
                     .apply_scrape(authed(ApplyScrapeRequest { text, dry_run }, &cli.token)?)
                     .await
-                    .map_err(|s| anyhow::anyhow!("{file}: {}", s.message()))?
+                    .map_err(|s| rpc_error(&ep, s).context(file.clone()))?
                     .into_inner();
                 print_applied(&file, dry_run, r.version, &format!("{} jobs", r.jobs));
             }
             ScrapeCmd::Show => {
                 let mut c = admin(&ep).await?;
-                let r = c
-                    .get_scrape(GetScrapeRequest {})
-                    .await
-                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                    .into_inner();
+                let r = c.get_scrape(GetScrapeRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
                 print_stored(r.version, &r.text, "no scrape configuration applied (pharosctl scrape apply FILE); nodes use [scrape] config_file if set");
             }
         },
         Cmd::Targets { json } => {
             let mut c = admin(&ep).await?;
-            let r = c
-                .targets(TargetsRequest { local: false })
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner();
+            let r = c.targets(TargetsRequest { local: false }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             if json {
                 for t in &r.targets {
                     let tags: serde_json::Map<String, serde_json::Value> =
@@ -516,7 +538,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             if r.targets.is_empty() {
-                println!("no targets (pharosctl scrape apply FILE)");
+                let applied = c.get_scrape(GetScrapeRequest {}).await.map(|r| r.into_inner().version).unwrap_or(0);
+                if applied == 0 {
+                    println!("no targets: no scrape configuration is applied (pharosctl scrape apply FILE)");
+                } else {
+                    println!(
+                        "no targets yet: configuration version {applied} reaches every node within a second, and \
+                         file, HTTP and DNS discovery report at their own pace"
+                    );
+                }
                 return Ok(());
             }
             println!(
@@ -539,11 +569,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Alerts { state, json } => {
             let mut c = admin(&ep).await?;
-            let r = c
-                .alerts(AlertsRequest { states: state })
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner();
+            let r = c.alerts(AlertsRequest { states: state }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             if json {
                 for a in &r.alerts {
                     let tags = |t: &[pharos_proto::v1::Tag]| -> serde_json::Map<String, serde_json::Value> {
@@ -592,9 +618,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             .timestamp_millis(),
                         None => chrono::Utc::now().timestamp_millis(),
                     };
-                    let author = author
-                        .or_else(|| std::env::var("USER").ok())
-                        .ok_or_else(|| anyhow::anyhow!("say who silences with --author"))?;
+                    let author = author.or_else(os_user).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "cannot tell who you are from the environment: say who silences with --author NAME"
+                        )
+                    })?;
                     let info = SilenceInfo {
                         id: String::new(),
                         matchers,
@@ -607,16 +635,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let r = c
                         .add_silence(authed(AddSilenceRequest { silence: Some(info) }, &cli.token)?)
                         .await
-                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                        .map_err(|s| rpc_error(&ep, s))?
                         .into_inner();
                     println!("{}", r.id);
                 }
                 SilenceCmd::List { json } => {
-                    let r = c
-                        .list_silences(ListSilencesRequest {})
-                        .await
-                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                        .into_inner();
+                    let r = c.list_silences(ListSilencesRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
                     for s in &r.silences {
                         if json {
                             println!(
@@ -645,70 +669,150 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 SilenceCmd::Expire { id } => {
                     c.expire_silence(authed(ExpireSilenceRequest { id: id.clone() }, &cli.token)?)
                         .await
-                        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+                        .map_err(|s| rpc_error(&ep, s))?;
                     println!("expired {id}");
                 }
             }
         }
         Cmd::Query { query, format, stale } => {
-            let mut c = QueryClient::connect(ep.clone())
-                .await
-                .with_context(|| format!("cannot reach a Pharos node at {ep}; pass --addr host:grpcport"))?;
-            let mut stream = c
-                .query(QueryRequest { query: query.clone(), allow_stale: stale })
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner();
-            let mut all: Vec<Printed> = Vec::new();
-            let mut failure = None;
-            loop {
-                match stream.message().await {
-                    Ok(Some(msg)) => {
-                        for s in msg.series {
-                            let tags: Vec<(String, String)> = s.tags.into_iter().map(|t| (t.key, t.value)).collect();
-                            // Columns come with the first piece of a series; later pieces (raw queries are
-                            // streamed in time windows, so pieces of several series interleave) continue it.
-                            let at = all.iter().position(|l| {
-                                s.columns.is_empty()
-                                    && l.statement == msg.statement
-                                    && l.name == s.name
-                                    && l.tags == tags
-                            });
-                            let at = match at {
-                                Some(i) => i,
-                                None => {
-                                    all.push(Printed {
-                                        statement: msg.statement,
-                                        name: s.name,
-                                        tags,
-                                        columns: s.columns,
-                                        rows: vec![],
-                                        json_rows: vec![],
-                                    });
-                                    all.len() - 1
-                                }
-                            };
-                            let last = &mut all[at];
-                            for r in s.rows {
-                                let (text, json): (Vec<String>, Vec<serde_json::Value>) =
-                                    r.values.iter().map(cell).unzip();
-                                last.rows.push(text);
-                                last.json_rows.push(json);
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(s) => {
-                        failure = Some(s.message().to_string());
-                        break;
-                    }
-                }
-            }
+            let mut c = QueryClient::connect(ep.clone()).await.map_err(|e| unreachable_error(&ep, e))?;
+            let (all, failure) = run_query(&mut c, &ep, &query, stale).await?;
             print_series(&all, format);
+            if failure.is_none() {
+                explain_empty(&mut c, &ep, &query, &all, format).await;
+            }
             if let Some(f) = failure {
                 anyhow::bail!("{f}");
             }
         }
     }
     Ok(())
+}
+
+/// Runs a query and gathers its series (raw queries stream each series in pieces); a statement's failure
+/// after some results comes back beside them.
+async fn run_query(
+    c: &mut QueryClient<tonic::transport::Channel>,
+    ep: &str,
+    query: &str,
+    stale: bool,
+) -> anyhow::Result<(Vec<Printed>, Option<String>)> {
+    let mut stream = c
+        .query(QueryRequest { query: query.to_string(), allow_stale: stale })
+        .await
+        .map_err(|s| rpc_error(ep, s))?
+        .into_inner();
+    let mut all: Vec<Printed> = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(msg)) => {
+                for s in msg.series {
+                    let tags: Vec<(String, String)> = s.tags.into_iter().map(|t| (t.key, t.value)).collect();
+                    // Columns come with the first piece of a series; later pieces (raw queries are streamed in
+                    // time windows, so pieces of several series interleave) continue it.
+                    let at = all.iter().position(|l| {
+                        s.columns.is_empty() && l.statement == msg.statement && l.name == s.name && l.tags == tags
+                    });
+                    let at = match at {
+                        Some(i) => i,
+                        None => {
+                            all.push(Printed {
+                                statement: msg.statement,
+                                name: s.name,
+                                tags,
+                                columns: s.columns,
+                                rows: vec![],
+                                json_rows: vec![],
+                            });
+                            all.len() - 1
+                        }
+                    };
+                    let last = &mut all[at];
+                    for r in s.rows {
+                        let (text, json): (Vec<String>, Vec<serde_json::Value>) = r.values.iter().map(cell).unzip();
+                        last.rows.push(text);
+                        last.json_rows.push(json);
+                    }
+                }
+            }
+            Ok(None) => return Ok((all, None)),
+            Err(s) => return Ok((all, Some(s.message().to_string()))),
+        }
+    }
+}
+
+/// Field and tag names a projection reads (`mean(usage_user) * 2` reads `usage_user`), with their kind.
+fn projected_names(e: &pharos_query::ast::Expr, out: &mut Vec<(String, pharos_query::ast::IdentKind)>) {
+    use pharos_query::ast::Expr;
+    match e {
+        Expr::Ident { name, kind, .. } if name != "time" => out.push((name.clone(), *kind)),
+        Expr::Call { args, .. } => args.iter().for_each(|a| projected_names(a, out)),
+        Expr::Binary { lhs, rhs, .. } => {
+            projected_names(lhs, out);
+            projected_names(rhs, out);
+        }
+        Expr::Neg { expr, .. } => projected_names(expr, out),
+        _ => {}
+    }
+}
+
+/// The first column of every row of a one-statement query's answer (names listed by SHOW ... KEYS).
+async fn first_column(c: &mut QueryClient<tonic::transport::Channel>, ep: &str, query: &str) -> Option<Vec<String>> {
+    match run_query(c, ep, query, true).await {
+        Ok((series, None)) => {
+            Some(series.iter().flat_map(|s| s.rows.iter().filter_map(|r| r.first().cloned())).collect())
+        }
+        _ => None,
+    }
+}
+
+/// A statement that found nothing says so: "no data" in the table output, and on stderr the reason when it
+/// is a measurement or field that does not exist (InfluxDB answers such a query with an empty result too).
+async fn explain_empty(
+    c: &mut QueryClient<tonic::transport::Channel>,
+    ep: &str,
+    query: &str,
+    all: &[Printed],
+    format: Format,
+) {
+    use pharos_query::ast::{IdentKind, Source, Statement};
+    let Ok(statements) = pharos_query::parse(query) else { return };
+    let many = statements.len() > 1;
+    for (i, st) in statements.iter().enumerate() {
+        if all.iter().any(|p| p.statement as usize == i) {
+            continue;
+        }
+        if matches!(format, Format::Table) {
+            if many {
+                println!("statement {i}: no data");
+            } else {
+                println!("no data");
+            }
+        }
+        let Statement::Select(select) = st else { continue };
+        let mut names = Vec::new();
+        for f in &select.fields {
+            projected_names(&f.expr, &mut names);
+        }
+        for source in &select.from {
+            let Source::Name(m) = source else { continue };
+            let quoted = format!("\"{}\"", m.replace('"', "\\\""));
+            let Some(fields) = first_column(c, ep, &format!("SHOW FIELD KEYS FROM {quoted}")).await else { continue };
+            if fields.is_empty() {
+                eprintln!("hint: measurement {m:?} does not exist (SHOW MEASUREMENTS lists them)");
+                continue;
+            }
+            let tags = first_column(c, ep, &format!("SHOW TAG KEYS FROM {quoted}")).await.unwrap_or_default();
+            for (name, kind) in &names {
+                let known = match kind {
+                    IdentKind::Field => fields.contains(name),
+                    IdentKind::Tag => tags.contains(name),
+                    IdentKind::Any => fields.contains(name) || tags.contains(name),
+                };
+                if !known {
+                    eprintln!("hint: {m:?} has no field {name:?}; its fields are {}", fields.join(", "));
+                }
+            }
+        }
+    }
 }

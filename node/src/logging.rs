@@ -1,0 +1,110 @@
+//! The server's log: Pharos's own lines at INFO (start, addresses, leadership and membership changes, errors),
+//! openraft's at WARN, without the races openraft reports at WARN that are expected around every election.
+//! `--log` / `PHAROS_LOG` (or `log` in the file, else `RUST_LOG`) sets any `tracing` filter for more.
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::cluster::Node;
+use crate::config::{Config, ServerFlags};
+
+/// Logs the groups this node starts or stops leading, one line per change (elections settle within a
+/// second, so a start logs one line for every group it leads rather than one per group).
+pub async fn leadership_changes(node: std::sync::Arc<Node>) {
+    let mut led: Vec<String> = Vec::new();
+    loop {
+        let mut now: Vec<String> = Vec::new();
+        if node.meta.metrics().borrow().state == openraft::ServerState::Leader {
+            now.push("meta".into());
+        }
+        now.extend(node.local_replicas().iter().filter(|r| node.is_leader(r.shard)).map(|r| r.shard.to_string()));
+        if now != led {
+            let gained: Vec<&String> = now.iter().filter(|g| !led.contains(g)).collect();
+            let lost: Vec<&String> = led.iter().filter(|g| !now.contains(g)).collect();
+            tracing::info!(leads = %now.join(","), gained = %join(&gained), lost = %join(&lost), "leadership changed");
+            led = now;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+fn join(groups: &[&String]) -> String {
+    if groups.is_empty() {
+        "-".into()
+    } else {
+        groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The filter in force: `--log`/`PHAROS_LOG`, else `RUST_LOG` when the configuration file does not set one,
+/// else the configuration's (default `info,openraft=warn`).
+pub fn filter_text(flags: &ServerFlags, config: &Config) -> String {
+    match std::env::var("RUST_LOG") {
+        Ok(r) if flags.log.is_none() && config.log == crate::config::DEFAULT_LOG && !r.trim().is_empty() => r,
+        _ => config.log.clone(),
+    }
+}
+
+/// Installs the subscriber on stderr. A filter that does not parse falls back to the default, saying so.
+pub fn init(flags: &ServerFlags, config: &Config) {
+    let text = filter_text(flags, config);
+    let (filter, bad) = match EnvFilter::try_new(&text) {
+        Ok(f) => (f, None),
+        Err(e) => (EnvFilter::new(crate::config::DEFAULT_LOG), Some(e)),
+    };
+    // With debug logs on, openraft's races are part of what the operator asked to see.
+    let races = ExpectedRaces { keep: filter.max_level_hint().is_some_and(|l| l >= LevelFilter::DEBUG) };
+    // Colors for a terminal only: a log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_filter(filter)
+        .with_filter(races);
+    tracing_subscriber::registry().with(layer).init();
+    if let Some(e) = bad {
+        tracing::warn!(filter = %text, cause = %e, "log filter does not parse; using {}", crate::config::DEFAULT_LOG);
+    }
+}
+
+/// Messages openraft logs at WARN for normal events: a reply that arrives after the vote moved on (a
+/// heartbeat from the previous term, a vote answer after the election ended). Each healthy start logged
+/// dozens of them.
+const EXPECTED_RACES: &[&str] = &["A message will be ignored because vote changed"];
+
+struct ExpectedRaces {
+    keep: bool,
+}
+
+impl<S> Filter<S> for ExpectedRaces {
+    fn enabled(&self, _meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
+        let meta = event.metadata();
+        if self.keep || *meta.level() != Level::WARN || !meta.target().starts_with("openraft") {
+            return true;
+        }
+        let mut m = MessageStart { matched: false };
+        event.record(&mut m);
+        !m.matched
+    }
+}
+
+struct MessageStart {
+    matched: bool,
+}
+
+impl Visit for MessageStart {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let text = format!("{value:?}");
+            self.matched = EXPECTED_RACES.iter().any(|r| text.starts_with(r));
+        }
+    }
+}
