@@ -169,6 +169,18 @@ async fn liveness(node: Arc<Node>, scraping: Arc<Scraping>) {
             }
         }
         let live: Vec<u64> = live.into_iter().collect();
+        if let Some(before) = &current {
+            for id in before.iter().filter(|id| !live.contains(id)) {
+                warn!(
+                    node = id,
+                    missed = misses.get(id).copied().unwrap_or(0),
+                    "node stopped answering; its scrape targets move to the live nodes"
+                );
+            }
+            for id in live.iter().filter(|id| !before.contains(id)) {
+                info!(node = id, "node answers again");
+            }
+        }
         if current.as_ref() != Some(&live) {
             info!(live = ?live, "scrape ownership: live nodes changed");
             let ring = Arc::new(OwnerRing::new(&live));
