@@ -82,7 +82,12 @@ async fn t70_every_readme_and_docs_example_works_when_pasted() -> Result<()> {
     let node = &c.nodes[0];
     let http_port = node.http.rsplit(':').next().expect("port").to_string();
     let grpc_port = node.grpc.rsplit(':').next().expect("port").to_string();
-    let put_ports = |s: &str| s.replace("8086", &http_port).replace("8087", &grpc_port);
+    // Only where a port is written (`:8086`, `-port 8086`), never inside data.
+    let put_ports = |s: &str| {
+        s.replace(":8086", &format!(":{http_port}"))
+            .replace("-port 8086", &format!("-port {http_port}"))
+            .replace(":8087", &format!(":{grpc_port}"))
+    };
 
     let bin_dir = pharos_bin().parent().expect("bin dir").to_path_buf();
     assert!(bin_dir.join("pharosctl").exists(), "pharosctl is built next to pharos");

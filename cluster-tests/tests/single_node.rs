@@ -82,6 +82,8 @@ async fn t10_write_contract_restart_and_crash() -> Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 400);
+    let text = r.text().await?;
+    assert!(text.contains("line 1: ") && text.contains("day in the future") && !text.contains("reads as"), "{text}");
     // Seconds sent without a precision (nanoseconds) are 1970: dropped as too old, with the unit that fits.
     let r = c.http.post(c.nodes[0].url("/write")).body(format!("units,host=u usage=4 {now_s}\n")).send().await?;
     let (code, text) = (r.status(), r.text().await?);

@@ -71,7 +71,7 @@ pub struct ServerFlags {
     pub replication_factor: Option<usize>,
     /// Log filter, e.g. `debug` or `info,pharos_node=debug,openraft=info` (RUST_LOG works too) [default:
     /// info,openraft=warn].
-    #[arg(long, env = "PHAROS_LOG")]
+    #[arg(long, visible_alias = "log-level", env = "PHAROS_LOG")]
     pub log: Option<String>,
 }
 

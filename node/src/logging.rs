@@ -60,11 +60,13 @@ pub fn init(flags: &ServerFlags, config: &Config) {
     let races = ExpectedRaces { keep: filter.max_level_hint().is_some_and(|l| l >= LevelFilter::DEBUG) };
     // Colors for a terminal only: a log file gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // The EnvFilter outermost: its level hint is what tracing uses to skip disabled callsites everywhere;
+    // the races filter only looks at the openraft WARN/ERROR events the EnvFilter let through.
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
-        .with_filter(filter)
-        .with_filter(races);
+        .with_filter(races)
+        .with_filter(filter);
     tracing_subscriber::registry().with(layer).init();
     if let Some(e) = bad {
         tracing::warn!(filter = %text, cause = %e, "log filter does not parse; using {}", crate::config::DEFAULT_LOG);
@@ -73,17 +75,15 @@ pub fn init(flags: &ServerFlags, config: &Config) {
 
 /// What openraft logs at WARN or ERROR for normal events: a reply that arrives after the vote moved on (a
 /// heartbeat from the previous term, a vote answer after the election ended), of which each healthy start
-/// logged dozens; and, while a peer is down, several lines per group at every retry (a 10-second outage of
+/// logged dozens; and, while a peer is down, several lines per group at every retry, each naming the
+/// transport's "Unreachable node" error, plus the backoff notice that follows them (a 10-second outage of
 /// one peer logged some 200 lines on each other node). Pharos says instead, once, that the peer stopped
-/// answering and when it answers again (`node/src/scrape.rs`, liveness). Matched against the event's
-/// message and fields.
+/// answering and when it answers again (`node/src/scrape.rs`, liveness). Other replication errors (storage
+/// failures, remote errors, timeouts) stay. Matched against the event's message and fields.
 const EXPECTED_RACES: &[&str] = &[
     "A message will be ignored because vote changed",
-    "error replication to target",
-    "openraft::replication::ReplicationCore",
-    "update progress error",
-    "heartbeat error",
     "Unreachable node",
+    "backoff mode: drain events without processing them",
 ];
 
 struct ExpectedRaces {
@@ -93,6 +93,16 @@ struct ExpectedRaces {
 impl<S> Filter<S> for ExpectedRaces {
     fn enabled(&self, _meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
         true
+    }
+
+    /// Only openraft's WARN and ERROR callsites need a look at each event; every other callsite is decided
+    /// once, by the EnvFilter.
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if !self.keep && *meta.level() <= Level::WARN && meta.target().starts_with("openraft") {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
     }
 
     fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {

@@ -408,8 +408,9 @@ fn finish_aggregate(plan: &AggPlan, answers: Vec<ShardAnswer>) -> Result<Vec<Ser
             }
             times.push(if plan.time_grouped {
                 grid[i]
-            } else if plan.sample_time && leaves.len() == 1 {
-                // A lone selector: the selected sample's time.
+            } else if plan.sample_time && (plan.wildcard.is_none() || leaves.len() == 1) {
+                // A lone selector (the first leaf; HAVING's leaves come after it and do not count; with a
+                // wildcard, a series with one field): the selected sample's time.
                 lookup[0].get(&grid[i]).and_then(|b| selected_time(&leaves[0].func, b)).unwrap_or(plan.report_time)
             } else {
                 plan.report_time

@@ -803,7 +803,7 @@ async fn explain_empty(
         }
         for source in &select.from {
             let Source::Name(m) = source else { continue };
-            let quoted = format!("\"{}\"", m.replace('"', "\\\""));
+            let quoted = format!("\"{}\"", m.replace('\\', "\\\\").replace('"', "\\\""));
             let Some(fields) = first_column(c, ep, &format!("SHOW FIELD KEYS FROM {quoted}")).await else { continue };
             if fields.is_empty() {
                 eprintln!("hint: measurement {m:?} does not exist (SHOW MEASUREMENTS lists them)");
@@ -816,8 +816,12 @@ async fn explain_empty(
                     IdentKind::Tag => tags.contains(name),
                     IdentKind::Any => fields.contains(name) || tags.contains(name),
                 };
-                if !known {
-                    eprintln!("hint: {m:?} has no field {name:?}; its fields are {}", fields.join(", "));
+                match (known, kind) {
+                    (true, _) => {}
+                    (false, IdentKind::Tag) => {
+                        eprintln!("hint: {m:?} has no tag {name:?}; its tags are {}", tags.join(", "))
+                    }
+                    (false, _) => eprintln!("hint: {m:?} has no field {name:?}; its fields are {}", fields.join(", ")),
                 }
             }
         }
