@@ -91,13 +91,4 @@ impl WriteError {
             WriteError::Internal(_) => "internal",
         }
     }
-
-    pub fn from_code(code: &str, msg: String) -> WriteError {
-        match code {
-            "invalid_argument" => WriteError::BadRequest(msg),
-            "overloaded" => WriteError::Overloaded(msg),
-            "unavailable" => WriteError::Unavailable(msg),
-            _ => WriteError::Internal(msg),
-        }
-    }
 }

@@ -14,113 +14,74 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster::Node;
 use crate::error::WriteError;
+use crate::ingest::{Batch, Source};
 use crate::query::now_ms;
 use crate::shard_rpc::{execute_local, ShardRequest, ShardResponse, ShardStatus};
-use crate::write::write_points;
 
 pub struct WriteService {
     pub node: Arc<Node>,
 }
 
-/// Converts API points, checking what the line-protocol parser checks.
+/// Converts API points and checks them against the limits (`Limits::check`, as every structured point is).
+/// A point without a timestamp (0) is stamped now.
 pub fn convert_points(node: &Node, req: WriteRequest) -> Result<Vec<pharos_storage::Point>, WriteError> {
-    let limits = node.config.limits.line();
-    let mut out = Vec::with_capacity(req.points.len());
     let now = now_ms();
-    for (i, p) in req.points.into_iter().enumerate() {
-        let bad = |why: String| WriteError::BadRequest(format!("point {i}: {why}"));
-        if p.measurement.is_empty() || p.measurement.len() > limits.max_name_bytes {
-            return Err(bad(format!("measurement must be 1..={} bytes", limits.max_name_bytes)));
-        }
-        if p.fields.is_empty() || p.fields.len() > limits.max_fields {
-            return Err(bad(format!("needs 1..={} fields", limits.max_fields)));
-        }
-        if p.tags.len() > limits.max_tags {
-            return Err(bad(format!("more than {} tags", limits.max_tags)));
-        }
-        let mut tags: Vec<(SmolStr, SmolStr)> = Vec::with_capacity(p.tags.len());
-        for t in p.tags {
-            if t.key.is_empty()
-                || t.value.is_empty()
-                || t.key.len() > limits.max_name_bytes
-                || t.value.len() > limits.max_tag_value_bytes
-            {
-                return Err(bad(format!("tag {:?} has an empty or too long key or value", t.key)));
+    let points: Vec<pharos_storage::Point> = req
+        .points
+        .into_iter()
+        .map(|p| {
+            let mut tags: Vec<(SmolStr, SmolStr)> =
+                p.tags.into_iter().map(|t| (SmolStr::from(t.key), SmolStr::from(t.value))).collect();
+            tags.sort();
+            pharos_storage::Point {
+                measurement: p.measurement.into(),
+                tags,
+                fields: p.fields.into_iter().map(|f| (SmolStr::from(f.key), f.value)).collect(),
+                timestamp: if p.timestamp_ms == 0 { now } else { p.timestamp_ms },
             }
-            tags.push((SmolStr::from(t.key), SmolStr::from(t.value)));
-        }
-        tags.sort();
-        if tags.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(bad("duplicate tag key".into()));
-        }
-        let mut fields = Vec::with_capacity(p.fields.len());
-        for f in p.fields {
-            if f.key.is_empty() || f.key.len() > limits.max_name_bytes {
-                return Err(bad("a field key is empty or too long".into()));
-            }
-            fields.push((SmolStr::from(f.key), f.value));
-        }
-        let ahead_ms = p.timestamp_ms.saturating_sub(now);
-        if p.timestamp_ms != 0 && ahead_ms > limits.max_future_ms {
-            return Err(bad(format!(
-                "timestamp_ms {} is {} in the future, more than limits.max_future ({}){}",
-                p.timestamp_ms,
-                pharos_storage::model::human_ms(ahead_ms),
-                pharos_storage::model::human_ms(limits.max_future_ms),
-                match Precision::fitting(p.timestamp_ms, Precision::Milliseconds, now, limits.max_future_ms) {
-                    Some(unit) =>
-                        format!("; it reads as a current time in {}: timestamp_ms is milliseconds", unit.name()),
-                    None => String::new(),
-                }
-            )));
-        }
-        out.push(pharos_storage::Point {
-            measurement: p.measurement.into(),
-            tags,
-            fields,
-            timestamp: if p.timestamp_ms == 0 { now } else { p.timestamp_ms },
-        });
-    }
-    Ok(out)
+        })
+        .collect();
+    crate::ingest::check(node, &points).map_err(|(i, why)| WriteError::BadRequest(format!("point {i}: {why}")))?;
+    Ok(points)
 }
 
 #[tonic::async_trait]
 impl Write for WriteService {
+    /// Points and line protocol in one request, all or nothing: a bad point or line refuses the whole request.
     async fn write(&self, req: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+        let node = &self.node;
+        let refuse = |e: WriteError| {
+            crate::ingest::count_refused(node, Source::Grpc, e.code());
+            e.grpc_status()
+        };
         let mut req = req.into_inner();
         let lp = std::mem::take(&mut req.line_protocol);
         let precision = req.precision.clone();
-        let mut points = convert_points(&self.node, req).map_err(|e| e.grpc_status())?;
+        let mut points = convert_points(node, req).map_err(refuse)?;
         // Points carry milliseconds; line protocol the request's precision.
-        let mut unit = Precision::Milliseconds;
+        let mut unit = None;
         if !lp.is_empty() {
-            let precision = Precision::parse(&precision).ok_or_else(|| {
-                Status::invalid_argument(format!("unknown precision {precision:?}: use ns, us, ms or s"))
+            let p = Precision::parse(&precision).ok_or_else(|| {
+                refuse(WriteError::BadRequest(format!("unknown precision {precision:?}: use ns, us, ms or s")))
             })?;
-            unit = precision;
+            unit = Some(p);
             let now_ns = now_ms().saturating_mul(1_000_000);
-            // All or nothing over gRPC: a bad line rejects the whole request.
-            let parsed = line_protocol::parse(lp.as_bytes(), precision, now_ns, &self.node.config.limits.line())
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let parsed = line_protocol::parse(lp.as_bytes(), p, now_ns, &node.config.limits.line())
+                .map_err(|e| refuse(WriteError::BadRequest(e.to_string())))?;
             points.extend(parsed);
         }
-        if points.len() > self.node.config.limits.max_points_per_request {
-            return Err(Status::invalid_argument(format!(
+        if points.len() > node.config.limits.max_points_per_request {
+            return Err(refuse(WriteError::BadRequest(format!(
                 "more than {} points in one request",
-                self.node.config.limits.max_points_per_request
-            )));
+                node.config.limits.max_points_per_request
+            ))));
         }
-        let res = write_points(&self.node, points).await;
-        let code = match &res {
-            Ok(_) => "ok",
-            Err(e) => e.code(),
-        };
-        self.node.metrics.write_requests.with_label_values(&["grpc", code]).inc();
-        let w = res.map_err(|e| e.grpc_status())?;
-        if let Some(msg) = w.refusal(&self.node.config, unit) {
+        let batch = Batch { source: Source::Grpc, precision: unit, points, then_invalid: false };
+        let w = crate::ingest::ingest(node, batch).await.map_err(|e| e.grpc_status())?;
+        if let Some(msg) = w.refusal {
             return Err(Status::invalid_argument(msg));
         }
-        Ok(Response::new(WriteResponse { points_written: w.points, samples_written: w.samples }))
+        Ok(Response::new(WriteResponse { points_written: w.outcome.points, samples_written: w.outcome.samples }))
     }
 }
 
@@ -237,8 +198,9 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
     let placement = node.placement();
     let mut best: BTreeMap<u32, ShardInfo> = BTreeMap::new();
     for sh in answered.values().flat_map(|r| r.shards.iter()) {
-        // A leader's own report first (the highest term if two claim it), then the most advanced replica.
-        let rank = |i: &ShardInfo| (i.leader != 0 && i.leader == i.reporter, i.term, i.applied_index);
+        // The newest term first (a deposed leader still answering must not win over a replica that saw the
+        // next election), then a leader's own report (it carries lag), then the most advanced replica.
+        let rank = |i: &ShardInfo| (i.term, i.leader != 0 && i.leader == i.reporter, i.applied_index);
         if best.get(&sh.shard).is_none_or(|b| rank(sh) > rank(b)) {
             best.insert(sh.shard, sh.clone());
         }

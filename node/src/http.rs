@@ -35,8 +35,8 @@ use serde_json::json;
 
 use crate::cluster::Node;
 use crate::error::WriteError;
+use crate::ingest::{self, Batch, Ingested, Source};
 use crate::shard_rpc::{execute, RawRead, ShardRequest, ShardResponse};
-use crate::write::write_points;
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -135,7 +135,7 @@ async fn write_body(node: Arc<Node>, precision: &str, headers: HeaderMap, body: 
     let body = match read_body(&headers, body, node.config.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            node.metrics.write_requests.with_label_values(&["http", e.code()]).inc();
+            ingest::count_refused(&node, Source::Http, e.code());
             return write_error(e);
         }
     };
@@ -148,25 +148,29 @@ async fn write_body(node: Arc<Node>, precision: &str, headers: HeaderMap, body: 
             points.len(),
             node.config.limits.max_points_per_request
         ));
+        ingest::count_refused(&node, Source::Http, e.code());
         return write_error(e);
     }
-    let written = write_points(&node, points).await;
-    let (code, resp) = match (parsed, written) {
-        (_, Err(e)) => (e.code(), write_error(e)),
-        (Err(pe), Ok(w)) => (
-            "invalid_argument",
-            error_response(
-                StatusCode::BAD_REQUEST,
-                format!("{pe}; the {} points before that line were written, that line and the rest were not", w.points),
+    let batch = Batch { source: Source::Http, precision: Some(precision), points, then_invalid: parsed.is_err() };
+    match (parsed, ingest::ingest(&node, batch).await) {
+        (_, Err(e)) => write_error(e),
+        (Err(pe), Ok(w)) => error_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{pe}; the {} points before that line were written, that line and the rest were not",
+                w.outcome.points
             ),
         ),
-        (Ok(()), Ok(w)) => match w.refusal(&node.config, precision) {
-            Some(msg) => ("partial", error_response(StatusCode::BAD_REQUEST, msg)),
-            None => ("ok", StatusCode::NO_CONTENT.into_response()),
-        },
-    };
-    node.metrics.write_requests.with_label_values(&["http", code]).inc();
-    resp
+        (Ok(()), Ok(w)) => ingested(w),
+    }
+}
+
+/// 204 when every sample was written, else 400 saying which were dropped and why.
+fn ingested(w: Ingested) -> Response {
+    match w.refusal {
+        Some(msg) => error_response(StatusCode::BAD_REQUEST, msg),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
 }
 
 /// InfluxDB 1.x `/query`: `q` (several statements separated by `;`), `epoch` (ns, u, ms, s, m, h; RFC 3339
@@ -274,7 +278,11 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
     let limit = node.config.limits.max_body_bytes;
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return write_error(WriteError::TooLarge { limit }),
+        Err(_) => {
+            let e = WriteError::TooLarge { limit };
+            ingest::count_refused(&node, Source::RemoteWrite, e.code());
+            return write_error(e);
+        }
     };
     let points = match crate::prom::decode(
         &body,
@@ -285,7 +293,7 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
     ) {
         Ok(p) => p,
         Err(e) => {
-            node.metrics.write_requests.with_label_values(&["remote_write", "invalid_argument"]).inc();
+            ingest::count_refused(&node, Source::RemoteWrite, "invalid_argument");
             let status = match e {
                 crate::prom::RemoteWriteError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::BAD_REQUEST,
@@ -293,19 +301,10 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
             return error_response(status, format!("{e}; nothing of this request was written"));
         }
     };
-    match write_points(&node, points).await {
-        Ok(w) => {
-            let (code, resp) = match w.refusal(&node.config, Precision::Milliseconds) {
-                Some(msg) => ("partial", error_response(StatusCode::BAD_REQUEST, msg)),
-                None => ("ok", StatusCode::NO_CONTENT.into_response()),
-            };
-            node.metrics.write_requests.with_label_values(&["remote_write", code]).inc();
-            resp
-        }
-        Err(e) => {
-            node.metrics.write_requests.with_label_values(&["remote_write", e.code()]).inc();
-            write_error(e)
-        }
+    let batch = Batch { source: Source::RemoteWrite, precision: None, points, then_invalid: false };
+    match ingest::ingest(&node, batch).await {
+        Ok(w) => ingested(w),
+        Err(e) => write_error(e),
     }
 }
 
@@ -432,7 +431,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
 /// `GET /api/v1/export?measurement=cpu&where=host=a,region=us&start=MS&end=MS&precision=ms&stale=true`: raw
 /// samples as line protocol, one field per line. `start` and `end` are milliseconds; the lines' timestamps
 /// are in `precision` (ns, us, ms or s; default ms), so `POST /write?precision=` with the same unit takes
-/// them back.
+/// them back (`s` drops the milliseconds: samples of one second then land on one timestamp).
 async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(measurement) = q.get("measurement").cloned() else {
         return error_response(StatusCode::BAD_REQUEST, "missing measurement=NAME".into());

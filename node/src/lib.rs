@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod ingest;
 pub mod internal;
 pub mod line_listeners;
 pub mod logging;

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 use crate::cluster::Node;
-use crate::write::write_points;
+use crate::ingest::{ingest, Batch, Source};
 
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
@@ -56,16 +56,20 @@ pub fn parse_lenient(body: &[u8], limits: &Limits, origin: &str) -> (Vec<Point>,
     (points, bad)
 }
 
-async fn write_with_retry(node: &Arc<Node>, points: Vec<Point>, protocol: &str) {
+async fn write_with_retry(node: &Arc<Node>, points: Vec<Point>, source: Source) {
     let mut backoff = Duration::from_millis(100);
+    let protocol = source.label();
     loop {
-        match write_points(node, points.clone()).await {
-            Ok(_) => {
-                node.metrics.write_requests.with_label_values(&[protocol, "ok"]).inc();
+        let batch =
+            Batch { source, precision: Some(Precision::Nanoseconds), points: points.clone(), then_invalid: false };
+        match ingest(node, batch).await {
+            Ok(w) => {
+                if let Some(why) = w.refusal {
+                    warn!(protocol, "line protocol: {why}");
+                }
                 return;
             }
             Err(e) => {
-                node.metrics.write_requests.with_label_values(&[protocol, e.code()]).inc();
                 if e.http_status().is_client_error() {
                     warn!(protocol, error = %e, "line protocol: batch refused");
                     return;
@@ -156,7 +160,7 @@ async fn flush_batch(node: &Arc<Node>, batch: &mut Vec<u8>, lines: &mut usize, l
     batch.clear();
     *lines = 0;
     if !points.is_empty() {
-        write_with_retry(node, points, "tcp").await;
+        write_with_retry(node, points, Source::Tcp).await;
     }
 }
 
@@ -182,7 +186,7 @@ pub async fn serve_udp(node: Arc<Node>, sock: UdpSocket, mut stop: broadcast::Re
         }
         if !points.is_empty() {
             let node = node.clone();
-            tokio::spawn(async move { write_with_retry(&node, points, "udp").await });
+            tokio::spawn(async move { write_with_retry(&node, points, Source::Udp).await });
         }
     }
 }

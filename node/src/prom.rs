@@ -70,44 +70,19 @@ pub fn decode(
         let mut name = None;
         let mut tags = Vec::with_capacity(labels.len());
         for (k, v) in &labels {
-            if k.is_empty() {
-                return Err(bad("empty label name".into()));
-            }
-            if k.len() > limits.max_name_bytes {
-                return Err(bad(format!("label name longer than limits.max_name_bytes ({})", limits.max_name_bytes)));
-            }
-            if v.len() > limits.max_tag_value_bytes {
-                return Err(bad(format!(
-                    "value of label {k} longer than limits.max_tag_value_bytes ({})",
-                    limits.max_tag_value_bytes
-                )));
-            }
             if k == "__name__" {
                 name = Some(v.clone());
             } else if !v.is_empty() {
-                tags.push((k.clone(), v.clone()));
+                // An empty label value means the label is absent, in Prometheus's data model.
+                tags.push((SmolStr::from(k.as_str()), SmolStr::from(v.as_str())));
             }
         }
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return Err(bad("no metric name (__name__ label)".into()));
         };
         tags.sort();
-        if let Some(w) = tags.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(bad(format!("label {} given twice", w[0].0)));
-        }
-        if tags.len() > limits.max_tags {
-            return Err(bad(format!("{} labels, more than limits.max_tags ({})", tags.len(), limits.max_tags)));
-        }
         let name = SmolStr::from(name);
-        let tags: Vec<(SmolStr, SmolStr)> = tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        if let Some(s) = ts.samples.iter().find(|s| s.timestamp.saturating_sub(now_ms) > limits.max_future_ms) {
-            return Err(bad(format!(
-                "sample at {} ms is {} in the future, more than limits.max_future ({}); check the sender's clock",
-                s.timestamp,
-                pharos_storage::model::human_ms(s.timestamp.saturating_sub(now_ms)),
-                pharos_storage::model::human_ms(limits.max_future_ms)
-            )));
-        }
+        let first = out.len();
         for s in ts.samples {
             out.push(Point {
                 measurement: name.clone(),
@@ -115,6 +90,10 @@ pub fn decode(
                 fields: vec![(SmolStr::new_static(VALUE_FIELD), s.value)],
                 timestamp: s.timestamp,
             });
+        }
+        // The limits every structured point is held to (names, tags, the future bound), per sample.
+        if let Some(e) = out[first..].iter().find_map(|p| limits.check(p, now_ms).err()) {
+            return Err(bad(e.to_string()));
         }
     }
     Ok(out)
@@ -165,7 +144,7 @@ mod tests {
         let e = decode(&no_name, &l, 1 << 20, 10, 0).unwrap_err();
         assert_eq!(e.to_string(), "series 0 ({job=\"x\"}): no metric name (__name__ label)");
         let dup = body(vec![(vec![("__name__", "m"), ("a", "1"), ("a", "2")], vec![(1.0, 1)])]);
-        assert!(decode(&dup, &l, 1 << 20, 10, 0).unwrap_err().to_string().contains("label a given twice"));
+        assert!(decode(&dup, &l, 1 << 20, 10, 0).unwrap_err().to_string().contains("tag \"a\" given twice"));
         let many = body(vec![(vec![("__name__", "m")], vec![(1.0, 1), (2.0, 2), (3.0, 3)])]);
         assert_eq!(
             decode(&many, &l, 1 << 20, 2, 0).unwrap_err(),

@@ -6,7 +6,7 @@
 //!  liveness: every node pings every other (Internal.ForwardQuery) each second; two misses = dead
 //!        live set changed ──► OwnerRing(live) ──► ScrapeManager::set_owned(owner(key) == me)
 //!  scrape loops ──ScrapeBatch──► bounded channel ──► points (metric name = measurement, labels = tags,
-//!        field `value`) ──► write::write_points (routed to the shards' leaders, replicated)
+//!        field `value`) ──► ingest::ingest (checked against the limits, routed to the shards' leaders)
 //! ```
 //!
 //! Every node discovers every target (discovery is cheap) and scrapes only its own, so a target moves
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::cluster::Node;
+use crate::ingest::{ingest, Batch, Source};
 use crate::shard_rpc::ShardRequest;
 
 /// The scraping side of a node.
@@ -78,8 +79,25 @@ async fn sink(node: Arc<Node>, mut rx: mpsc::Receiver<ScrapeBatch>) {
                 Err(_) => break,
             }
         }
+        // Scraped labels are held to the same limits as written points; a sample that breaks one is dropped.
+        let now = crate::query::now_ms();
+        let limits = node.config.limits.line();
+        let before = points.len();
+        let mut first_problem = None;
+        points.retain(|p| match limits.check(p, now) {
+            Ok(()) => true,
+            Err(e) => {
+                first_problem.get_or_insert_with(|| format!("{}: {e}", p.measurement));
+                false
+            }
+        });
+        if let Some(why) = first_problem {
+            node.metrics.scrape_write_failures.inc();
+            warn!(dropped = before - points.len(), first = %why, "scraped samples over the limits dropped");
+        }
         let n = points.len() as u64;
-        match crate::write::write_points(&node, points).await {
+        let batch = Batch { source: Source::Scrape, precision: None, points, then_invalid: false };
+        match ingest(&node, batch).await {
             Ok(_) => node.metrics.scraped_samples.inc_by(n),
             Err(e) => {
                 node.metrics.scrape_write_failures.inc();

@@ -147,10 +147,12 @@ async fn forward(node: &Arc<Node>, leader: u64, shard: u32, points: &[Point]) ->
 
 impl WriteOutcome {
     /// The client-facing explanation when some samples were refused at apply, if any were. `precision` is
-    /// the unit the request's timestamps were written in: when refused samples read as current times in
-    /// another unit, the explanation says which.
-    pub fn refusal(&self, config: &crate::config::Config, precision: Precision) -> Option<String> {
-        let human = |d: std::time::Duration| pharos_storage::model::human_ms(d.as_millis() as i64);
+    /// the unit a line-protocol sender chose for its timestamps: when refused samples read as current times
+    /// in another unit, the explanation says which (`None` for senders that cannot choose, such as remote
+    /// write, whose timestamps are always milliseconds).
+    pub fn refusal(&self, config: &crate::config::Config, precision: Option<Precision>) -> Option<String> {
+        let ms = |d: std::time::Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        let human = |d: std::time::Duration| pharos_storage::model::human_ms(ms(d));
         let mut why = Vec::new();
         let mut unit = None;
         if self.rejected_too_old > 0 {
@@ -163,12 +165,12 @@ impl WriteOutcome {
         if self.rejected_expired > 0 {
             let now = crate::query::now_ms();
             let raw = config.retention.default.raw;
-            let cutoff = chrono::DateTime::from_timestamp_millis(now - raw.as_millis() as i64)
+            let cutoff = chrono::DateTime::from_timestamp_millis(now.saturating_sub(ms(raw)))
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default();
-            unit = self.oldest_ms.and_then(|ms| {
-                let max_future = config.limits.max_future.as_millis() as i64;
-                Precision::fitting(precision.from_millis(ms), precision, now, max_future)
+            let max_future = ms(config.limits.max_future);
+            unit = precision.and_then(|p| {
+                self.oldest_ms.and_then(|oldest| Precision::fitting(p.from_millis(oldest), p, now, max_future))
             });
             why.push(format!(
                 "{} samples were older than the raw retention of their measurement ({} by default: before {cutoff})",
@@ -180,7 +182,7 @@ impl WriteOutcome {
             Some(u) => format!(
                 "; the timestamps read as current times with precision {u} (they were taken as {}): send \
                  precision={u} on /write or --precision {u} with pharosctl write",
-                precision.name(),
+                precision.map(Precision::name).unwrap_or("ms"),
                 u = u.name()
             ),
             None => String::new(),

@@ -91,6 +91,88 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Checks a point that arrived already structured (gRPC, remote write, scraping, recording rules)
+    /// against the limits line protocol enforces as it parses: names present and within
+    /// `max_name_bytes`, tag values present and within `max_tag_value_bytes`, at most `max_tags` tags with
+    /// unique keys (`tags` sorted, as [`Point`] requires), one to `max_fields` fields with named keys, and a
+    /// timestamp at most `max_future_ms` after `now_ms`. Field values are not checked: NaN is how Prometheus
+    /// marks a stale series.
+    pub fn check(&self, p: &Point, now_ms: i64) -> Result<(), PointError> {
+        let name = |element: Element, n: &str| {
+            if n.is_empty() {
+                Err(PointError::EmptyName { element })
+            } else if n.len() > self.max_name_bytes {
+                Err(PointError::NameTooLong { element, name: snippet(n.as_bytes()), max: self.max_name_bytes })
+            } else {
+                Ok(())
+            }
+        };
+        name(Element::Measurement, &p.measurement)?;
+        if p.tags.len() > self.max_tags {
+            return Err(PointError::TooManyTags { count: p.tags.len(), max: self.max_tags });
+        }
+        for (i, (k, v)) in p.tags.iter().enumerate() {
+            name(Element::TagKey, k)?;
+            if v.is_empty() {
+                return Err(PointError::EmptyTagValue { tag: snippet(k.as_bytes()) });
+            }
+            if v.len() > self.max_tag_value_bytes {
+                return Err(PointError::TagValueTooLong { tag: snippet(k.as_bytes()), max: self.max_tag_value_bytes });
+            }
+            if i > 0 && p.tags[i - 1].0 >= *k {
+                return Err(PointError::DuplicateTag(snippet(k.as_bytes())));
+            }
+        }
+        if p.fields.is_empty() {
+            return Err(PointError::NoFields);
+        }
+        if p.fields.len() > self.max_fields {
+            return Err(PointError::TooManyFields { count: p.fields.len(), max: self.max_fields });
+        }
+        for (k, _) in &p.fields {
+            name(Element::FieldKey, k)?;
+        }
+        let ahead_ms = p.timestamp.saturating_sub(now_ms);
+        if ahead_ms > self.max_future_ms {
+            return Err(PointError::InFuture {
+                timestamp_ms: p.timestamp,
+                ahead_ms,
+                max_ms: self.max_future_ms,
+                fits: Precision::fitting(p.timestamp, Precision::Milliseconds, now_ms, self.max_future_ms),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a structured point breaks the [`Limits`] (see [`Limits::check`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PointError {
+    #[error("empty {element}")]
+    EmptyName { element: Element },
+    #[error("{element} {name:?} is longer than the limit of {max} bytes (limits.max_name_bytes)")]
+    NameTooLong { element: Element, name: String, max: usize },
+    #[error("{count} tags, more than limits.max_tags ({max})")]
+    TooManyTags { count: usize, max: usize },
+    #[error("tag {tag:?} has an empty value (leave the tag out instead)")]
+    EmptyTagValue { tag: String },
+    #[error("value of tag {tag:?} is longer than the limit of {max} bytes (limits.max_tag_value_bytes)")]
+    TagValueTooLong { tag: String, max: usize },
+    #[error("tag {0:?} given twice")]
+    DuplicateTag(String),
+    #[error("no fields")]
+    NoFields,
+    #[error("{count} fields, more than limits.max_fields ({max})")]
+    TooManyFields { count: usize, max: usize },
+    #[error(
+        "timestamp {timestamp_ms} ms is {} in the future, more than limits.max_future ({}){}",
+        crate::model::human_ms(*.ahead_ms), crate::model::human_ms(*.max_ms),
+        .fits.map(|p| format!("; it reads as a current time in {}: timestamps here are milliseconds", p.name())).unwrap_or_default()
+    )]
+    InFuture { timestamp_ms: i64, ahead_ms: i64, max_ms: i64, fits: Option<Precision> },
+}
+
 /// The first bad line of a body and why it is bad.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}: {kind}")]

@@ -681,6 +681,35 @@ proptest! {
         prop_assert_eq!(bits(&b.fields), bits(&p.fields), "{}", line);
     }
 
+    /// The parser and `Limits::check` hold points to the same limits: whatever parses (with small limits, so
+    /// some lines are refused) passes the check, and a line refused for a limit gives a point the check refuses.
+    #[test]
+    fn prop_parsed_points_pass_the_structured_check(
+        m in name().prop_filter("not a comment", |m| !m.starts_with('#')),
+        tags in proptest::collection::btree_map(name(), name(), 0..5),
+        fields in proptest::collection::vec((name(), finite_f64()), 1..5),
+        ahead in -86_400_000i64..200_000_000,
+    ) {
+        let limits = Limits { max_tags: 3, max_fields: 3, max_name_bytes: 8, max_tag_value_bytes: 8, ..Limits::default() };
+        let mut seen = std::collections::HashSet::new();
+        let fields: Vec<(SmolStr, f64)> =
+            fields.into_iter().filter(|(k, _)| seen.insert(k.clone())).map(|(k, v)| (k.into(), v)).collect();
+        let tags = tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let p = Point { measurement: m.into(), tags, fields, timestamp: NOW_MS + ahead };
+        let mut line = String::new();
+        write_line(&p, &mut line);
+        let parsed = parse(line.as_bytes(), Precision::Milliseconds, NOW_NS, &limits);
+        let checked = limits.check(&p, NOW_MS);
+        match parsed {
+            Ok(back) => {
+                prop_assert_eq!(back.len(), 1);
+                prop_assert!(checked.is_ok(), "parsed but refused: {:?} for {}", checked, line);
+                prop_assert!(limits.check(&back[0], NOW_MS).is_ok());
+            }
+            Err(e) => prop_assert!(checked.is_err(), "{} refused by the parser ({}) but not by the check", line, e),
+        }
+    }
+
     #[test]
     fn prop_float_text_parses_like_the_standard_library(
         neg in any::<bool>(),
@@ -783,4 +812,57 @@ fn throughput() {
         body.len() as f64 / best / 1e6,
         best * 1e3
     );
+}
+
+#[test]
+fn structured_points_are_checked_against_every_limit() {
+    let limits = Limits { max_tags: 2, max_fields: 2, max_name_bytes: 4, max_tag_value_bytes: 3, ..Limits::default() };
+    let point = |m: &str, tags: &[(&str, &str)], fields: &[&str], ts: i64| Point {
+        measurement: m.into(),
+        tags: tags.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+        fields: fields.iter().map(|f| ((*f).into(), f64::NAN)).collect(),
+        timestamp: ts,
+    };
+    // NaN values pass (Prometheus's staleness marker); so does a point at the bound.
+    assert_eq!(limits.check(&point("m", &[("a", "x")], &["v"], NOW_MS + 86_400_000), NOW_MS), Ok(()));
+    let cases = [
+        (point("", &[], &["v"], NOW_MS), PointError::EmptyName { element: Element::Measurement }),
+        (
+            point("mmmmm", &[], &["v"], NOW_MS),
+            PointError::NameTooLong { element: Element::Measurement, name: s("mmmmm"), max: 4 },
+        ),
+        (point("m", &[("", "x")], &["v"], NOW_MS), PointError::EmptyName { element: Element::TagKey }),
+        (
+            point("m", &[("kkkkk", "x")], &["v"], NOW_MS),
+            PointError::NameTooLong { element: Element::TagKey, name: s("kkkkk"), max: 4 },
+        ),
+        (point("m", &[("a", "")], &["v"], NOW_MS), PointError::EmptyTagValue { tag: s("a") }),
+        (point("m", &[("a", "xxxx")], &["v"], NOW_MS), PointError::TagValueTooLong { tag: s("a"), max: 3 }),
+        (point("m", &[("a", "x"), ("a", "y")], &["v"], NOW_MS), PointError::DuplicateTag(s("a"))),
+        (
+            point("m", &[("a", "x"), ("b", "x"), ("c", "x")], &["v"], NOW_MS),
+            PointError::TooManyTags { count: 3, max: 2 },
+        ),
+        (point("m", &[], &[], NOW_MS), PointError::NoFields),
+        (point("m", &[], &["a", "b", "c"], NOW_MS), PointError::TooManyFields { count: 3, max: 2 }),
+        (point("m", &[], &[""], NOW_MS), PointError::EmptyName { element: Element::FieldKey }),
+        (
+            point("m", &[], &["fffff"], NOW_MS),
+            PointError::NameTooLong { element: Element::FieldKey, name: s("fffff"), max: 4 },
+        ),
+        (
+            point("m", &[], &["v"], NOW_MS * 1000),
+            PointError::InFuture {
+                timestamp_ms: NOW_MS * 1000,
+                ahead_ms: NOW_MS * 999,
+                max_ms: 86_400_000,
+                fits: Some(Precision::Microseconds),
+            },
+        ),
+    ];
+    for (p, want) in cases {
+        assert_eq!(limits.check(&p, NOW_MS), Err(want), "{p:?}");
+    }
+    let e = limits.check(&point("m", &[], &["v"], NOW_MS * 1000), NOW_MS).unwrap_err().to_string();
+    assert!(e.contains("reads as a current time in us"), "{e}");
 }

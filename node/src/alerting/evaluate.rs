@@ -31,6 +31,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::store::{self, ShardAlerts, StoredRule};
 use crate::cluster::Node;
+use crate::ingest::{ingest, Batch, Source};
 use crate::query::{now_ms, run_statement, QueryOptions};
 
 /// The series alert states are written to, as Prometheus does.
@@ -250,7 +251,7 @@ async fn eval_group(
                     let points: Vec<Point> =
                         samples.iter().map(|s| point(&s.measurement, &s.tags, s.value, now)).collect();
                     // Written before the next rule runs, so rules later in the group see the result.
-                    if let Err(e) = crate::write::write_points(node, points).await {
+                    if let Err(e) = write_rule_points(node, points).await {
                         warn!(rule = %key, cause = %e, "writing a recording rule's result");
                     }
                 }
@@ -274,8 +275,19 @@ async fn eval_group(
     }
     shared.wake.notify_one();
     if !alert_points.is_empty() {
-        if let Err(e) = crate::write::write_points(node, alert_points).await {
+        if let Err(e) = write_rule_points(node, alert_points).await {
             debug!(group = %group.name, cause = %e, "writing ALERTS series");
         }
+    }
+}
+
+/// Writes what rules produce (recording rules' rows, the `ALERTS` series) by the one ingest path: held to
+/// the limits written points are held to, counted under `protocol="rule"`.
+async fn write_rule_points(node: &Arc<Node>, points: Vec<Point>) -> Result<(), String> {
+    crate::ingest::check(node, &points).map_err(|(i, e)| format!("sample {i}: {e}"))?;
+    let batch = Batch { source: Source::Rule, precision: None, points, then_invalid: false };
+    match ingest(node, batch).await {
+        Ok(w) => w.refusal.map_or(Ok(()), Err),
+        Err(e) => Err(e.to_string()),
     }
 }
