@@ -525,6 +525,25 @@ fn with_extreme_times(
     choice: TierChoice,
     points: &mut u64,
 ) -> Result<Option<BucketAcc>, QueryError> {
+    // The whole range still in raw data (an alert's or a dashboard's last minutes): one raw read gives the
+    // partial and the times, the same read the query makes without them.
+    if q.start >= e.raw_floor(sid) {
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        e.read_raw(sid, q.start, q.end, &mut ts, &mut vals).map_err(storage_err)?;
+        *points += ts.len() as u64;
+        check_points(*points, &q.limits)?;
+        let Some((&t0, &v0)) = ts.first().zip(vals.first()) else { return Ok(None) };
+        let mut p = Partial::of(t0, v0);
+        for (t, v) in ts.iter().zip(&vals).skip(1) {
+            p.add(*t, *v);
+        }
+        // The earliest sample holding the extreme.
+        let at = |target: f64| vals.iter().position(|v| same(*v, target)).map(|i| ts[i]);
+        let mut acc = BucketAcc::new(bucket_start(q.start, q.width, q.offset), p);
+        acc.min_ts = if q.needs.min_time { at(p.min) } else { None };
+        acc.max_ts = if q.needs.max_time { at(p.max) } else { None };
+        return Ok(Some(acc));
+    }
     let mut hours = Vec::new();
     e.series_buckets(sid, q.start, q.end, HOUR, 0, choice, &mut hours).map_err(storage_err)?;
     *points += hours.len() as u64;

@@ -1297,6 +1297,12 @@ impl ShardEngine {
     }
 
     /// Earliest time a tier still holds data for this series (retention of its class).
+    /// The earliest time the series can still have raw samples (its retention class's expiry floor;
+    /// `i64::MIN` before any expiry ran).
+    pub fn raw_floor(&self, sid: SeriesId) -> i64 {
+        self.tier_floor(sid, Tier::Raw)
+    }
+
     fn tier_floor(&self, sid: SeriesId, tier: Tier) -> i64 {
         self.class_floor(self.class_of(sid), tier)
     }
