@@ -60,14 +60,11 @@ pub fn init(flags: &ServerFlags, config: &Config) {
     let races = ExpectedRaces { keep: filter.max_level_hint().is_some_and(|l| l >= LevelFilter::DEBUG) };
     // Colors for a terminal only: a log file gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // The EnvFilter outermost: its level hint is what tracing uses to skip disabled callsites everywhere;
-    // the races filter only looks at the openraft WARN/ERROR events the EnvFilter let through.
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_filter(races)
-        .with_filter(filter);
-    tracing_subscriber::registry().with(layer).init();
+    // The EnvFilter is the subscriber's global filter, as a plain `fmt().with_env_filter()` would have it: a
+    // callsite it disables is never evaluated again. The races filter is the formatter's own and only looks
+    // at the openraft WARN/ERROR events the EnvFilter let through.
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(races);
+    tracing_subscriber::registry().with(filter).with(layer).init();
     if let Some(e) = bad {
         tracing::warn!(filter = %text, cause = %e, "log filter does not parse; using {}", crate::config::DEFAULT_LOG);
     }
