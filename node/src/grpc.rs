@@ -219,7 +219,7 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
             }
         })
         .collect();
-    let meta = local_status(node).await.meta;
+    let meta = answered.get(&node.id).and_then(|r| r.meta.clone());
     StatusResponse { node_id: node.id, nodes, shards, meta }
 }
 

@@ -77,8 +77,10 @@ pub fn check(node: &Node, points: &[Point]) -> Result<(), (usize, PointError)> {
 
 /// Writes a request's points and reports it: counted by source and outcome, refused samples explained.
 pub async fn ingest(node: &Arc<Node>, batch: Batch) -> Result<Ingested, WriteError> {
+    // Only a line-protocol sender chose a unit that could be the wrong one.
+    let sent_as = batch.precision.and_then(|p| Some((p, batch.points.iter().map(|x| x.timestamp).min()?)));
     let res = write_points(node, batch.points).await.map(|outcome| {
-        let refusal = outcome.refusal(&node.config, batch.precision);
+        let refusal = outcome.refusal(&node.config, sent_as);
         Ingested { outcome, refusal }
     });
     let code = match &res {

@@ -91,9 +91,13 @@ pub fn decode(
                 timestamp: s.timestamp,
             });
         }
-        // The limits every structured point is held to (names, tags, the future bound), per sample.
-        if let Some(e) = out[first..].iter().find_map(|p| limits.check(p, now_ms).err()) {
-            return Err(bad(e.to_string()));
+        // The limits every structured point is held to: the series once (its samples share it), then each
+        // sample's timestamp.
+        if let Some(p) = out.get(first) {
+            let checked = limits
+                .check_series(p)
+                .and_then(|()| out[first..].iter().try_for_each(|p| limits.check_timestamp(p.timestamp, now_ms)));
+            checked.map_err(|e| bad(e.to_string()))?;
         }
     }
     Ok(out)

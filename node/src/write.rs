@@ -22,16 +22,10 @@ pub struct WriteOutcome {
     pub samples: u64,
     pub rejected_too_old: u64,
     pub rejected_expired: u64,
-    /// The request's earliest timestamp (ms), to tell a unit mistake from old data in a refusal.
-    pub oldest_ms: Option<i64>,
 }
 
 pub async fn write_points(node: &Arc<Node>, points: Vec<Point>) -> Result<WriteOutcome, WriteError> {
-    let mut out = WriteOutcome {
-        points: points.len() as u64,
-        oldest_ms: points.iter().map(|p| p.timestamp).min(),
-        ..Default::default()
-    };
+    let mut out = WriteOutcome { points: points.len() as u64, ..Default::default() };
     if points.is_empty() {
         return Ok(out);
     }
@@ -146,11 +140,11 @@ async fn forward(node: &Arc<Node>, leader: u64, shard: u32, points: &[Point]) ->
 }
 
 impl WriteOutcome {
-    /// The client-facing explanation when some samples were refused at apply, if any were. `precision` is
-    /// the unit a line-protocol sender chose for its timestamps: when refused samples read as current times
-    /// in another unit, the explanation says which (`None` for senders that cannot choose, such as remote
-    /// write, whose timestamps are always milliseconds).
-    pub fn refusal(&self, config: &crate::config::Config, precision: Option<Precision>) -> Option<String> {
+    /// The client-facing explanation when some samples were refused at apply, if any were. `sent_as` is the
+    /// unit a line-protocol sender chose for its timestamps and the request's earliest timestamp (ms): when
+    /// that reads as a current time in another unit, the explanation says which (`None` for senders that
+    /// cannot choose, such as remote write, whose timestamps are always milliseconds).
+    pub fn refusal(&self, config: &crate::config::Config, sent_as: Option<(Precision, i64)>) -> Option<String> {
         let ms = |d: std::time::Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let human = |d: std::time::Duration| pharos_storage::model::human_ms(ms(d));
         let mut why = Vec::new();
@@ -169,9 +163,7 @@ impl WriteOutcome {
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default();
             let max_future = ms(config.limits.max_future);
-            unit = precision.and_then(|p| {
-                self.oldest_ms.and_then(|oldest| Precision::fitting(p.from_millis(oldest), p, now, max_future))
-            });
+            unit = sent_as.and_then(|(p, oldest)| Precision::fitting(p.from_millis(oldest), p, now, max_future));
             why.push(format!(
                 "{} samples were older than the raw retention of their measurement ({} by default: before {cutoff})",
                 self.rejected_expired,
@@ -182,7 +174,7 @@ impl WriteOutcome {
             Some(u) => format!(
                 "; the timestamps read as current times with precision {u} (they were taken as {}): send \
                  precision={u} on /write or --precision {u} with pharosctl write",
-                precision.map(Precision::name).unwrap_or("ms"),
+                sent_as.map(|(p, _)| p.name()).unwrap_or("ms"),
                 u = u.name()
             ),
             None => String::new(),

@@ -99,6 +99,13 @@ impl Limits {
     /// timestamp at most `max_future_ms` after `now_ms`. Field values are not checked: NaN is how Prometheus
     /// marks a stale series.
     pub fn check(&self, p: &Point, now_ms: i64) -> Result<(), PointError> {
+        self.check_series(p)?;
+        self.check_timestamp(p.timestamp, now_ms)
+    }
+
+    /// The part of [`Limits::check`] that concerns a point's series (measurement, tags, field names): the
+    /// same for every sample of a series, so a sender of many samples per series checks it once.
+    pub fn check_series(&self, p: &Point) -> Result<(), PointError> {
         let name = |element: Element, n: &str| {
             if n.is_empty() {
                 Err(PointError::EmptyName { element })
@@ -133,13 +140,18 @@ impl Limits {
         for (k, _) in &p.fields {
             name(Element::FieldKey, k)?;
         }
-        let ahead_ms = p.timestamp.saturating_sub(now_ms);
+        Ok(())
+    }
+
+    /// The part of [`Limits::check`] that concerns a timestamp (ms): at most `max_future_ms` after `now_ms`.
+    pub fn check_timestamp(&self, timestamp_ms: i64, now_ms: i64) -> Result<(), PointError> {
+        let ahead_ms = timestamp_ms.saturating_sub(now_ms);
         if ahead_ms > self.max_future_ms {
             return Err(PointError::InFuture {
-                timestamp_ms: p.timestamp,
+                timestamp_ms,
                 ahead_ms,
                 max_ms: self.max_future_ms,
-                fits: Precision::fitting(p.timestamp, Precision::Milliseconds, now_ms, self.max_future_ms),
+                fits: Precision::fitting(timestamp_ms, Precision::Milliseconds, now_ms, self.max_future_ms),
             });
         }
         Ok(())
