@@ -12,10 +12,11 @@ use pharos_raft::meta::{MetaCommand, MetaResponse};
 use pharos_storage::{line_protocol, Precision, SmolStr};
 use tonic::{Request, Response, Status};
 
-use crate::cluster::Node;
+use crate::clock::now_ms;
 use crate::error::WriteError;
 use crate::ingest::{Batch, Source};
-use crate::query::now_ms;
+use crate::node::Node;
+use crate::rpc::fan_out;
 use crate::shard_rpc::{execute_local, ShardRequest, ShardResponse, ShardStatus};
 
 pub struct WriteService {
@@ -41,7 +42,7 @@ pub fn convert_points(node: &Node, req: WriteRequest) -> Result<Vec<pharos_stora
             }
         })
         .collect();
-    crate::ingest::check(node, &points).map_err(|(i, why)| WriteError::BadRequest(format!("point {i}: {why}")))?;
+    node.ingest.check(&points).map_err(|(i, why)| WriteError::BadRequest(format!("point {i}: {why}")))?;
     Ok(points)
 }
 
@@ -51,7 +52,7 @@ impl Write for WriteService {
     async fn write(&self, req: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
         let node = &self.node;
         let refuse = |e: WriteError| {
-            crate::ingest::count_refused(node, Source::Grpc, e.code());
+            node.ingest.count_refused(Source::Grpc, e.code());
             e.grpc_status()
         };
         let mut req = req.into_inner();
@@ -77,7 +78,7 @@ impl Write for WriteService {
             ))));
         }
         let batch = Batch { source: Source::Grpc, precision: unit, points, then_invalid: false };
-        let w = crate::ingest::ingest(node, batch).await.map_err(|e| e.grpc_status())?;
+        let w = node.ingest.ingest(batch).await.map_err(|e| e.grpc_status())?;
         if let Some(msg) = w.refusal {
             return Err(Status::invalid_argument(msg));
         }
@@ -108,10 +109,10 @@ impl AdminService {
     }
 
     async fn meta(&self, cmd: MetaCommand, what: &str) -> Result<(), Status> {
-        match self.node.meta_write(cmd).await {
+        match self.node.client.meta_write(&cmd, META_WRITE_WITHIN).await {
             Ok(MetaResponse::Ok) => Ok(()),
             Ok(MetaResponse::Rejected(why)) => Err(Status::failed_precondition(why)),
-            Err(e) => Err(Status::unavailable(format!("storing {what}: {e}"))),
+            Err(e) => Err(Status::unavailable(format!("storing {what}: {}", crate::error::chain(&e)))),
         }
     }
 }
@@ -134,12 +135,13 @@ fn shard_info(st: ShardStatus, replicas: Vec<u64>) -> ShardInfo {
 /// every follower), and the meta group as it sees it.
 pub async fn local_status(node: &Node) -> StatusResponse {
     let mut shards = Vec::new();
-    for r in node.local_replicas() {
-        if let Ok(ShardResponse::Status(st)) = execute_local(node, r.shard, &ShardRequest::Status, false).await {
+    for r in node.replicas.all() {
+        let status = execute_local(&node.replicas, &node.metrics, r.shard, &ShardRequest::Status, false).await;
+        if let Ok(ShardResponse::Status(st)) = status {
             shards.push(shard_info(st, Vec::new()));
         }
     }
-    let meta_m = node.meta.metrics().borrow().clone();
+    let meta_m = node.meta.raft.metrics().borrow().clone();
     let meta = ShardInfo {
         shard: u32::MAX,
         replicas: meta_m.membership_config.membership().voter_ids().collect(),
@@ -165,24 +167,23 @@ pub async fn local_status(node: &Node) -> StatusResponse {
 /// shard is shown as its leader reports it (with replication lag), else as its most advanced replica does.
 pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
     const ASK_WITHIN: Duration = Duration::from_secs(2);
-    let known = node.known_nodes();
-    let reports = futures::future::join_all(known.iter().map(|(id, a)| {
-        let node = node.clone();
-        let (id, grpc) = (*id, a.grpc.clone());
+    let known = node.client.peers().known();
+    let reports = fan_out(known.iter().map(|(id, a)| (*id, a.grpc.clone())), |(id, grpc)| {
+        let (node, id, grpc) = (node.clone(), *id, grpc.clone());
         async move {
             if id == node.id {
-                return (id, Some(local_status(&node).await));
+                return Some(local_status(&node).await);
             }
             let ask = async {
-                let mut c =
-                    pharos_proto::v1::admin_client::AdminClient::connect(format!("http://{grpc}")).await.ok()?;
+                let mut c = node.client.peers().admin(&grpc).ok()?;
                 Some(c.status(StatusRequest { local: true }).await.ok()?.into_inner())
             };
-            (id, tokio::time::timeout(ASK_WITHIN, ask).await.ok().flatten())
+            tokio::time::timeout(ASK_WITHIN, ask).await.ok().flatten()
         }
-    }))
+    })
     .await;
-    let answered: BTreeMap<u64, StatusResponse> = reports.into_iter().filter_map(|(id, r)| Some((id, r?))).collect();
+    let answered: BTreeMap<u64, StatusResponse> =
+        reports.into_iter().filter_map(|((id, _), r)| Some((id, r?))).collect();
     let nodes = known
         .into_iter()
         .map(|(id, a)| {
@@ -195,7 +196,7 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
             }
         })
         .collect();
-    let placement = node.placement();
+    let placement = node.meta.placement();
     let mut best: BTreeMap<u32, ShardInfo> = BTreeMap::new();
     for sh in answered.values().flat_map(|r| r.shards.iter()) {
         // The newest term first (a deposed leader still answering must not win over a replica that saw the
@@ -242,23 +243,25 @@ impl Admin for AdminService {
         let req = req.into_inner();
         let (groups, rules) = crate::alerting::validate(None, &req.text).map_err(Status::invalid_argument)?;
         let version = if dry_run {
-            self.node.meta_state.read().map(|m| m.rules.version).unwrap_or(0)
+            self.node.meta.state().rules.version
         } else {
             self.meta(MetaCommand::SetRules { text: req.text }, "the rules").await?;
-            self.node.meta_state.read().map(|m| m.rules.version).unwrap_or(0)
+            self.node.meta.state().rules.version
         };
         Ok(Response::new(ApplyRulesResponse { version, groups: groups as u32, rules: rules as u32 }))
     }
 
     async fn get_rules(&self, _req: Request<GetRulesRequest>) -> Result<Response<GetRulesResponse>, Status> {
-        let r = self.node.meta_state.read().map(|m| m.rules.clone()).unwrap_or_default();
+        let r = self.node.meta.state().rules.clone();
         Ok(Response::new(GetRulesResponse { text: r.text, version: r.version }))
     }
 
     /// Every alert instance of every shard (read from each shard's leader).
     async fn alerts(&self, req: Request<AlertsRequest>) -> Result<Response<AlertsResponse>, Status> {
         let states = req.into_inner().states;
-        let mut alerts = crate::alerting::list_alerts(&self.node).await.map_err(Status::unavailable)?;
+        let mut alerts = crate::alerting::list_alerts(&self.node.client, self.node.router.shards())
+            .await
+            .map_err(Status::unavailable)?;
         if !states.is_empty() {
             alerts.retain(|a| states.iter().any(|s| s.eq_ignore_ascii_case(&a.state)));
         }
@@ -276,12 +279,12 @@ impl Admin for AdminService {
         if !dry_run {
             self.meta(MetaCommand::SetRouting { text: req.text }, "the routing configuration").await?;
         }
-        let version = self.node.meta_state.read().map(|m| m.routing.version).unwrap_or(0);
+        let version = self.node.meta.state().routing.version;
         Ok(Response::new(ApplyRoutingResponse { version, receivers: receivers as u32 }))
     }
 
     async fn get_routing(&self, _req: Request<GetRoutingRequest>) -> Result<Response<GetRoutingResponse>, Status> {
-        let r = self.node.meta_state.read().map(|m| m.routing.clone()).unwrap_or_default();
+        let r = self.node.meta.state().routing.clone();
         Ok(Response::new(GetRoutingResponse { text: r.text, version: r.version }))
     }
 
@@ -299,8 +302,10 @@ impl Admin for AdminService {
         _req: Request<ListSilencesRequest>,
     ) -> Result<Response<ListSilencesResponse>, Status> {
         let now = now_ms();
-        let silences =
-            crate::alerting::silences(&self.node).iter().map(|s| crate::alerting::silence_to_proto(s, now)).collect();
+        let silences = crate::alerting::silences(&self.node.meta)
+            .iter()
+            .map(|s| crate::alerting::silence_to_proto(s, now))
+            .collect();
         Ok(Response::new(ListSilencesResponse { silences }))
     }
 
@@ -310,7 +315,7 @@ impl Admin for AdminService {
     ) -> Result<Response<ExpireSilenceResponse>, Status> {
         self.authorize(&req)?;
         let id = req.into_inner().id;
-        let mut silence = crate::alerting::silences(&self.node)
+        let mut silence = crate::alerting::silences(&self.node.meta)
             .into_iter()
             .find(|s| s.id == id)
             .ok_or_else(|| Status::not_found(format!("no silence {id:?} (pharosctl silence list shows them)")))?;
@@ -332,23 +337,21 @@ impl Admin for AdminService {
         if !dry_run {
             self.meta(MetaCommand::SetScrape { text: req.text }, "the scrape configuration").await?;
         }
-        let version = self.node.meta_state.read().map(|m| m.scrape.version).unwrap_or(0);
+        let version = self.node.meta.state().scrape.version;
         Ok(Response::new(ApplyScrapeResponse { version, jobs: cfg.scrape_configs.len() as u32 }))
     }
 
     async fn get_scrape(&self, _req: Request<GetScrapeRequest>) -> Result<Response<GetScrapeResponse>, Status> {
-        let r = self.node.meta_state.read().map(|m| m.scrape.clone()).unwrap_or_default();
+        let r = self.node.meta.state().scrape.clone();
         Ok(Response::new(GetScrapeResponse { text: r.text, version: r.version }))
     }
 
     async fn targets(&self, req: Request<TargetsRequest>) -> Result<Response<TargetsResponse>, Status> {
-        let Some(s) = self.node.scraping.get() else {
-            return Err(Status::unavailable("scraping is starting; try again"));
-        };
+        let s = &self.node.scraping;
         let targets = if req.into_inner().local {
-            crate::scrape::local_targets(&self.node, s)
+            crate::scrape::local_targets(self.node.id, s)
         } else {
-            crate::scrape::cluster_targets(&self.node, s).await
+            crate::scrape::cluster_targets(&self.node.client, s).await
         };
         Ok(Response::new(TargetsResponse { targets }))
     }
@@ -374,6 +377,9 @@ pub struct QueryService {
 
 /// Rows per streamed message: large raw results go out in pieces.
 const ROWS_PER_MESSAGE: usize = 10_000;
+
+/// How long an admin change waits for the meta group to have a leader that commits it.
+const META_WRITE_WITHIN: Duration = Duration::from_secs(5);
 
 fn query_status(e: &pharos_query::QueryError, text: &str) -> Status {
     use pharos_query::QueryError as E;
@@ -458,7 +464,7 @@ impl Query for QueryService {
                     }
                 };
                 let empty = QueryResponse { statement: i as u32, ..Default::default() };
-                match crate::query::stream_statement(&node, st, opts, deliver).await {
+                match node.queries.stream_statement(st, opts, deliver).await {
                     crate::query::Streamed::ClientGone => return,
                     crate::query::Streamed::Failed(e) => {
                         // A failed statement ends the stream with its status.

@@ -33,10 +33,12 @@ use pharos_storage::line_protocol;
 use pharos_storage::{Point, Precision, SmolStr};
 use serde_json::json;
 
-use crate::cluster::Node;
+use crate::error::chain;
 use crate::error::WriteError;
-use crate::ingest::{self, Batch, Ingested, Source};
-use crate::shard_rpc::{execute, RawRead, ShardRequest, ShardResponse};
+use crate::ingest::{Batch, Ingested, Source};
+use crate::node::Node;
+use crate::rpc::fan_out;
+use crate::shard_rpc::{RawRead, ShardRequest, ShardResponse};
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -135,7 +137,7 @@ async fn write_body(node: Arc<Node>, precision: &str, headers: HeaderMap, body: 
     let body = match read_body(&headers, body, node.config.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            ingest::count_refused(&node, Source::Http, e.code());
+            node.ingest.count_refused(Source::Http, e.code());
             return write_error(e);
         }
     };
@@ -148,11 +150,11 @@ async fn write_body(node: Arc<Node>, precision: &str, headers: HeaderMap, body: 
             points.len(),
             node.config.limits.max_points_per_request
         ));
-        ingest::count_refused(&node, Source::Http, e.code());
+        node.ingest.count_refused(Source::Http, e.code());
         return write_error(e);
     }
     let batch = Batch { source: Source::Http, precision: Some(precision), points, then_invalid: parsed.is_err() };
-    match (parsed, ingest::ingest(&node, batch).await) {
+    match (parsed, node.ingest.ingest(batch).await) {
         (_, Err(e)) => write_error(e),
         (Err(pe), Ok(w)) => error_response(
             StatusCode::BAD_REQUEST,
@@ -208,7 +210,7 @@ async fn query(
     if params.get("chunked").is_some_and(|v| v == "true") {
         return query_chunked(node, text.clone(), epoch, opts);
     }
-    match crate::query::run(&node, text, opts).await {
+    match node.queries.run(text, opts).await {
         Ok(results) => {
             let body = pharos_query::result::results_json(&results, epoch);
             let text = if params.get("pretty").is_some_and(|v| v == "true") {
@@ -252,7 +254,7 @@ fn query_chunked(
                 let r = pharos_query::StatementResult { statement_id: i, series, error: None };
                 async move { out.send(line(pharos_query::result::results_json(&[r], epoch))).await.is_ok() }
             };
-            let tail = match crate::query::stream_statement(&node, st, opts, deliver).await {
+            let tail = match node.queries.stream_statement(st, opts, deliver).await {
                 crate::query::Streamed::ClientGone => return,
                 crate::query::Streamed::Failed(e) => {
                     pharos_query::StatementResult { statement_id: i, series: vec![], error: Some(e.render(&text)) }
@@ -280,7 +282,7 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
         Ok(b) => b,
         Err(_) => {
             let e = WriteError::TooLarge { limit };
-            ingest::count_refused(&node, Source::RemoteWrite, e.code());
+            node.ingest.count_refused(Source::RemoteWrite, e.code());
             return write_error(e);
         }
     };
@@ -289,11 +291,11 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
         &node.config.limits.line(),
         limit,
         node.config.limits.max_points_per_request,
-        crate::query::now_ms(),
+        crate::clock::now_ms(),
     ) {
         Ok(p) => p,
         Err(e) => {
-            ingest::count_refused(&node, Source::RemoteWrite, "invalid_argument");
+            node.ingest.count_refused(Source::RemoteWrite, "invalid_argument");
             let status = match e {
                 crate::prom::RemoteWriteError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::BAD_REQUEST,
@@ -302,7 +304,7 @@ async fn remote_write(State(node): State<Arc<Node>>, body: Body) -> Response {
         }
     };
     let batch = Batch { source: Source::RemoteWrite, precision: None, points, then_invalid: false };
-    match ingest::ingest(&node, batch).await {
+    match node.ingest.ingest(batch).await {
         Ok(w) => ingested(w),
         Err(e) => write_error(e),
     }
@@ -317,13 +319,14 @@ async fn ping() -> Response {
 
 async fn health(State(node): State<Arc<Node>>) -> Response {
     let shards = node.router.shards();
-    let futs = (0..shards).map(|s| {
-        let node = node.clone();
-        async move { (s, execute(&node, s, &ShardRequest::Status, false, Duration::from_secs(2)).await) }
-    });
+    let answers = fan_out(0..shards, |&s| {
+        let client = node.client.clone();
+        async move { client.shard_request(s, &ShardRequest::Status, false, Duration::from_secs(2)).await }
+    })
+    .await;
     let mut ok = true;
     let mut list = Vec::new();
-    for (s, res) in futures::future::join_all(futs).await {
+    for (s, res) in answers {
         match res {
             Ok(ShardResponse::Status(st)) if st.leader.is_some() => list.push(
                 json!({ "shard": s, "leader": st.leader, "term": st.term, "applied": st.applied, "lag": st.lag }),
@@ -334,7 +337,7 @@ async fn health(State(node): State<Arc<Node>>) -> Response {
             }
             Err(e) => {
                 ok = false;
-                list.push(json!({ "shard": s, "leader": null, "error": e }));
+                list.push(json!({ "shard": s, "leader": null, "error": chain(&e) }));
             }
         }
     }
@@ -356,7 +359,7 @@ fn tag_map(tags: &[pharos_proto::v1::Tag]) -> serde_json::Map<String, serde_json
 /// `GET /api/alerts[?state=firing]`: `{"alerts": [{"rule", "group", "state", "activeSince", "firedAt",
 /// "resolvedAt", "value", "labels", "annotations", "shard"}]}`.
 async fn alerts(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let list = match crate::alerting::list_alerts(&node).await {
+    let list = match crate::alerting::list_alerts(&node.client, node.router.shards()).await {
         Ok(l) => l,
         Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, format!("reading alert state: {e}")),
     };
@@ -379,8 +382,8 @@ async fn alerts(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
 
 /// `GET /api/silences`: `{"silences": [{"id", "matchers", "startsAt", "endsAt", "createdBy", "comment", "state"}]}`.
 async fn silences(State(node): State<Arc<Node>>) -> Response {
-    let now = crate::query::now_ms();
-    let list: Vec<serde_json::Value> = crate::alerting::silences(&node)
+    let now = crate::clock::now_ms();
+    let list: Vec<serde_json::Value> = crate::alerting::silences(&node.meta)
         .iter()
         .map(|s| crate::alerting::silence_to_proto(s, now))
         .map(|s| {
@@ -396,7 +399,7 @@ async fn silences(State(node): State<Arc<Node>>) -> Response {
 /// `POST /api/v1/admin/compact`: this node's groups snapshot and purge their logs; RocksDB compacts.
 async fn compact(State(node): State<Arc<Node>>) -> Response {
     let t = std::time::Instant::now();
-    match node.compact(Duration::from_secs(120)).await {
+    match node.cluster.compact(Duration::from_secs(120)).await {
         Ok(groups) => Json(json!({ "groups": groups, "seconds": t.elapsed().as_secs_f64() })).into_response(),
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("compaction failed: {e}")),
     }
@@ -404,10 +407,7 @@ async fn compact(State(node): State<Arc<Node>>) -> Response {
 
 /// Prometheus's `/api/v1/targets` shape (`activeTargets`), each target as its owner reports it.
 async fn targets(State(node): State<Arc<Node>>) -> Response {
-    let Some(s) = node.scraping.get() else {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "scraping is starting; try again".into());
-    };
-    let list: Vec<serde_json::Value> = crate::scrape::cluster_targets(&node, s)
+    let list: Vec<serde_json::Value> = crate::scrape::cluster_targets(&node.client, &node.scraping)
         .await
         .into_iter()
         .map(|t| {
@@ -424,7 +424,7 @@ async fn targets(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    node.update_gauges();
+    node.cluster.update_gauges();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render()).into_response()
 }
 
@@ -465,13 +465,14 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
         }
     }
     let linearizable = q.get("stale").is_none_or(|v| v != "true");
-    let req = ShardRequest::ReadRaw(RawRead { measurement, tags, start, end });
-    let futs = (0..node.router.shards()).map(|s| {
-        let (node, req) = (node.clone(), req.clone());
-        async move { execute(&node, s, &req, linearizable, Duration::from_secs(10)).await }
-    });
+    let req = Arc::new(ShardRequest::ReadRaw(RawRead { measurement, tags, start, end }));
+    let answers = fan_out(0..node.router.shards(), |&s| {
+        let (client, req) = (node.client.clone(), req.clone());
+        async move { client.shard_request(s, &req, linearizable, Duration::from_secs(10)).await }
+    })
+    .await;
     let mut out = String::new();
-    for res in futures::future::join_all(futs).await {
+    for (_, res) in answers {
         match res {
             Ok(ShardResponse::Raw(series)) => {
                 for s in series {
@@ -490,7 +491,7 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
                 }
             }
             Ok(_) => {}
-            Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e),
+            Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, chain(&e)),
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()

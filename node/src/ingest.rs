@@ -17,9 +17,10 @@ use std::sync::Arc;
 use pharos_storage::line_protocol::PointError;
 use pharos_storage::{Point, Precision};
 
-use crate::cluster::Node;
+use crate::config::Config;
 use crate::error::WriteError;
-use crate::write::{write_points, WriteOutcome};
+use crate::metrics::Metrics;
+use crate::write::{WriteOutcome, Writes};
 
 /// Where a request came from: the `protocol` label of `pharos_write_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,33 +69,46 @@ pub struct Ingested {
     pub refusal: Option<String>,
 }
 
-/// Checks structured points against the node's limits; on the first bad one, its index and why.
-pub fn check(node: &Node, points: &[Point]) -> Result<(), (usize, PointError)> {
-    let limits = node.config.limits.line();
-    let now = crate::query::now_ms();
-    points.iter().enumerate().try_for_each(|(i, p)| limits.check(p, now).map_err(|e| (i, e)))
+/// The one ingest path of a node.
+pub struct Ingest {
+    pub writes: Arc<Writes>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
 }
 
-/// Writes a request's points and reports it: counted by source and outcome, refused samples explained.
-pub async fn ingest(node: &Arc<Node>, batch: Batch) -> Result<Ingested, WriteError> {
-    // Only a line-protocol sender chose a unit that could be the wrong one.
-    let sent_as = batch.precision.and_then(|p| Some((p, batch.points.iter().map(|x| x.timestamp).min()?)));
-    let res = write_points(node, batch.points).await.map(|outcome| {
-        let refusal = outcome.refusal(&node.config, sent_as);
-        Ingested { outcome, refusal }
-    });
-    let code = match &res {
-        _ if batch.then_invalid => "invalid_argument",
-        Err(e) => e.code(),
-        Ok(i) if i.refusal.is_some() => "partial",
-        Ok(_) => "ok",
-    };
-    node.metrics.write_requests.with_label_values(&[batch.source.label(), code]).inc();
-    res
-}
+impl Ingest {
+    pub fn new(writes: Arc<Writes>, config: Arc<Config>, metrics: Arc<Metrics>) -> Ingest {
+        Ingest { writes, config, metrics }
+    }
 
-/// Counts a request refused before anything of it was written (it does not parse, it breaks a limit, it is
-/// too large: `code` as [`WriteError::code`] names it).
-pub fn count_refused(node: &Node, source: Source, code: &str) {
-    node.metrics.write_requests.with_label_values(&[source.label(), code]).inc();
+    /// Checks structured points against the node's limits; on the first bad one, its index and why.
+    pub fn check(&self, points: &[Point]) -> Result<(), (usize, PointError)> {
+        let limits = self.config.limits.line();
+        let now = crate::clock::now_ms();
+        points.iter().enumerate().try_for_each(|(i, p)| limits.check(p, now).map_err(|e| (i, e)))
+    }
+
+    /// Writes a request's points and reports it: counted by source and outcome, refused samples explained.
+    pub async fn ingest(&self, batch: Batch) -> Result<Ingested, WriteError> {
+        // Only a line-protocol sender chose a unit that could be the wrong one.
+        let sent_as = batch.precision.and_then(|p| Some((p, batch.points.iter().map(|x| x.timestamp).min()?)));
+        let res = self.writes.write_points(batch.points).await.map(|outcome| {
+            let refusal = outcome.refusal(&self.config, sent_as);
+            Ingested { outcome, refusal }
+        });
+        let code = match &res {
+            _ if batch.then_invalid => "invalid_argument",
+            Err(e) => e.code(),
+            Ok(i) if i.refusal.is_some() => "partial",
+            Ok(_) => "ok",
+        };
+        self.metrics.write_requests.with_label_values(&[batch.source.label(), code]).inc();
+        res
+    }
+
+    /// Counts a request refused before anything of it was written (it does not parse, it breaks a limit, it
+    /// is too large: `code` as [`WriteError::code`] names it).
+    pub fn count_refused(&self, source: Source, code: &str) {
+        self.metrics.write_requests.with_label_values(&[source.label(), code]).inc();
+    }
 }

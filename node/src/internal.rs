@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use pharos_proto::internal::internal_server::Internal;
 use pharos_proto::internal::{
-    ForwardQueryReply, ForwardQueryRequest, ForwardWriteReply, ForwardWriteRequest, RaftReply, RaftRequest,
+    ForwardMetaReply, ForwardQueryReply, ForwardQueryRequest, ForwardWriteReply, ForwardWriteRequest, RaftReply,
+    RaftRequest,
 };
 use pharos_raft::log_store::LogCache;
 use pharos_raft::network::{serve_append, serve_snapshot, serve_vote};
@@ -12,23 +13,35 @@ use pharos_raft::{Raft, META_GROUP};
 use pharos_storage::Point;
 use tonic::{Request, Response, Status};
 
-use crate::cluster::Node;
-use crate::shard_rpc::{execute_local, ShardRequest, ShardRpcError};
-use crate::writer::ShardWriteError;
+use crate::error::{CallError, Group};
+use crate::meta::Meta;
+use crate::metrics::Metrics;
+use crate::replicas::Replicas;
+use crate::rpc::Client;
+use crate::shard_rpc::{execute_local, ShardRequest};
 
+/// The service's view of the node: its groups, and the client whose leader guess goes into refusals.
 pub struct InternalService {
-    pub node: Arc<Node>,
+    pub meta: Arc<Meta>,
+    pub replicas: Arc<Replicas>,
+    pub client: Arc<Client>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl InternalService {
     fn group(&self, group: u32) -> Result<(Raft, LogCache), Status> {
         if group == META_GROUP {
-            return Ok((self.node.meta.clone(), self.node.meta_log_cache.clone()));
+            return Ok((self.meta.raft.clone(), self.meta.log_cache.clone()));
         }
-        self.node
-            .replica(group - 1)
+        self.replicas
+            .get(group - 1)
             .map(|r| (r.raft.clone(), r.log_cache.clone()))
-            .ok_or_else(|| Status::not_found(format!("node {} holds no replica of group {group}", self.node.id)))
+            .ok_or_else(|| Status::not_found(format!("node {} holds no replica of group {group}", self.replicas.me())))
+    }
+
+    /// A refusal with the best leader hint this node has.
+    fn refusal(&self, group: Group, e: CallError) -> pharos_proto::internal::CallError {
+        e.or_hint(self.client.leader_of(group)).to_proto()
     }
 }
 
@@ -57,38 +70,20 @@ impl Internal for InternalService {
         } else {
             pharos_storage::packed::decode(&r.packed).map_err(|e| Status::invalid_argument(e.to_string()))?
         };
-        let fail = |code: &str, error: String, hint: u64| ForwardWriteReply {
-            error,
-            code: code.into(),
-            leader_hint: hint,
-            ..Default::default()
+        let (me, group) = (self.replicas.me(), Group::Shard(r.shard));
+        let result = match self.replicas.get(r.shard) {
+            None => Err(CallError::NoReplica { node: me, group, leader: None }),
+            Some(replica) => replica.writer.submit(Arc::new(points)).await.map_err(|e| e.into_call_error(me)),
         };
-        let Some(replica) = self.node.replica(r.shard) else {
-            let hint = self.node.leader_of(r.shard).filter(|l| *l != self.node.id).unwrap_or(0);
-            return Ok(Response::new(fail(
-                "not_leader",
-                format!("node {} holds no replica of shard {}", self.node.id, r.shard),
-                hint,
-            )));
-        };
-        let reply = match replica.writer.submit(std::sync::Arc::new(points)).await {
+        let reply = match result {
             Ok(a) => ForwardWriteReply {
                 samples: a.samples_written,
                 rejected_too_old: a.rejected_too_old,
                 rejected_expired: a.rejected_expired,
                 series_created: a.series_created,
-                ..Default::default()
+                error: None,
             },
-            Err(e @ ShardWriteError::NotLeader { .. }) => {
-                let hint = match &e {
-                    ShardWriteError::NotLeader { leader, .. } => leader.unwrap_or(0),
-                    _ => 0,
-                };
-                fail("not_leader", e.to_string(), hint)
-            }
-            Err(e @ ShardWriteError::Overloaded { .. }) => fail("overloaded", e.to_string(), 0),
-            Err(e @ ShardWriteError::Closed { .. }) => fail("closed", e.to_string(), 0),
-            Err(e) => fail("failed", e.to_string(), 0),
+            Err(e) => ForwardWriteReply { error: Some(self.refusal(group, e)), ..Default::default() },
         };
         Ok(Response::new(reply))
     }
@@ -97,41 +92,24 @@ impl Internal for InternalService {
         let r = req.into_inner();
         let sreq: ShardRequest = bincode::deserialize(&r.request)
             .map_err(|e| Status::invalid_argument(format!("bad shard request: {e}")))?;
-        let reply = match execute_local(&self.node, r.shard, &sreq, !r.allow_stale).await {
-            Ok(resp) => ForwardQueryReply {
-                response: bincode::serialize(&resp).expect("responses serialize"),
-                ..Default::default()
-            },
-            Err(ShardRpcError::NotLeader { leader, .. }) => {
-                ForwardQueryReply { error: "not_leader".into(), leader_hint: leader.unwrap_or(0), ..Default::default() }
+        let reply = match execute_local(&self.replicas, &self.metrics, r.shard, &sreq, !r.allow_stale).await {
+            Ok(resp) => {
+                ForwardQueryReply { response: bincode::serialize(&resp).expect("responses serialize"), error: None }
             }
-            Err(ShardRpcError::NoReplica(_)) => ForwardQueryReply {
-                error: "no_replica".into(),
-                leader_hint: self.node.leader_of(r.shard).filter(|l| *l != self.node.id).unwrap_or(0),
-                ..Default::default()
-            },
-            Err(ShardRpcError::Failed(why)) => ForwardQueryReply { error: why, ..Default::default() },
+            Err(e) => ForwardQueryReply { response: Vec::new(), error: Some(self.refusal(Group::Shard(r.shard), e)) },
         };
         Ok(Response::new(reply))
     }
 
-    async fn forward_meta(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn forward_meta(&self, req: Request<RaftRequest>) -> Result<Response<ForwardMetaReply>, Status> {
         let r = req.into_inner();
         let cmd =
             bincode::deserialize(&r.payload).map_err(|e| Status::invalid_argument(format!("bad meta command: {e}")))?;
-        // Only the leader commits; a follower answers with an error instead of forwarding again (no loops).
-        match self.node.meta.client_write(pharos_raft::Request::Meta(cmd)).await {
-            Ok(resp) => match resp.data {
-                pharos_raft::Response::Meta(m) => Ok(Response::new(RaftReply {
-                    payload: bincode::serialize(&m).expect("serializes"),
-                    error: String::new(),
-                })),
-                other => Ok(Response::new(RaftReply {
-                    payload: Vec::new(),
-                    error: format!("unexpected response {other:?}"),
-                })),
-            },
-            Err(e) => Ok(Response::new(RaftReply { payload: Vec::new(), error: e.to_string() })),
-        }
+        // Only the leader commits; a follower refuses with its leader hint instead of forwarding again (no loops).
+        let reply = match self.client.meta_commit_local(cmd).await {
+            Ok(m) => ForwardMetaReply { payload: bincode::serialize(&m).expect("serializes"), error: None },
+            Err(e) => ForwardMetaReply { payload: Vec::new(), error: Some(self.refusal(Group::Meta, e)) },
+        };
+        Ok(Response::new(reply))
     }
 }

@@ -1,13 +1,17 @@
 //! The Pharos node: every node runs the same code and can coordinate any request.
 //!
 //! # Layout
-//! - [`config`]: settings (defaults < TOML < flags); [`server`]: start, serve, graceful stop.
-//! - [`cluster`]: the node's Raft groups (meta + local shard replicas), bootstrap, leader lookup.
-//! - [`routing`]: series -> shard on a consistent-hash ring.
-//! - [`writer`]: per-shard actor with group commit and maintenance; [`write`]: the write coordinator.
-//! - [`query`]: the query coordinator (fan-out to shard leaders, merge);
-//! - [`shard_rpc`]: reads, query parts and status against one shard replica; [`internal`]: node-to-node gRPC.
-//! - [`http`]: InfluxDB-compatible HTTP endpoints; [`grpc`]: the public gRPC API; [`metrics`]: /metrics.
+//! Lower modules never import higher ones (no import cycle; `rust_cycles.py` checks):
+//! - [`clock`], [`config`], [`metrics`], [`routing`] (series -> shard), [`error`] (node errors, the wire's
+//!   [`error::CallError`]);
+//! - [`writer`]: the per-replica group-commit actor and maintenance; [`replicas`]: the local replicas and the
+//!   leader services run on each while it leads; [`meta`]: this node's meta-group member and its applied
+//!   state as a watch; [`peers`]: addresses, channels, leader hints;
+//! - [`shard_rpc`]: what a replica answers; [`rpc`]: the one node-to-node client and retry policy;
+//! - [`cluster`]: opening and bootstrapping the Raft groups; [`write`], [`query`]: the coordinators;
+//!   [`ingest`]: the one ingest path; [`alerting`], [`scrape`]: actors, each given the parts it uses;
+//! - [`node`]: the parts the front ends use; [`http`], [`grpc`], [`line_listeners`], [`internal`]
+//!   (node-to-node gRPC), [`logging`]; [`server`]: wires the parts together, serves, stops.
 //!
 //! # Write path
 //! ```text
@@ -17,6 +21,7 @@
 //! ```
 
 pub mod alerting;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -26,10 +31,15 @@ pub mod ingest;
 pub mod internal;
 pub mod line_listeners;
 pub mod logging;
+pub mod meta;
 pub mod metrics;
+pub mod node;
+pub mod peers;
 pub mod prom;
 pub mod query;
+pub mod replicas;
 pub mod routing;
+pub mod rpc;
 pub mod scrape;
 pub mod server;
 pub mod shard_rpc;

@@ -19,8 +19,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
-use crate::cluster::Node;
-use crate::ingest::{ingest, Batch, Source};
+use crate::ingest::{Batch, Source};
+use crate::node::Node;
 
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
@@ -62,7 +62,7 @@ async fn write_with_retry(node: &Arc<Node>, points: Vec<Point>, source: Source) 
     loop {
         let batch =
             Batch { source, precision: Some(Precision::Nanoseconds), points: points.clone(), then_invalid: false };
-        match ingest(node, batch).await {
+        match node.ingest.ingest(batch).await {
             Ok(w) => {
                 if let Some(why) = w.refusal {
                     warn!(protocol, "line protocol: {why}");

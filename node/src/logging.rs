@@ -9,8 +9,8 @@ use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cluster::Node;
 use crate::config::{Config, ServerFlags};
+use crate::node::Node;
 
 /// Logs the groups this node starts or stops leading, one line per change (elections settle within a
 /// second, so a start logs one line for every group it leads rather than one per group).
@@ -18,10 +18,10 @@ pub async fn leadership_changes(node: std::sync::Arc<Node>) {
     let mut led: Vec<String> = Vec::new();
     loop {
         let mut now: Vec<String> = Vec::new();
-        if node.meta.metrics().borrow().state == openraft::ServerState::Leader {
+        if node.meta.raft.metrics().borrow().state == openraft::ServerState::Leader {
             now.push("meta".into());
         }
-        now.extend(node.local_replicas().iter().filter(|r| node.is_leader(r.shard)).map(|r| r.shard.to_string()));
+        now.extend(node.replicas.all().iter().filter(|r| r.leads()).map(|r| r.shard.to_string()));
         if now != led {
             let gained: Vec<&String> = now.iter().filter(|g| !led.contains(g)).collect();
             let lost: Vec<&String> = led.iter().filter(|g| !now.contains(g)).collect();

@@ -27,8 +27,10 @@ impl Hash for VNode {
 /// Virtual nodes per shard: enough for an even spread (~±10% at 16 shards).
 const VNODES: u32 = 128;
 
+/// Cheap to clone: the ring is shared.
+#[derive(Clone)]
 pub struct Router {
-    ring: HashRing<VNode, Xxh3DefaultBuilder>,
+    ring: std::sync::Arc<HashRing<VNode, Xxh3DefaultBuilder>>,
     shards: u32,
 }
 
@@ -40,7 +42,7 @@ impl Router {
                 ring.add(VNode { shard, replica });
             }
         }
-        Router { ring, shards }
+        Router { ring: std::sync::Arc::new(ring), shards }
     }
 
     pub fn shards(&self) -> u32 {

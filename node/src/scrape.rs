@@ -2,7 +2,7 @@
 //! live nodes gives it; what it scrapes goes through the normal write path.
 //!
 //! ```text
-//!  meta group: scrape config (pharosctl scrape apply), else [scrape] config_file ──► ScrapeManager::apply
+//!  meta group: scrape config (pharosctl scrape apply, watched), else [scrape] config_file ──► ScrapeManager::apply
 //!  liveness: every node pings every other (Internal.ForwardQuery) each second; two misses = dead
 //!        live set changed ──► OwnerRing(live) ──► ScrapeManager::set_owned(owner(key) == me)
 //!  scrape loops ──ScrapeBatch──► bounded channel ──► points (metric name = measurement, labels = tags,
@@ -18,15 +18,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pharos_proto::internal::ForwardQueryRequest;
+use pharos_raft::meta::StoredConfig;
 use pharos_scrape::{ManagerOptions, OwnerRing, ScrapeBatch, ScrapeConfig, ScrapeManager, TargetStatus};
 use pharos_storage::{Point, SmolStr};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::cluster::Node;
-use crate::ingest::{ingest, Batch, Source};
-use crate::shard_rpc::ShardRequest;
+use crate::config::Config;
+use crate::ingest::{Batch, Ingest, Source};
+use crate::meta::Meta;
+use crate::metrics::Metrics;
+use crate::rpc::{fan_out, Client};
 
 /// The scraping side of a node.
 pub struct Scraping {
@@ -35,16 +37,27 @@ pub struct Scraping {
     pub live: std::sync::Mutex<Vec<u64>>,
 }
 
+/// What scraping uses of the node.
+pub struct ScrapeContext {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub meta: Arc<Meta>,
+    pub client: Arc<Client>,
+    pub ingest: Arc<Ingest>,
+}
+
 /// Starts the manager, the sink, the config watcher and the liveness loop.
-pub fn start(node: Arc<Node>) -> Arc<Scraping> {
-    let (tx, rx) = mpsc::channel::<ScrapeBatch>(node.config.scrape.queue_batches.max(1));
+pub fn start(ctx: ScrapeContext) -> Arc<Scraping> {
+    let ctx = Arc::new(ctx);
+    let (tx, rx) = mpsc::channel::<ScrapeBatch>(ctx.config.scrape.queue_batches.max(1));
     let manager = ScrapeManager::new(tx, ManagerOptions::default());
-    let scraping = Arc::new(Scraping { manager: manager.clone(), live: std::sync::Mutex::new(vec![node.id]) });
+    let me = ctx.client.me();
+    let scraping = Arc::new(Scraping { manager: manager.clone(), live: std::sync::Mutex::new(vec![me]) });
     // Nothing is owned until the first liveness round says who is alive.
     manager.set_owned(Arc::new(|_| false));
-    tokio::spawn(sink(node.clone(), rx));
-    tokio::spawn(watch_config(node.clone(), manager.clone()));
-    tokio::spawn(liveness(node, scraping.clone()));
+    tokio::spawn(sink(ctx.clone(), rx));
+    tokio::spawn(watch_config(ctx.clone(), manager.clone()));
+    tokio::spawn(liveness(ctx, scraping.clone()));
     scraping
 }
 
@@ -70,7 +83,7 @@ fn to_points(batch: ScrapeBatch) -> Vec<Point> {
 }
 
 /// Writes what the scrape loops produce. Batches that arrive together are written together.
-async fn sink(node: Arc<Node>, mut rx: mpsc::Receiver<ScrapeBatch>) {
+async fn sink(ctx: Arc<ScrapeContext>, mut rx: mpsc::Receiver<ScrapeBatch>) {
     while let Some(first) = rx.recv().await {
         let mut points = to_points(first);
         while points.len() < 50_000 {
@@ -80,8 +93,8 @@ async fn sink(node: Arc<Node>, mut rx: mpsc::Receiver<ScrapeBatch>) {
             }
         }
         // Scraped labels are held to the same limits as written points; a sample that breaks one is dropped.
-        let now = crate::query::now_ms();
-        let limits = node.config.limits.line();
+        let now = crate::clock::now_ms();
+        let limits = ctx.config.limits.line();
         let before = points.len();
         let mut first_problem = None;
         points.retain(|p| match limits.check(p, now) {
@@ -92,15 +105,15 @@ async fn sink(node: Arc<Node>, mut rx: mpsc::Receiver<ScrapeBatch>) {
             }
         });
         if let Some(why) = first_problem {
-            node.metrics.scrape_write_failures.inc();
+            ctx.metrics.scrape_write_failures.inc();
             warn!(dropped = before - points.len(), first = %why, "scraped samples over the limits dropped");
         }
         let n = points.len() as u64;
         let batch = Batch { source: Source::Scrape, precision: None, points, then_invalid: false };
-        match ingest(&node, batch).await {
-            Ok(_) => node.metrics.scraped_samples.inc_by(n),
+        match ctx.ingest.ingest(batch).await {
+            Ok(_) => ctx.metrics.scraped_samples.inc_by(n),
             Err(e) => {
-                node.metrics.scrape_write_failures.inc();
+                ctx.metrics.scrape_write_failures.inc();
                 warn!(samples = n, cause = %e, "writing scraped samples failed; they are dropped (the next scrape brings fresh ones)");
             }
         }
@@ -109,13 +122,12 @@ async fn sink(node: Arc<Node>, mut rx: mpsc::Receiver<ScrapeBatch>) {
 
 /// The scrape configuration in force: the meta group's (pharosctl scrape apply) if one was applied,
 /// else the node's `[scrape] config_file`, else none.
-fn current_config(node: &Node) -> (String, Option<Result<ScrapeConfig, String>>) {
-    let stored = node.meta_state.read().expect("meta lock").scrape.clone();
+fn current_config(ctx: &ScrapeContext, stored: &StoredConfig) -> (String, Option<Result<ScrapeConfig, String>>) {
     if stored.version > 0 {
         let id = format!("meta v{}", stored.version);
         return (id, Some(pharos_scrape::parse_config(&stored.text).map_err(|e| e.to_string())));
     }
-    match &node.config.scrape.config_file {
+    match &ctx.config.scrape.config_file {
         Some(path) => {
             let text = std::fs::read_to_string(path);
             let id = format!(
@@ -132,10 +144,12 @@ fn current_config(node: &Node) -> (String, Option<Result<ScrapeConfig, String>>)
     }
 }
 
-async fn watch_config(node: Arc<Node>, manager: ScrapeManager) {
+async fn watch_config(ctx: Arc<ScrapeContext>, manager: ScrapeManager) {
     let mut applied = String::new();
+    let mut meta = ctx.meta.subscribe();
     loop {
-        let (id, cfg) = current_config(&node);
+        let stored = meta.borrow_and_update().scrape.clone();
+        let (id, cfg) = current_config(&ctx, &stored);
         if id != applied {
             match cfg {
                 Some(Ok(c)) => {
@@ -150,39 +164,30 @@ async fn watch_config(node: Arc<Node>, manager: ScrapeManager) {
                 None => applied = id,
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A configuration applied through the meta group takes effect at once; a `[scrape] config_file`
+        // is read again every second.
+        crate::meta::changed_within(&mut meta, Duration::from_secs(1)).await;
     }
 }
 
-/// Whether a peer answers within a second (any answer, even "no replica here", means it runs).
-async fn ping(node: &Node, addr: &str) -> bool {
-    let Ok(mut client) = node.channels.get(addr) else { return false };
-    let req = ForwardQueryRequest {
-        shard: u32::MAX,
-        request: bincode::serialize(&ShardRequest::Status).expect("requests serialize"),
-        allow_stale: true,
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(1), client.forward_query(req)).await, Ok(Ok(_)))
-}
-
-async fn liveness(node: Arc<Node>, scraping: Arc<Scraping>) {
+async fn liveness(ctx: Arc<ScrapeContext>, scraping: Arc<Scraping>) {
     let mut misses: BTreeMap<u64, u32> = BTreeMap::new();
     let mut current: Option<Vec<u64>> = None;
-    let every = node.config.scrape.liveness_interval;
+    let every = ctx.config.scrape.liveness_interval;
+    let me = ctx.client.me();
     loop {
-        let peers: Vec<(u64, String)> =
-            node.known_nodes().into_iter().filter(|(id, _)| *id != node.id).map(|(id, a)| (id, a.grpc)).collect();
-        let answers = futures::future::join_all(peers.iter().map(|(id, addr)| {
-            let node = node.clone();
-            async move { (*id, ping(&node, addr).await) }
-        }))
+        let peers = ctx.client.peers().others().into_iter().map(|(id, _)| id);
+        let answers = fan_out(peers, |&id| {
+            let client = ctx.client.clone();
+            async move { client.ping(id).await }
+        })
         .await;
-        let mut live: BTreeSet<u64> = BTreeSet::from([node.id]);
+        let mut live: BTreeSet<u64> = BTreeSet::from([me]);
         for (id, ok) in answers {
             let m = misses.entry(id).or_insert(0);
             *m = if ok { 0 } else { m.saturating_add(1) };
             // Dead after `liveness_misses` missed pings in a row (a single lost ping moves nothing).
-            if *m < node.config.scrape.liveness_misses {
+            if *m < ctx.config.scrape.liveness_misses {
                 live.insert(id);
             }
         }
@@ -202,7 +207,6 @@ async fn liveness(node: Arc<Node>, scraping: Arc<Scraping>) {
         if current.as_ref() != Some(&live) {
             info!(live = ?live, "scrape ownership: live nodes changed");
             let ring = Arc::new(OwnerRing::new(&live));
-            let me = node.id;
             scraping.manager.set_owned(Arc::new(move |t| ring.owner(&t.key) == Some(me)));
             *scraping.live.lock().expect("live lock") = live.clone();
             current = Some(live);
@@ -214,10 +218,10 @@ async fn liveness(node: Arc<Node>, scraping: Arc<Scraping>) {
 }
 
 /// This node's view of its targets, with the owner each would have by the ring over this node's live set.
-pub fn local_targets(node: &Node, scraping: &Scraping) -> Vec<pharos_proto::v1::TargetInfo> {
+pub fn local_targets(me: u64, scraping: &Scraping) -> Vec<pharos_proto::v1::TargetInfo> {
     let live = scraping.live.lock().expect("live lock").clone();
     let ring = OwnerRing::new(&live);
-    scraping.manager.targets().into_iter().map(|t| target_info(node.id, &ring, t)).collect()
+    scraping.manager.targets().into_iter().map(|t| target_info(me, &ring, t)).collect()
 }
 
 fn target_info(me: u64, ring: &OwnerRing, t: TargetStatus) -> pharos_proto::v1::TargetInfo {
@@ -248,19 +252,20 @@ fn target_info(me: u64, ring: &OwnerRing, t: TargetStatus) -> pharos_proto::v1::
 
 /// Every target in the cluster, each as its owner reports it (targets whose owner did not answer are
 /// shown as this node sees them, health unknown).
-pub async fn cluster_targets(node: &Arc<Node>, scraping: &Scraping) -> Vec<pharos_proto::v1::TargetInfo> {
+pub async fn cluster_targets(client: &Client, scraping: &Scraping) -> Vec<pharos_proto::v1::TargetInfo> {
     let mut by_key: BTreeMap<String, pharos_proto::v1::TargetInfo> =
-        local_targets(node, scraping).into_iter().map(|t| (t.key.clone(), t)).collect();
-    let peers: Vec<String> =
-        node.known_nodes().into_iter().filter(|(id, _)| *id != node.id).map(|(_, a)| a.grpc).collect();
-    let answers = futures::future::join_all(peers.iter().map(|addr| async move {
-        let mut c = pharos_proto::v1::admin_client::AdminClient::connect(format!("http://{addr}")).await.ok()?;
-        let req = pharos_proto::v1::TargetsRequest { local: true };
-        let r = tokio::time::timeout(Duration::from_secs(2), c.targets(req)).await.ok()?.ok()?;
-        Some(r.into_inner().targets)
-    }))
+        local_targets(client.me(), scraping).into_iter().map(|t| (t.key.clone(), t)).collect();
+    let answers = fan_out(client.peers().others(), |(_, addr)| {
+        let c = client.peers().admin(addr);
+        async move {
+            let mut c = c.ok()?;
+            let req = pharos_proto::v1::TargetsRequest { local: true };
+            let r = tokio::time::timeout(Duration::from_secs(2), c.targets(req)).await.ok()?.ok()?;
+            Some(r.into_inner().targets)
+        }
+    })
     .await;
-    for list in answers.into_iter().flatten() {
+    for list in answers.into_iter().filter_map(|(_, l)| l) {
         for t in list {
             // The owner's own report wins: it is the one that scrapes.
             if t.owner == t.reported_by {

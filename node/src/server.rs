@@ -14,11 +14,20 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tracing::info;
 
-use crate::cluster::Node;
+use crate::alerting::Alerting;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::NodeError;
 use crate::grpc::{AdminService, QueryService, WriteService};
+use crate::ingest::Ingest;
 use crate::internal::InternalService;
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::query::Queries;
+use crate::replicas::LeaderService;
+use crate::routing::Router;
+use crate::scrape::ScrapeContext;
+use crate::write::Writes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -58,9 +67,8 @@ pub async fn run(
     };
     let (shutdown, _) = broadcast::channel::<()>(8);
     let max_msg = config.limits.max_body_bytes.max(4 << 20);
-    let node = Node::start(config, shutdown.clone()).await?;
+    let node = wire(Arc::new(config), shutdown.clone()).await?;
     node.metrics.up.set(1);
-    let _ = node.scraping.set(crate::scrape::start(node.clone()));
     let leadership_log = tokio::spawn(crate::logging::leadership_changes(node.clone()));
     info!(node = node.id, http = %node.config.http_addr, grpc = %node.config.grpc_addr, data = %node.config.data_dir.display(), "pharos started");
 
@@ -71,9 +79,14 @@ pub async fn run(
     let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
         .add_service(
-            InternalServer::new(InternalService { node: node.clone() })
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
+            InternalServer::new(InternalService {
+                meta: node.meta.clone(),
+                replicas: node.replicas.clone(),
+                client: node.client.clone(),
+                metrics: node.metrics.clone(),
+            })
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20),
         )
         .add_service(WriteServer::new(WriteService { node: node.clone() }).max_decoding_message_size(max_msg))
         .add_service(AdminServer::new(AdminService { node: node.clone() }))
@@ -98,7 +111,7 @@ pub async fn run(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                node.update_gauges();
+                node.cluster.update_gauges();
             }
         })
     };
@@ -111,12 +124,63 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
     gauges.abort();
     leadership_log.abort();
-    if let Some(s) = node.scraping.get() {
-        s.manager.shutdown().await;
-    }
-    node.stop().await;
+    node.scraping.manager.shutdown().await;
+    node.cluster.stop().await;
     info!("stopped");
     Ok(())
+}
+
+/// Starts the node's Raft groups and wires the parts together: each part receives the parts it uses.
+async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Arc<Node>, NodeError> {
+    let id = config.node_id;
+    let metrics = Arc::new(Metrics::new(id));
+    let cluster = Cluster::start(&config, metrics.clone(), shutdown).await?;
+    let router = Router::new(config.shards);
+    let (meta, replicas, client) = (cluster.meta.clone(), cluster.replicas.clone(), cluster.client.clone());
+    let writes =
+        Arc::new(Writes::new(router.clone(), replicas.clone(), client.clone(), metrics.clone(), config.write.timeout));
+    let ingest = Arc::new(Ingest::new(writes, config.clone(), metrics.clone()));
+    let queries =
+        Arc::new(Queries::new(router.clone(), replicas.clone(), client.clone(), metrics.clone(), config.query.clone()));
+    let alerting = Arc::new(Alerting {
+        me: id,
+        config: config.clone(),
+        metrics: metrics.clone(),
+        router: router.clone(),
+        replicas: replicas.clone(),
+        meta: meta.clone(),
+        client: client.clone(),
+        ingest: ingest.clone(),
+        queries: queries.clone(),
+    });
+    // Leader services: maintenance (the leader's clock through the log) and the alert actor of the rule
+    // groups placed on the shard, on every replica while it leads.
+    let every = config.write.maintenance_interval;
+    let maintenance: LeaderService =
+        Arc::new(move |r| Box::pin(crate::writer::maintenance(r.shard, r.raft.clone(), every)));
+    replicas.on_leader(maintenance);
+    replicas.on_leader(alerting.leader_service());
+    let scraping = crate::scrape::start(ScrapeContext {
+        config: config.clone(),
+        metrics: metrics.clone(),
+        meta: meta.clone(),
+        client: client.clone(),
+        ingest: ingest.clone(),
+    });
+    Ok(Arc::new(Node {
+        id,
+        config,
+        metrics,
+        router,
+        cluster,
+        meta,
+        replicas,
+        client,
+        ingest,
+        queries,
+        alerting,
+        scraping,
+    }))
 }
 
 /// Resolves on SIGTERM or SIGINT.

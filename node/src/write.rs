@@ -7,14 +7,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pharos_proto::internal::ForwardWriteRequest;
 use pharos_storage::{ApplyResult, Point, Precision};
 
-use crate::cluster::Node;
-use crate::error::WriteError;
-use crate::writer::ShardWriteError;
+use crate::error::{Group, WriteError};
+use crate::metrics::Metrics;
+use crate::replicas::Replicas;
+use crate::routing::Router;
+use crate::rpc::{CallError, Client};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -24,118 +25,85 @@ pub struct WriteOutcome {
     pub rejected_expired: u64,
 }
 
-pub async fn write_points(node: &Arc<Node>, points: Vec<Point>) -> Result<WriteOutcome, WriteError> {
-    let mut out = WriteOutcome { points: points.len() as u64, ..Default::default() };
-    if points.is_empty() {
-        return Ok(out);
-    }
-    let mut by_shard: HashMap<u32, Vec<Point>> = HashMap::new();
-    for p in points {
-        by_shard.entry(node.router.shard_of(&p)).or_default().push(p);
-    }
-    let results = futures::future::join_all(by_shard.into_iter().map(|(s, pts)| write_shard(node, s, pts))).await;
-    let mut first_err = None;
-    for r in results {
-        match r {
-            Ok(a) => {
-                out.samples += a.samples_written;
-                out.rejected_too_old += a.rejected_too_old;
-                out.rejected_expired += a.rejected_expired;
-            }
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    node.metrics.samples_written.inc_by(out.samples);
-    match first_err {
-        Some(e) => Err(e),
-        None => {
-            node.metrics.points_written.inc_by(out.points);
-            Ok(out)
-        }
-    }
+/// The write coordinator.
+pub struct Writes {
+    pub router: Router,
+    replicas: Arc<Replicas>,
+    client: Arc<Client>,
+    metrics: Arc<Metrics>,
+    /// How long a shard's part may wait for a leader (`write.timeout`).
+    timeout: Duration,
 }
 
-/// Writes one shard's part, retrying on leader changes until the configured write timeout.
-pub async fn write_shard(node: &Arc<Node>, shard: u32, points: Vec<Point>) -> Result<ApplyResult, WriteError> {
-    // Shared with the shard writer: a retry after a leader change resends it without a copy.
-    let points = Arc::new(points);
-    let deadline = Instant::now() + node.config.write.timeout;
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        let tried = node.leader_of(shard);
-        let res = match tried {
-            Some(l) if l == node.id => match node.replica(shard) {
-                Some(r) => r.writer.submit(points.clone()).await,
-                None => Err(ShardWriteError::NotLeader { shard, leader: None }),
-            },
-            Some(l) => forward(node, l, shard, &points).await,
-            None => Err(ShardWriteError::NotLeader { shard, leader: None }),
-        };
-        match res {
-            Ok(r) => return Ok(r),
-            Err(ShardWriteError::NotLeader { leader, .. })
-            | Err(ShardWriteError::Closed { leader_hint: leader, .. }) => {
-                if let Some(l) = leader {
-                    node.note_leader(shard, l);
+impl Writes {
+    pub fn new(
+        router: Router,
+        replicas: Arc<Replicas>,
+        client: Arc<Client>,
+        metrics: Arc<Metrics>,
+        timeout: Duration,
+    ) -> Writes {
+        Writes { router, replicas, client, metrics, timeout }
+    }
+
+    /// Writes points: each shard's part at its leader, all parts at once.
+    pub async fn write_points(&self, points: Vec<Point>) -> Result<WriteOutcome, WriteError> {
+        let mut out = WriteOutcome { points: points.len() as u64, ..Default::default() };
+        if points.is_empty() {
+            return Ok(out);
+        }
+        let mut by_shard: HashMap<u32, Vec<Point>> = HashMap::new();
+        for p in points {
+            by_shard.entry(self.router.shard_of(&p)).or_default().push(p);
+        }
+        let results = futures::future::join_all(by_shard.into_iter().map(|(s, pts)| self.write_shard(s, pts))).await;
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok(a) => {
+                    out.samples += a.samples_written;
+                    out.rejected_too_old += a.rejected_too_old;
+                    out.rejected_expired += a.rejected_expired;
                 }
-                if Instant::now() + backoff > deadline {
-                    return Err(WriteError::Unavailable(format!("shard {shard} has no reachable leader")));
+                Err(e) => {
+                    first_err.get_or_insert(e);
                 }
-                wait_for_new_leader(node, shard, tried, backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
             }
-            Err(e) => return Err(e.into()),
+        }
+        self.metrics.samples_written.inc_by(out.samples);
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => {
+                self.metrics.points_written.inc_by(out.points);
+                Ok(out)
+            }
         }
     }
-}
 
-/// Waits up to `backoff` for the shard to get a leader other than `tried`, as this node's replica sees it,
-/// so a write retries as soon as an election ends rather than at the next backoff step; at least a short
-/// pause, so a stale view does not spin.
-async fn wait_for_new_leader(node: &Arc<Node>, shard: u32, tried: Option<u64>, backoff: Duration) {
-    const PAUSE: Duration = Duration::from_millis(10);
-    let Some(r) = node.replica(shard) else {
-        tokio::time::sleep(backoff).await;
-        return;
-    };
-    let mut metrics = r.raft.metrics();
-    let started = Instant::now();
-    let _ =
-        tokio::time::timeout(backoff, metrics.wait_for(|m| m.current_leader.is_some_and(|l| Some(l) != tried))).await;
-    tokio::time::sleep(PAUSE.min(backoff).saturating_sub(started.elapsed())).await;
-}
-
-async fn forward(node: &Arc<Node>, leader: u64, shard: u32, points: &[Point]) -> Result<ApplyResult, ShardWriteError> {
-    let unreachable = |why: String| ShardWriteError::Failed { shard, why };
-    let Some(addr) = node.peer_addr(leader) else {
-        return Err(ShardWriteError::NotLeader { shard, leader: None });
-    };
-    let mut client = node.channels.get(&addr).map_err(|e| unreachable(e.to_string()))?;
-    node.metrics.forwarded_writes.inc();
-    let req = ForwardWriteRequest { shard, packed: pharos_storage::packed::to_vec(points), ..Default::default() };
-    let reply = match tokio::time::timeout(node.config.write.timeout, client.forward_write(req)).await {
-        Err(_) => return Err(ShardWriteError::Closed { shard, leader_hint: None }),
-        // The node is down or restarting: try whoever leads next.
-        Ok(Err(_status)) => return Err(ShardWriteError::Closed { shard, leader_hint: None }),
-        Ok(Ok(r)) => r.into_inner(),
-    };
-    if reply.error.is_empty() {
-        return Ok(ApplyResult {
-            samples_written: reply.samples,
-            rejected_too_old: reply.rejected_too_old,
-            rejected_expired: reply.rejected_expired,
-            series_created: reply.series_created,
-        });
-    }
-    match reply.code.as_str() {
-        "not_leader" => {
-            Err(ShardWriteError::NotLeader { shard, leader: (reply.leader_hint != 0).then_some(reply.leader_hint) })
-        }
-        "overloaded" => Err(ShardWriteError::Overloaded { shard }),
-        "closed" => Err(ShardWriteError::Closed { shard, leader_hint: None }),
-        _ => Err(ShardWriteError::Failed { shard, why: reply.error }),
+    /// Writes one shard's part at its leader, following leader changes until the write timeout.
+    pub async fn write_shard(&self, shard: u32, points: Vec<Point>) -> Result<ApplyResult, CallError> {
+        // Shared with the shard writer: a retry after a leader change resends it without a copy.
+        let points = Arc::new(points);
+        let me = self.client.me();
+        self.client
+            .follow_leader(
+                Group::Shard(shard),
+                self.timeout,
+                || false,
+                |node| {
+                    let points = points.clone();
+                    async move {
+                        if node != me {
+                            return self.client.forward_write(node, shard, &points).await;
+                        }
+                        match self.replicas.get(shard) {
+                            Some(r) => r.writer.submit(points).await.map_err(|e| e.into_call_error(me)),
+                            None => Err(CallError::NoReplica { node: me, group: Group::Shard(shard), leader: None }),
+                        }
+                    }
+                },
+            )
+            .await
     }
 }
 
@@ -157,7 +125,7 @@ impl WriteOutcome {
             ));
         }
         if self.rejected_expired > 0 {
-            let now = crate::query::now_ms();
+            let now = crate::clock::now_ms();
             let raw = config.retention.default.raw;
             let cutoff = chrono::DateTime::from_timestamp_millis(now.saturating_sub(ms(raw)))
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

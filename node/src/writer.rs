@@ -31,6 +31,26 @@ pub enum ShardWriteError {
     Closed { shard: u32, leader_hint: Option<NodeId> },
 }
 
+impl ShardWriteError {
+    /// The refusal as a node-to-node call's, from this node.
+    pub fn into_call_error(self, node: NodeId) -> crate::error::CallError {
+        use crate::error::{CallError, Group};
+        match self {
+            ShardWriteError::NotLeader { shard, leader } => {
+                CallError::NotLeader { node, group: Group::Shard(shard), leader }
+            }
+            ShardWriteError::Overloaded { shard } => CallError::Overloaded { node, group: Group::Shard(shard) },
+            ShardWriteError::Closed { shard, leader_hint: Some(l) } => {
+                CallError::NotLeader { node, group: Group::Shard(shard), leader: Some(l) }
+            }
+            ShardWriteError::Closed { shard, leader_hint: None } => {
+                CallError::Unavailable { node, group: Group::Shard(shard), why: "the replica is stopping".into() }
+            }
+            ShardWriteError::Failed { shard, why } => CallError::Failed { node, group: Group::Shard(shard), why },
+        }
+    }
+}
+
 struct Job {
     points: Arc<Vec<Point>>,
     reply: oneshot::Sender<Result<ApplyResult, ShardWriteError>>,
@@ -175,7 +195,7 @@ pub async fn maintenance(shard: u32, raft: Raft, interval: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now_ms = crate::query::now_ms();
+        let now_ms = crate::clock::now_ms();
         match raft.client_write(Request::Shard(Command::Maintain { now_ms })).await {
             Ok(_) => debug!(shard, "maintenance committed"),
             Err(e) => warn!(shard, cause = %e, "maintenance not committed"),

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, RaftLogId, StorageIOError};
 use pharos_storage::db::{cf, CF_RAFT_STATE};
 use rocksdb::{WriteOptions, DB};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::types::{
     Entry, GroupId, LogId, NodeAddr, NodeId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -159,7 +160,9 @@ pub struct MetaStateMachine {
     db: Arc<DB>,
     group: GroupId,
     p: Persisted,
-    shared: Arc<RwLock<MetaState>>,
+    /// The applied state, published to readers after every apply (a watch: readers take the current value
+    /// without locking out the state machine, and actors wait for changes instead of polling).
+    shared: watch::Sender<Arc<MetaState>>,
     /// The last snapshot built or installed (shared with builders).
     snapshot: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
 }
@@ -177,13 +180,24 @@ impl MetaStateMachine {
             Some(b) => bincode::deserialize(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
             None => Persisted::default(),
         };
-        let shared = Arc::new(RwLock::new(p.state.clone()));
+        let shared = watch::Sender::new(Arc::new(p.state.clone()));
         Ok(MetaStateMachine { db, group, p, shared, snapshot: Arc::new(Mutex::new(None)) })
     }
 
-    /// The live state, for readers.
-    pub fn state(&self) -> Arc<RwLock<MetaState>> {
-        self.shared.clone()
+    /// The applied state: `borrow()` for the current value, `changed()` to wait for the next.
+    pub fn state(&self) -> watch::Receiver<Arc<MetaState>> {
+        self.shared.subscribe()
+    }
+
+    fn publish(&self) {
+        let state = &self.p.state;
+        self.shared.send_if_modified(|cur| {
+            let changed = **cur != *state;
+            if changed {
+                *cur = Arc::new(state.clone());
+            }
+            changed
+        });
     }
 
     fn persist(&self) -> Result<(), StorageError> {
@@ -222,7 +236,7 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
             }
         }
         self.persist()?;
-        *self.shared.write().expect("meta lock") = self.p.state.clone();
+        self.publish();
         Ok(out)
     }
 
@@ -247,7 +261,7 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
         let data = snapshot.into_inner();
         self.p = bincode::deserialize(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.persist()?;
-        *self.shared.write().expect("meta lock") = self.p.state.clone();
+        self.publish();
         *self.snapshot.lock().expect("snapshot lock") = Some((meta.clone(), data));
         Ok(())
     }

@@ -37,11 +37,16 @@ pub struct TransportError(pub String);
 
 impl Channels {
     pub fn get(&self, addr: &str) -> Result<InternalClient<Channel>, TransportError> {
+        Ok(InternalClient::new(self.channel(addr)?)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20))
+    }
+
+    /// The pooled channel to a node's gRPC address (connected lazily), for any of its services.
+    pub fn channel(&self, addr: &str) -> Result<Channel, TransportError> {
         let mut map = self.inner.lock().expect("channel map lock");
         if let Some(ch) = map.get(addr) {
-            return Ok(InternalClient::new(ch.clone())
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20));
+            return Ok(ch.clone());
         }
         let ep = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| TransportError(format!("bad peer address {addr}: {e}")))?
@@ -51,7 +56,7 @@ impl Channels {
             .keep_alive_timeout(Duration::from_secs(5));
         let ch = ep.connect_lazy();
         map.insert(addr.to_string(), ch.clone());
-        Ok(InternalClient::new(ch).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20))
+        Ok(ch)
     }
 }
 

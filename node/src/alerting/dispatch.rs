@@ -31,8 +31,8 @@ use tracing::{debug, info, warn};
 
 use super::deliver::{self, Sender};
 use super::store::{self, ShardAlerts, StoredGroup};
-use crate::cluster::Node;
-use crate::query::now_ms;
+use super::Alerting;
+use crate::clock::now_ms;
 
 /// A notification group being tracked.
 struct Group {
@@ -67,7 +67,7 @@ struct InFlight {
 }
 
 struct Dispatcher {
-    node: Arc<Node>,
+    ctx: Arc<Alerting>,
     shard: u32,
     shared: Arc<ShardAlerts>,
     groups: BTreeMap<String, Group>,
@@ -78,11 +78,11 @@ struct Dispatcher {
 }
 
 /// Runs the dispatcher until aborted (with leadership). `stored` are the committed notification logs.
-pub async fn run(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>, stored: Vec<StoredGroup>) {
+pub async fn run(ctx: Arc<Alerting>, shard: u32, shared: Arc<ShardAlerts>, stored: Vec<StoredGroup>) {
     let (done, mut outcomes) = mpsc::unbounded_channel();
-    let sender = Arc::new(Sender::new(&node.config.alerting));
+    let sender = Arc::new(Sender::new(&ctx.config.alerting));
     let mut d = Dispatcher {
-        node,
+        ctx,
         shard,
         shared,
         groups: BTreeMap::new(),
@@ -119,7 +119,7 @@ pub async fn run(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>, stored: 
 impl Dispatcher {
     /// The routing configuration in force (parsed again when its version changes).
     fn routing(&mut self) -> Option<Arc<RoutingConfig>> {
-        let stored = self.node.meta_state.read().expect("meta lock").routing.clone();
+        let stored = self.ctx.meta.state().routing.clone();
         if self.routing.as_ref().map(|(v, _)| *v) != Some(stored.version) {
             let parsed = if stored.text.is_empty() {
                 None
@@ -159,7 +159,7 @@ impl Dispatcher {
         g.state.logs.insert(integration, log);
         let s =
             StoredGroup { group_key: group_key.to_string(), receiver: g.receiver.clone(), logs: g.state.logs.clone() };
-        match store::commit(&self.node, self.shard, vec![(store::notify_key(group_key), store::encode(&s))], vec![])
+        match store::commit(&self.ctx, self.shard, vec![(store::notify_key(group_key), store::encode(&s))], vec![])
             .await
         {
             Ok(()) => g.stored = true,
@@ -170,9 +170,9 @@ impl Dispatcher {
     async fn flush(&mut self) {
         let Some(cfg) = self.routing() else { return };
         let now = now_ms();
-        let external_url = self.node.config.external_url();
+        let external_url = self.ctx.config.external_url();
         let alerts = self.shared.alerts(&format!("{external_url}/alerts"));
-        let silences = super::silences(&self.node);
+        let silences = super::silences(&self.ctx.meta);
         let firing: Vec<Alert> = alerts.iter().filter(|a| a.is_firing()).cloned().collect();
         let mut current: BTreeMap<String, (pharos_alert::Destination, Vec<Alert>)> = BTreeMap::new();
         for a in alerts {
@@ -245,7 +245,7 @@ impl Dispatcher {
             for id in &tick.notify {
                 let log = next.logs.get(id).cloned().expect("tick logs what it notifies");
                 let Some(integration) = integrations.iter().find(|i| &i.id == id) else { continue };
-                let valid_for = self.node.config.alerting.alertmanager_valid_for.as_millis() as i64;
+                let valid_for = self.ctx.config.alerting.alertmanager_valid_for.as_millis() as i64;
                 match delivery(integration, &n, now, valid_for) {
                     // Nothing for this integration (it does not want resolutions): told, as far as it cares.
                     None => immediate.push((id.clone(), log)),
@@ -260,7 +260,7 @@ impl Dispatcher {
                         info!(receiver = %receiver.name, integration = %id, group = %key, alerts = group_alerts.len(), key = %nkey, "notifying");
                         let task = tokio::spawn(deliver_until_done(
                             self.sender.clone(),
-                            self.node.clone(),
+                            self.ctx.clone(),
                             req,
                             nkey.clone(),
                             key.clone(),
@@ -285,7 +285,7 @@ impl Dispatcher {
             if let Some(g) = self.groups.remove(&key) {
                 debug!(group = %key, "notification group finished");
                 if g.stored {
-                    if let Err(e) = store::commit(&self.node, self.shard, vec![], vec![store::notify_key(&key)]).await {
+                    if let Err(e) = store::commit(&self.ctx, self.shard, vec![], vec![store::notify_key(&key)]).await {
                         debug!(cause = %e, "dropping a finished group's log");
                     }
                 }
@@ -300,7 +300,7 @@ impl Dispatcher {
 #[allow(clippy::too_many_arguments)]
 async fn deliver_until_done(
     sender: Arc<Sender>,
-    node: Arc<Node>,
+    ctx: Arc<Alerting>,
     req: pharos_alert::Delivery,
     key: String,
     group_key: String,
@@ -310,14 +310,14 @@ async fn deliver_until_done(
 ) {
     let kind = integration.split('/').next().unwrap_or("unknown").to_string();
     let queued = Instant::now();
-    let max = node.config.alerting.retry_max_backoff.max(Duration::from_secs(1));
+    let max = ctx.config.alerting.retry_max_backoff.max(Duration::from_secs(1));
     let mut backoff = Duration::from_secs(1);
     let mut attempt = 1u32;
     loop {
         match sender.send(&req, &key).await {
             Ok(()) => {
-                node.metrics.notifications.with_label_values(&[&kind, "ok"]).inc();
-                node.metrics
+                ctx.metrics.notifications.with_label_values(&[&kind, "ok"]).inc();
+                ctx.metrics
                     .notification_latency_seconds
                     .with_label_values(&[&kind])
                     .observe(queued.elapsed().as_secs_f64());
@@ -326,13 +326,13 @@ async fn deliver_until_done(
                 return;
             }
             Err(deliver::SendError::Permanent(why)) => {
-                node.metrics.notifications.with_label_values(&[&kind, "refused"]).inc();
+                ctx.metrics.notifications.with_label_values(&[&kind, "refused"]).inc();
                 warn!(integration = %integration, key = %key, cause = %why, "notification refused; retried at the group's next flush");
                 let _ = done.send(Outcome::Abandoned { group_key, integration, key });
                 return;
             }
             Err(deliver::SendError::Retry(why)) => {
-                node.metrics.notifications.with_label_values(&[&kind, "failed"]).inc();
+                ctx.metrics.notifications.with_label_values(&[&kind, "failed"]).inc();
                 warn!(integration = %integration, key = %key, attempt, retry_in = ?backoff, cause = %why, "notification failed; retrying");
             }
         }

@@ -30,29 +30,31 @@ use tracing::{debug, info, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::store::{self, ShardAlerts, StoredRule};
-use crate::cluster::Node;
-use crate::ingest::{ingest, Batch, Source};
-use crate::query::{now_ms, run_statement, QueryOptions};
+use super::Alerting;
+use crate::clock::now_ms;
+use crate::ingest::{Batch, Source};
+use crate::query::QueryOptions;
 
 /// The series alert states are written to, as Prometheus does.
 pub const ALERTS_MEASUREMENT: &str = "ALERTS";
 
 /// Runs the rule groups placed on `shard` while this node leads it (the caller aborts the future when
 /// leadership ends; the group tasks end with it).
-pub async fn supervise(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>) {
+pub async fn supervise(ctx: Arc<Alerting>, shard: u32, shared: Arc<ShardAlerts>) {
     let mut version = None;
     let mut tasks: HashMap<String, (u64, tokio::task::AbortHandle)> = HashMap::new();
     let mut set = JoinSet::new();
     // The rule keys of the file in force; None until a file parsed (nothing is retired before that).
     let mut current: Option<BTreeSet<String>> = None;
+    let mut meta = ctx.meta.subscribe();
     loop {
-        let stored = node.meta_state.read().expect("meta lock").rules.clone();
+        let stored = meta.borrow_and_update().rules.clone();
         if version != Some(stored.version) {
             version = Some(stored.version);
             match pharos_alert::parse_rule_file(&stored.text) {
                 Ok(file) => {
                     let owned: Vec<RuleGroup> =
-                        file.groups.into_iter().filter(|g| node.router.shard_of_name(&g.name) == shard).collect();
+                        file.groups.into_iter().filter(|g| ctx.router.shard_of_name(&g.name) == shard).collect();
                     current = Some(owned.iter().flat_map(|g| (0..g.rules.len()).map(|i| g.rule_key(i))).collect());
                     let keep: BTreeSet<&str> = owned.iter().map(|g| g.name.as_str()).collect();
                     tasks.retain(|name, (_, h)| {
@@ -71,7 +73,7 @@ pub async fn supervise(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>) {
                             h.abort();
                         }
                         let name = g.name.clone();
-                        let h = set.spawn(run_group(node.clone(), shard, shared.clone(), g));
+                        let h = set.spawn(run_group(ctx.clone(), shard, shared.clone(), g));
                         tasks.insert(name, (def, h));
                     }
                     if tasks.is_empty() {
@@ -87,7 +89,7 @@ pub async fn supervise(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>) {
             }
         }
         if let Some(current) = &current {
-            retire_removed(&node, shard, &shared, current).await;
+            retire_removed(&ctx, shard, &shared, current).await;
         }
         // Reap finished tasks (a panic in one group must not go unnoticed).
         while let Some(r) = set.try_join_next() {
@@ -97,13 +99,15 @@ pub async fn supervise(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A rule change takes effect as soon as the meta group applies it; retiring removed rules goes on
+        // every second.
+        crate::meta::changed_within(&mut meta, Duration::from_secs(1)).await;
     }
 }
 
 /// Resolves the firing instances of rules no longer in the file, and forgets them once their resolved
 /// instances have aged out.
-async fn retire_removed(node: &Node, shard: u32, shared: &ShardAlerts, current: &BTreeSet<String>) {
+async fn retire_removed(ctx: &Alerting, shard: u32, shared: &ShardAlerts, current: &BTreeSet<String>) {
     let now = now_ms();
     let mut puts = Vec::new();
     let mut deletes = Vec::new();
@@ -133,7 +137,7 @@ async fn retire_removed(node: &Node, shard: u32, shared: &ShardAlerts, current: 
     if updated.is_empty() {
         return;
     }
-    match store::commit(node, shard, puts, deletes).await {
+    match store::commit(ctx, shard, puts, deletes).await {
         Ok(()) => {
             let mut rules = shared.rules.lock().expect("alert state lock");
             for (k, s) in updated {
@@ -151,8 +155,8 @@ async fn retire_removed(node: &Node, shard: u32, shared: &ShardAlerts, current: 
 
 /// Evaluates one group at its interval, at a phase given by its name (so groups spread over the interval
 /// and a group keeps its phase when it moves to another leader).
-async fn run_group(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>, group: RuleGroup) {
-    let every = group.interval.map(|d| d.ms()).unwrap_or(node.config.alerting.evaluation_interval.as_millis() as i64);
+async fn run_group(ctx: Arc<Alerting>, shard: u32, shared: Arc<ShardAlerts>, group: RuleGroup) {
+    let every = group.interval.map(|d| d.ms()).unwrap_or(ctx.config.alerting.evaluation_interval.as_millis() as i64);
     let every = every.max(1);
     let offset = (xxh3_64(group.name.as_bytes()) % every as u64) as i64;
     let statements: Vec<Option<pharos_query::ast::Statement>> = group
@@ -172,10 +176,10 @@ async fn run_group(node: Arc<Node>, shard: u32, shared: Arc<ShardAlerts>, group:
         let next = (now - offset).div_euclid(every) * every + every + offset;
         tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)).await;
         let started = now_ms();
-        node.metrics.rule_group_lag_seconds.observe((started - next).max(0) as f64 / 1000.0);
+        ctx.metrics.rule_group_lag_seconds.observe((started - next).max(0) as f64 / 1000.0);
         let t = Instant::now();
-        eval_group(&node, shard, &shared, &group, &statements, started).await;
-        node.metrics.rule_group_seconds.with_label_values(&[&shard.to_string()]).observe(t.elapsed().as_secs_f64());
+        eval_group(&ctx, shard, &shared, &group, &statements, started).await;
+        ctx.metrics.rule_group_seconds.with_label_values(&[&shard.to_string()]).observe(t.elapsed().as_secs_f64());
     }
 }
 
@@ -190,16 +194,16 @@ fn point(measurement: &str, tags: &Labels, value: f64, ts: i64) -> Point {
 
 /// One evaluation of every rule of a group at `now`.
 async fn eval_group(
-    node: &Arc<Node>,
+    ctx: &Arc<Alerting>,
     shard: u32,
     shared: &ShardAlerts,
     group: &RuleGroup,
     statements: &[Option<pharos_query::ast::Statement>],
     now: i64,
 ) {
-    let external_labels: Labels = node.config.alerting.external_labels.clone();
-    let external_url = node.config.external_url();
-    let ctx =
+    let external_labels: Labels = ctx.config.alerting.external_labels.clone();
+    let external_url = ctx.config.external_url();
+    let eval_ctx =
         EvalContext { now_ms: now, limit: group.limit, external_labels: &external_labels, external_url: &external_url };
     let mut puts = Vec::new();
     let mut states: Vec<(String, StoredRule)> = Vec::new();
@@ -207,10 +211,10 @@ async fn eval_group(
     for (i, rule) in group.rules.iter().enumerate() {
         let Some(st) = &statements[i] else { continue };
         let key = group.rule_key(i);
-        let series = match run_statement(node, st, QueryOptions { allow_stale: false }).await {
+        let series = match ctx.queries.run_statement(st, QueryOptions { allow_stale: false }).await {
             Ok(s) => s,
             Err(e) => {
-                node.metrics.rule_evaluations.with_label_values(&["query_error"]).inc();
+                ctx.metrics.rule_evaluations.with_label_values(&["query_error"]).inc();
                 warn!(group = %group.name, rule = rule.name(), cause = %e, "rule query failed; its state is kept");
                 continue;
             }
@@ -220,9 +224,9 @@ async fn eval_group(
             Rule::Alerting(r) => {
                 let prev = shared.rules.lock().expect("alert state lock").get(&key).map(|s| s.state.clone());
                 let prev = prev.unwrap_or_default();
-                match evaluate(r, &prev, &rows, &ctx) {
+                match evaluate(r, &prev, &rows, &eval_ctx) {
                     Ok(ev) => {
-                        node.metrics.rule_evaluations.with_label_values(&["ok"]).inc();
+                        ctx.metrics.rule_evaluations.with_label_values(&["ok"]).inc();
                         for t in &ev.transitions {
                             info!(rule = %key, from = %t.from, to = %t.to, value = t.value, labels = ?t.labels, "alert transition");
                         }
@@ -240,30 +244,30 @@ async fn eval_group(
                         states.push((key, s));
                     }
                     Err(e) => {
-                        node.metrics.rule_evaluations.with_label_values(&["rule_error"]).inc();
+                        ctx.metrics.rule_evaluations.with_label_values(&["rule_error"]).inc();
                         warn!(rule = %key, cause = %e, "alert evaluation refused; the previous state is kept");
                     }
                 }
             }
             Rule::Recording(r) => match record(r, &rows) {
                 Ok(samples) => {
-                    node.metrics.rule_evaluations.with_label_values(&["ok"]).inc();
+                    ctx.metrics.rule_evaluations.with_label_values(&["ok"]).inc();
                     let points: Vec<Point> =
                         samples.iter().map(|s| point(&s.measurement, &s.tags, s.value, now)).collect();
                     // Written before the next rule runs, so rules later in the group see the result.
-                    if let Err(e) = write_rule_points(node, points).await {
+                    if let Err(e) = write_rule_points(ctx, points).await {
                         warn!(rule = %key, cause = %e, "writing a recording rule's result");
                     }
                 }
                 Err(e) => {
-                    node.metrics.rule_evaluations.with_label_values(&["rule_error"]).inc();
+                    ctx.metrics.rule_evaluations.with_label_values(&["rule_error"]).inc();
                     warn!(rule = %key, cause = %e, "recording rule refused");
                 }
             },
         }
     }
     // Commit first: the dispatcher must never see (and notify) a state that is not committed.
-    if let Err(e) = store::commit(node, shard, puts, vec![]).await {
+    if let Err(e) = store::commit(ctx, shard, puts, vec![]).await {
         warn!(group = %group.name, shard, cause = %e, "committing alert state failed; notifications wait for the next evaluation");
         return;
     }
@@ -275,7 +279,7 @@ async fn eval_group(
     }
     shared.wake.notify_one();
     if !alert_points.is_empty() {
-        if let Err(e) = write_rule_points(node, alert_points).await {
+        if let Err(e) = write_rule_points(ctx, alert_points).await {
             debug!(group = %group.name, cause = %e, "writing ALERTS series");
         }
     }
@@ -283,10 +287,10 @@ async fn eval_group(
 
 /// Writes what rules produce (recording rules' rows, the `ALERTS` series) by the one ingest path: held to
 /// the limits written points are held to, counted under `protocol="rule"`.
-async fn write_rule_points(node: &Arc<Node>, points: Vec<Point>) -> Result<(), String> {
-    crate::ingest::check(node, &points).map_err(|(i, e)| format!("sample {i}: {e}"))?;
+async fn write_rule_points(ctx: &Arc<Alerting>, points: Vec<Point>) -> Result<(), String> {
+    ctx.ingest.check(&points).map_err(|(i, e)| format!("sample {i}: {e}"))?;
     let batch = Batch { source: Source::Rule, precision: None, points, then_invalid: false };
-    match ingest(node, batch).await {
+    match ctx.ingest.ingest(batch).await {
         Ok(w) => w.refusal.map_or(Ok(()), Err),
         Err(e) => Err(e.to_string()),
     }

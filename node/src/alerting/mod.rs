@@ -16,27 +16,60 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::Node;
+use pharos_raft::NodeId;
+
+use crate::config::Config;
+use crate::error::chain;
+use crate::ingest::Ingest;
+use crate::meta::Meta;
+use crate::metrics::Metrics;
+use crate::query::Queries;
+use crate::replicas::{LeaderService, Replicas, ShardReplica};
+use crate::routing::Router;
+use crate::rpc::{fan_out, Client};
+use crate::shard_rpc::{ShardRequest, ShardResponse};
+
+/// What the alert actors use of the node.
+pub struct Alerting {
+    pub me: NodeId,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub router: Router,
+    pub replicas: Arc<Replicas>,
+    pub meta: Arc<Meta>,
+    pub client: Arc<Client>,
+    pub ingest: Arc<Ingest>,
+    pub queries: Arc<Queries>,
+}
+
+impl Alerting {
+    /// The alert actor as a leader service: it runs on each shard replica while it leads.
+    pub fn leader_service(self: &Arc<Self>) -> LeaderService {
+        let ctx = self.clone();
+        Arc::new(move |replica| Box::pin(run_on_leader(ctx.clone(), replica)))
+    }
+}
 
 /// The alert actor of one shard, for as long as this node leads it.
-pub async fn run_on_leader(node: Arc<Node>, shard: u32) {
+async fn run_on_leader(ctx: Arc<Alerting>, replica: Arc<ShardReplica>) {
+    let shard = replica.shard;
     // Everything committed under earlier leaders must be applied here before the state is read.
     let mut wait = Duration::from_millis(50);
     loop {
-        if node.replica(shard).is_some() && crate::shard_rpc::barrier(&node, shard).await.is_ok() {
+        if crate::shard_rpc::barrier(&replica, ctx.me).await.is_ok() {
             break;
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(1));
     }
-    let (shared, groups) = match store::load(&node, shard) {
+    let (shared, groups) = match store::load(&ctx, shard) {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(shard, cause = %e, "loading alert state; the alert actor does not run on this shard");
             return;
         }
     };
-    let dispatcher = tokio::spawn(dispatch::run(node.clone(), shard, shared.clone(), groups));
+    let dispatcher = tokio::spawn(dispatch::run(ctx.clone(), shard, shared.clone(), groups));
     // Abort the dispatcher with us (a leadership change aborts this future).
     struct AbortOnDrop(tokio::task::JoinHandle<()>);
     impl Drop for AbortOnDrop {
@@ -45,7 +78,7 @@ pub async fn run_on_leader(node: Arc<Node>, shard: u32) {
         }
     }
     let _dispatcher = AbortOnDrop(dispatcher);
-    evaluate::supervise(node, shard, shared).await;
+    evaluate::supervise(ctx, shard, shared).await;
 }
 
 /// Checks a rule file: its shape, durations, labels, templates, and that every `expr` plans as a query.
@@ -75,8 +108,8 @@ pub fn validate_routing(file: Option<&str>, text: &str) -> Result<usize, String>
 }
 
 /// The silences stored in the meta group, in id order.
-pub fn silences(node: &Node) -> Vec<pharos_alert::Silence> {
-    let meta = node.meta_state.read().expect("meta lock");
+pub fn silences(meta: &Meta) -> Vec<pharos_alert::Silence> {
+    let meta = meta.state();
     meta.silences.values().filter_map(|j| serde_json::from_str(j).ok()).collect()
 }
 
@@ -124,20 +157,19 @@ pub fn silence_to_proto(s: &pharos_alert::Silence, now_ms: i64) -> pharos_proto:
 
 /// Every alert instance in the cluster, read from each shard's leader (linearizable), sorted by rule and
 /// labels.
-pub async fn list_alerts(node: &Arc<Node>) -> Result<Vec<pharos_proto::v1::AlertInstance>, String> {
-    use crate::shard_rpc::{execute, ShardRequest, ShardResponse};
-    let req = ShardRequest::State { prefix: store::RULE_PREFIX.as_bytes().to_vec() };
-    let answers = futures::future::join_all((0..node.router.shards()).map(|s| {
-        let (node, req) = (node.clone(), req.clone());
-        async move { (s, execute(&node, s, &req, true, Duration::from_secs(5)).await) }
-    }))
+pub async fn list_alerts(client: &Arc<Client>, shards: u32) -> Result<Vec<pharos_proto::v1::AlertInstance>, String> {
+    let req = Arc::new(ShardRequest::State { prefix: store::RULE_PREFIX.as_bytes().to_vec() });
+    let answers = fan_out(0..shards, |&s| {
+        let (client, req) = (client.clone(), req.clone());
+        async move { client.shard_request(s, &req, true, Duration::from_secs(5)).await }
+    })
     .await;
     let mut out = Vec::new();
     for (shard, a) in answers {
         let kv = match a {
             Ok(ShardResponse::State(kv)) => kv,
             Ok(_) => return Err(format!("shard {shard}: unexpected answer")),
-            Err(e) => return Err(format!("shard {shard}: {e}")),
+            Err(e) => return Err(chain(&e)),
         };
         for (_, v) in kv {
             let Ok(r) = serde_json::from_slice::<store::StoredRule>(&v) else { continue };

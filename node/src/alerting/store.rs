@@ -21,7 +21,7 @@ use pharos_storage::Command;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::cluster::Node;
+use super::Alerting;
 
 pub const RULE_PREFIX: &str = "alert/";
 pub const NOTIFY_PREFIX: &str = "notify/";
@@ -74,8 +74,8 @@ impl ShardAlerts {
 
 /// Loads a shard's committed alert state from its engine (on a replica that has applied everything
 /// committed: the leader after a read-index round).
-pub fn load(node: &Node, shard: u32) -> Result<(Arc<ShardAlerts>, Vec<StoredGroup>), String> {
-    let r = node.replica(shard).ok_or_else(|| format!("no replica of shard {shard} here"))?;
+pub fn load(ctx: &Alerting, shard: u32) -> Result<(Arc<ShardAlerts>, Vec<StoredGroup>), String> {
+    let r = ctx.replicas.get(shard).ok_or_else(|| format!("no replica of shard {shard} here"))?;
     let e = r.engine.read().map_err(|_| "engine lock poisoned".to_string())?;
     let mut rules = BTreeMap::new();
     for (k, v) in e.state_scan(RULE_PREFIX.as_bytes()).map_err(|e| e.to_string())? {
@@ -101,7 +101,7 @@ pub fn load(node: &Node, shard: u32) -> Result<(Arc<ShardAlerts>, Vec<StoredGrou
 
 /// Commits puts and deletes of alert state through the shard's Raft group (this node must lead it).
 pub async fn commit(
-    node: &Node,
+    ctx: &Alerting,
     shard: u32,
     puts: Vec<(Vec<u8>, Vec<u8>)>,
     deletes: Vec<Vec<u8>>,
@@ -109,7 +109,7 @@ pub async fn commit(
     if puts.is_empty() && deletes.is_empty() {
         return Ok(());
     }
-    let r = node.replica(shard).ok_or_else(|| format!("no replica of shard {shard} here"))?;
+    let r = ctx.replicas.get(shard).ok_or_else(|| format!("no replica of shard {shard} here"))?;
     match r.raft.client_write(Request::Shard(Command::State { puts, deletes })).await {
         Ok(_) => Ok(()),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err("no longer the leader".into()),

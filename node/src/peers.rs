@@ -1,0 +1,87 @@
+//! Where the other nodes are: their addresses (the founding list, then the meta group's record), one
+//! pooled gRPC channel per peer, and the last leader each group's replies named.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use pharos_proto::internal::internal_client::InternalClient;
+use pharos_raft::network::Channels;
+use pharos_raft::{NodeAddr, NodeId};
+use tonic::transport::Channel;
+
+use crate::error::Group;
+use crate::meta::Meta;
+
+pub struct Peers {
+    me: NodeId,
+    my_http: String,
+    /// gRPC address of every node named at start (`--initial-cluster`).
+    founding: BTreeMap<NodeId, String>,
+    meta: Arc<Meta>,
+    channels: Channels,
+    /// Last leader named per Raft group, by a reply or a Raft message.
+    hints: RwLock<HashMap<Group, NodeId>>,
+}
+
+impl Peers {
+    pub fn new(
+        me: NodeId,
+        my_http: String,
+        founding: BTreeMap<NodeId, String>,
+        meta: Arc<Meta>,
+        channels: Channels,
+    ) -> Peers {
+        Peers { me, my_http, founding, meta, channels, hints: RwLock::new(HashMap::new()) }
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// A node's gRPC address.
+    pub fn addr(&self, node: NodeId) -> Option<String> {
+        if let Some(a) = self.meta.state().nodes.get(&node) {
+            return Some(a.grpc.clone());
+        }
+        self.founding.get(&node).cloned()
+    }
+
+    /// Every node known, with its addresses (the HTTP one where known).
+    pub fn known(&self) -> BTreeMap<NodeId, NodeAddr> {
+        let mut out: BTreeMap<NodeId, NodeAddr> =
+            self.founding.iter().map(|(id, g)| (*id, NodeAddr { grpc: g.clone(), http: String::new() })).collect();
+        for (id, a) in &self.meta.state().nodes {
+            out.insert(*id, a.clone());
+        }
+        if let Some(me) = out.get_mut(&self.me) {
+            me.http = self.my_http.clone();
+        }
+        out
+    }
+
+    /// Every other known node and its gRPC address.
+    pub fn others(&self) -> Vec<(NodeId, String)> {
+        self.known().into_iter().filter(|(id, _)| *id != self.me).map(|(id, a)| (id, a.grpc)).collect()
+    }
+
+    /// The pooled channel to a gRPC address (connected lazily, kept across calls).
+    pub fn channel(&self, addr: &str) -> Result<InternalClient<Channel>, pharos_raft::network::TransportError> {
+        self.channels.get(addr)
+    }
+
+    /// A node's public Admin service over the pooled channel (node-wide reports: status, targets).
+    pub fn admin(
+        &self,
+        addr: &str,
+    ) -> Result<pharos_proto::v1::admin_client::AdminClient<Channel>, pharos_raft::network::TransportError> {
+        Ok(pharos_proto::v1::admin_client::AdminClient::new(self.channels.channel(addr)?))
+    }
+
+    pub fn hint(&self, group: Group) -> Option<NodeId> {
+        self.hints.read().expect("hints lock").get(&group).copied()
+    }
+
+    pub fn note_leader(&self, group: Group, leader: NodeId) {
+        self.hints.write().expect("hints lock").insert(group, leader);
+    }
+}

@@ -1,0 +1,309 @@
+//! One typed client for node-to-node calls, with one retry policy.
+//!
+//! Every call that must reach a group's leader (a shard's write, a linearizable shard read, a meta command)
+//! goes through [`Client::follow_leader`]: it calls the leader as best known (this node's replica's view,
+//! then the last hint a reply gave, then the placement's first replica), and when the answer is a refusal
+//! naming another leader, a node that cannot be reached, or a group between leaders, it notes the hint,
+//! waits for the leader to change (or a backoff step) and tries again until the caller's deadline.
+//! Failures cross the wire as [`CallError`] (the `CallError` message of `raft.proto`): callers decide on
+//! its kind, never on its text.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use pharos_proto::internal as pb;
+use pharos_raft::meta::{MetaCommand, MetaResponse};
+use pharos_raft::{NodeId, Request, Response, META_GROUP};
+use pharos_storage::{ApplyResult, Point};
+
+pub use crate::error::{CallError, Group};
+use crate::meta::Meta;
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+use crate::replicas::Replicas;
+use crate::shard_rpc::{execute_local, ShardRequest, ShardResponse};
+
+/// The node-to-node client: typed calls to one node, and the retry policy that finds a group's leader.
+pub struct Client {
+    me: NodeId,
+    replicas: Arc<Replicas>,
+    meta: Arc<Meta>,
+    peers: Arc<Peers>,
+    metrics: Arc<Metrics>,
+}
+
+impl Client {
+    pub fn new(replicas: Arc<Replicas>, meta: Arc<Meta>, peers: Arc<Peers>, metrics: Arc<Metrics>) -> Client {
+        Client { me: peers.me(), replicas, meta, peers, metrics }
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Best guess of a group's leader: this node's replica's view, then the last hint, then (for a shard)
+    /// its first replica.
+    pub fn leader_of(&self, group: Group) -> Option<NodeId> {
+        let seen = match group {
+            Group::Meta => self.meta.leader_seen(),
+            Group::Shard(s) => self.replicas.leader_seen(s),
+        };
+        seen.or_else(|| self.peers.hint(group)).or_else(|| match group {
+            Group::Meta => None,
+            Group::Shard(s) => self.meta.placement().get(s as usize).and_then(|r| r.first().copied()),
+        })
+    }
+
+    /// Calls `call(node)` on the group's leader as best known (or on this node when `local_ok()` says its
+    /// replica will do), following refusals that name another leader and skipping nodes that do not
+    /// answer, until `within` has passed. Non-retryable failures return at once.
+    pub async fn follow_leader<T, F, Fut>(
+        &self,
+        group: Group,
+        within: Duration,
+        local_ok: impl Fn() -> bool,
+        mut call: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnMut(NodeId) -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let deadline = Instant::now() + within;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let tried = if local_ok() { Some(self.me) } else { self.leader_of(group) };
+            let res = match tried {
+                Some(node) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, call(node)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(CallError::Unavailable {
+                            node,
+                            group,
+                            why: format!("no answer within {}s", within.as_secs_f64()),
+                        }),
+                    }
+                }
+                None => Err(CallError::NotLeader { node: self.me, group, leader: None }),
+            };
+            let e = match res {
+                Ok(v) => return Ok(v),
+                Err(e) if !e.retryable() => return Err(e),
+                Err(e) => e,
+            };
+            if let Some(l) = e.leader_hint() {
+                self.peers.note_leader(group, l);
+            }
+            if Instant::now() + backoff > deadline {
+                return Err(CallError::NoLeader { group, waited: within, last: Some(Box::new(e)) });
+            }
+            self.wait_for_new_leader(group, tried, backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits up to `backoff` for the group to get a leader other than `tried`, as this node's replica sees
+    /// it, so a call retries as soon as an election ends rather than at the next backoff step; at least a
+    /// short pause, so a stale view does not spin.
+    async fn wait_for_new_leader(&self, group: Group, tried: Option<NodeId>, backoff: Duration) {
+        const PAUSE: Duration = Duration::from_millis(10);
+        let raft = match group {
+            Group::Meta => Some(self.meta.raft.clone()),
+            Group::Shard(s) => self.replicas.get(s).map(|r| r.raft.clone()),
+        };
+        let Some(raft) = raft else {
+            tokio::time::sleep(backoff).await;
+            return;
+        };
+        let mut metrics = raft.metrics();
+        let started = Instant::now();
+        let changed = metrics.wait_for(|m| m.current_leader.is_some_and(|l| Some(l) != tried));
+        let _ = tokio::time::timeout(backoff, changed).await;
+        tokio::time::sleep(PAUSE.min(backoff).saturating_sub(started.elapsed())).await;
+    }
+
+    fn connect(
+        &self,
+        node: NodeId,
+        group: Group,
+    ) -> Result<(String, pb::internal_client::InternalClient<tonic::transport::Channel>), CallError> {
+        let Some(addr) = self.peers.addr(node) else {
+            return Err(CallError::Unreachable {
+                node,
+                addr: "address unknown".into(),
+                source: format!("no address is known for node {node} (serving {group})").into(),
+            });
+        };
+        let client = self.peers.channel(&addr).map_err(|e| CallError::Unreachable {
+            node,
+            addr: addr.clone(),
+            source: Box::new(e),
+        })?;
+        Ok((addr, client))
+    }
+
+    /// A shard's write, sent to `node` (its leader, we believe).
+    pub async fn forward_write(&self, node: NodeId, shard: u32, points: &[Point]) -> Result<ApplyResult, CallError> {
+        let group = Group::Shard(shard);
+        let (addr, mut client) = self.connect(node, group)?;
+        self.metrics.forwarded_writes.inc();
+        let req =
+            pb::ForwardWriteRequest { shard, packed: pharos_storage::packed::to_vec(points), ..Default::default() };
+        let reply = client.forward_write(req).await.map_err(|s| CallError::transport(node, &addr, s))?.into_inner();
+        if let Some(e) = reply.error {
+            return Err(CallError::from_proto(node, group, e));
+        }
+        Ok(ApplyResult {
+            samples_written: reply.samples,
+            rejected_too_old: reply.rejected_too_old,
+            rejected_expired: reply.rejected_expired,
+            series_created: reply.series_created,
+        })
+    }
+
+    /// A request to one shard replica on `node`.
+    pub async fn shard_call(
+        &self,
+        node: NodeId,
+        shard: u32,
+        req: &ShardRequest,
+        linearizable: bool,
+    ) -> Result<ShardResponse, CallError> {
+        let group = Group::Shard(shard);
+        let (addr, mut client) = self.connect(node, group)?;
+        let request = pb::ForwardQueryRequest {
+            shard,
+            request: bincode::serialize(req).expect("requests serialize"),
+            allow_stale: !linearizable,
+        };
+        let reply = client.forward_query(request).await.map_err(|s| CallError::transport(node, &addr, s))?.into_inner();
+        if let Some(e) = reply.error {
+            return Err(CallError::from_proto(node, group, e));
+        }
+        bincode::deserialize(&reply.response).map_err(|e| CallError::Failed {
+            node,
+            group,
+            why: format!("undecodable answer: {e}"),
+        })
+    }
+
+    /// Runs a request on the right replica of a shard anywhere in the cluster: the leader for a
+    /// linearizable read; for a stale read this node's replica when it follows a live leader; for a status,
+    /// this node's replica when it holds one.
+    pub async fn shard_request(
+        &self,
+        shard: u32,
+        req: &ShardRequest,
+        linearizable: bool,
+        within: Duration,
+    ) -> Result<ShardResponse, CallError> {
+        let local_ok = || match req {
+            ShardRequest::Status => self.replicas.get(shard).is_some(),
+            _ if linearizable => self.replicas.leads(shard),
+            _ => self.replicas.serves_stale(shard),
+        };
+        self.follow_leader(Group::Shard(shard), within, local_ok, |node| async move {
+            if node == self.me {
+                execute_local(&self.replicas, &self.metrics, shard, req, linearizable).await
+            } else {
+                self.shard_call(node, shard, req, linearizable).await
+            }
+        })
+        .await
+    }
+
+    /// Commits a command in the meta group, at its leader wherever it is.
+    pub async fn meta_write(&self, cmd: &MetaCommand, within: Duration) -> Result<MetaResponse, CallError> {
+        self.follow_leader(
+            Group::Meta,
+            within,
+            || false,
+            |node| async move {
+                if node == self.me {
+                    self.meta_commit_local(cmd.clone()).await
+                } else {
+                    self.forward_meta(node, cmd).await
+                }
+            },
+        )
+        .await
+    }
+
+    /// Commits a meta command on this node, which must lead the meta group (no forwarding: the caller
+    /// follows the refusal's hint).
+    pub async fn meta_commit_local(&self, cmd: MetaCommand) -> Result<MetaResponse, CallError> {
+        let group = Group::Meta;
+        match self.meta.raft.client_write(Request::Meta(cmd)).await {
+            Ok(resp) => match resp.data {
+                Response::Meta(m) => Ok(m),
+                other => Err(CallError::Failed { node: self.me, group, why: format!("unexpected response {other:?}") }),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(CallError::NotLeader { node: self.me, group, leader: f.leader_id })
+            }
+            Err(e) => Err(CallError::Unavailable { node: self.me, group, why: e.to_string() }),
+        }
+    }
+
+    async fn forward_meta(&self, node: NodeId, cmd: &MetaCommand) -> Result<MetaResponse, CallError> {
+        let group = Group::Meta;
+        let (addr, mut client) = self.connect(node, group)?;
+        let payload = bincode::serialize(cmd).expect("meta commands serialize");
+        let reply = client
+            .forward_meta(pb::RaftRequest { group: META_GROUP, payload })
+            .await
+            .map_err(|s| CallError::transport(node, &addr, s))?
+            .into_inner();
+        if let Some(e) = reply.error {
+            return Err(CallError::from_proto(node, group, e));
+        }
+        bincode::deserialize(&reply.payload).map_err(|e| CallError::Failed {
+            node,
+            group,
+            why: format!("undecodable answer: {e}"),
+        })
+    }
+
+    /// Whether a node answers within a second (any answer, even "no replica here", means it runs).
+    pub async fn ping(&self, node: NodeId) -> bool {
+        // The status of a shard no node holds: the cheapest request every node answers.
+        let ask = self.shard_call(node, u32::MAX, &ShardRequest::Status, false);
+        match tokio::time::timeout(Duration::from_secs(1), ask).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => !matches!(e, CallError::Unreachable { .. }),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Runs `f` for every key at once, each on its own task, and returns the answers in key order (a request to
+/// every shard, or to every node).
+pub async fn fan_out<K, T, F, Fut>(keys: impl IntoIterator<Item = K>, f: F) -> Vec<(K, T)>
+where
+    K: Ord + Send + 'static,
+    T: Send + 'static,
+    F: Fn(&K) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for k in keys {
+        let fut = f(&k);
+        set.spawn(async move { (k, fut.await) });
+    }
+    let mut out = Vec::with_capacity(set.len());
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(x) => out.push(x),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
