@@ -35,6 +35,7 @@ pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod peers;
+pub mod placement;
 pub mod prom;
 pub mod query;
 pub mod replicas;
