@@ -14,6 +14,7 @@ use pharos_proto::v1::admin_client::AdminClient;
 use pharos_proto::v1::{StatusRequest, StatusResponse};
 use tempfile::TempDir;
 
+pub mod load;
 pub mod receivers;
 
 pub fn pharos_bin() -> PathBuf {
@@ -53,6 +54,10 @@ pub struct NodeProc {
     pub dir: TempDir,
     pub extra_config: String,
     initial_cluster: Option<String>,
+    /// `--join ADDR` instead of `--initial-cluster`.
+    pub join: Option<String>,
+    /// Whether `--node-id` is given (a joining node may let the cluster assign it).
+    pub give_id: bool,
     child: Option<Child>,
 }
 
@@ -66,12 +71,11 @@ impl NodeProc {
         std::fs::write(&cfg, &self.extra_config)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("pharos.log"))?;
         let mut cmd = Command::new(pharos_bin());
-        cmd.arg("server")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--node-id")
-            .arg(self.id.to_string())
-            .arg("--data-dir")
+        cmd.arg("server").arg("--config").arg(&cfg);
+        if self.give_id {
+            cmd.arg("--node-id").arg(self.id.to_string());
+        }
+        cmd.arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .arg("--http-addr")
             .arg(&self.http)
@@ -84,6 +88,9 @@ impl NodeProc {
             .stderr(Stdio::from(log));
         if let Some(ic) = &self.initial_cluster {
             cmd.arg("--initial-cluster").arg(ic);
+        }
+        if let Some(j) = &self.join {
+            cmd.arg("--join").arg(j);
         }
         self.child = Some(cmd.spawn().context("spawning pharos")?);
         Ok(())
@@ -166,6 +173,8 @@ impl Cluster {
                 dir: TempDir::new()?,
                 extra_config: extra_config.to_string(),
                 initial_cluster: ic.clone(),
+                join: None,
+                give_id: true,
                 child: None,
             };
             p.start()?;
@@ -174,6 +183,48 @@ impl Cluster {
         let c = Cluster { nodes, http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()? };
         c.wait_healthy(Duration::from_secs(60)).await?;
         Ok(c)
+    }
+
+    /// Starts a node that joins through node `via` (`--join`), with `id` or, when None, the id the cluster
+    /// assigns; waits until it is a member and healthy. Returns its id.
+    pub async fn join(&mut self, via: u64, id: Option<u64>, extra_config: &str) -> Result<u64> {
+        let via_addr = self.nodes.iter().find(|n| n.id == via).context("via node")?.grpc.clone();
+        let mut p = NodeProc {
+            id: id.unwrap_or(0),
+            http: format!("127.0.0.1:{}", free_port()),
+            grpc: format!("127.0.0.1:{}", free_port()),
+            dir: TempDir::new()?,
+            extra_config: extra_config.to_string(),
+            initial_cluster: None,
+            join: Some(via_addr),
+            give_id: id.is_some(),
+            child: None,
+        };
+        p.start()?;
+        let grpc = p.grpc.clone();
+        self.nodes.push(p);
+        // Its id: the one the cluster registered for its address.
+        let assigned = wait_for(Duration::from_secs(60), "the joining node to be a member", || async {
+            let st = self.status(via).await?;
+            Ok(st.nodes.iter().find(|n| n.grpc_addr == grpc && !n.meta_role.is_empty()).map(|n| n.id))
+        })
+        .await?;
+        self.nodes.last_mut().expect("pushed").id = assigned;
+        self.wait_healthy(Duration::from_secs(60)).await?;
+        Ok(assigned)
+    }
+
+    /// Runs `pharosctl --addr <node id's gRPC> args...`; returns its stdout, failing with its output when it
+    /// fails.
+    pub fn pharosctl(&self, via: u64, args: &[&str]) -> Result<String> {
+        let n = self.nodes.iter().find(|n| n.id == via).context("node")?;
+        let out =
+            Command::new(pharos_bin().with_file_name("pharosctl")).arg("--addr").arg(&n.grpc).args(args).output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            bail!("pharosctl {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(stdout)
     }
 
     pub fn node(&mut self, id: u64) -> &mut NodeProc {

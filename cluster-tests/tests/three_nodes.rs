@@ -1,100 +1,10 @@
 //! Three real `pharos` processes on loopback: failures by SIGKILL and SIGSTOP must lose no acknowledged point.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use cluster_tests::{recent_ms, wait_for, Cluster};
-
-const HOSTS: usize = 128;
-
-/// One batch: HOSTS series (spread over every shard) at time step `i`.
-fn batch(tag: &str, i: i64) -> String {
-    (0..HOSTS).map(|h| format!("load,run={tag},host=h{h} v={i} {}\n", recent_ms() + i * 1000)).collect()
-}
-
-type Acked = Arc<Mutex<Vec<(String, i64)>>>;
-
-fn expected(acked: &[(String, i64)]) -> BTreeMap<(String, i64), f64> {
-    let mut m = BTreeMap::new();
-    for (tag, i) in acked {
-        for h in 0..HOSTS {
-            m.insert((format!("load,host=h{h},run={tag} v"), recent_ms() + i * 1000), *i as f64);
-        }
-    }
-    m
-}
-
-/// A background writer: batches round-robin over the target nodes' /write until stopped.
-struct Writer {
-    targets: Arc<Mutex<Vec<String>>>,
-    acked: Acked,
-    /// The number of the newest batch whose request has started.
-    started: Arc<std::sync::atomic::AtomicI64>,
-    stop: Arc<Mutex<bool>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Writer {
-    fn start(c: &Cluster, tag: &'static str) -> Writer {
-        let targets = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.url("/write?precision=ms")).collect::<Vec<_>>()));
-        let (acked, stop): (Acked, _) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(false)));
-        let started = Arc::new(std::sync::atomic::AtomicI64::new(-1));
-        let (t, a, s, http) = (targets.clone(), acked.clone(), stop.clone(), c.http.clone());
-        let st = started.clone();
-        let task = tokio::spawn(async move {
-            let mut i = 0i64;
-            while !*s.lock().unwrap() {
-                let url = {
-                    let t = t.lock().unwrap();
-                    t[i as usize % t.len()].clone()
-                };
-                st.store(i, std::sync::atomic::Ordering::SeqCst);
-                if let Ok(r) = http.post(url).body(batch(tag, i)).send().await {
-                    if r.status() == 204 {
-                        a.lock().unwrap().push((tag.to_string(), i));
-                    }
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        Writer { targets, acked, started, stop, task }
-    }
-
-    fn only(&self, c: &Cluster, ids: &[u64]) {
-        *self.targets.lock().unwrap() =
-            c.nodes.iter().filter(|n| ids.contains(&n.id)).map(|n| n.url("/write?precision=ms")).collect();
-    }
-
-    async fn wait_more(&self, n: usize) -> Result<()> {
-        let target = self.acked.lock().unwrap().len() + n;
-        wait_for(Duration::from_secs(60), "more acknowledged batches", || async {
-            Ok((self.acked.lock().unwrap().len() >= target).then_some(()))
-        })
-        .await
-    }
-
-    async fn finish(self) -> Vec<(String, i64)> {
-        *self.stop.lock().unwrap() = true;
-        let _ = self.task.await;
-        self.acked.lock().unwrap().clone()
-    }
-}
-
-async fn assert_all_readable(c: &Cluster, acked: &[(String, i64)], nodes: &[u64]) -> Result<()> {
-    let want = expected(acked);
-    for &n in nodes {
-        let got = c.export(n, "load", false).await?;
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).take(3).collect();
-        assert!(missing.is_empty(), "node {n} lacks acknowledged points, e.g. {missing:?} (of {} acked)", want.len());
-        for (k, v) in &want {
-            assert_eq!(got.get(k), Some(v), "value of {k:?} via node {n}");
-        }
-    }
-    Ok(())
-}
+use cluster_tests::load::{assert_all_readable, expected, Writer};
+use cluster_tests::{wait_for, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_sigkill_a_node_under_writes_then_restart_loses_nothing() -> Result<()> {

@@ -5,7 +5,7 @@
 //! `--initial-cluster` list, creates the groups of its own replicas, and the first replica of each group
 //! initializes it. The meta group (on every founding node) records the placement for later changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,12 +39,67 @@ pub struct Cluster {
     pub client: Arc<Client>,
     metrics: Arc<Metrics>,
     shutdown: broadcast::Sender<()>,
+    opener: Opener,
+    /// Serializes replica opening and closing.
+    reconciling: tokio::sync::Mutex<()>,
+}
+
+/// What opening a shard replica takes, kept so replicas come and go while the node runs.
+struct Opener {
+    id: NodeId,
+    db: Arc<DB>,
+    syncer: pharos_raft::syncer::Syncer,
+    raft_config: Arc<openraft::Config>,
+    retention: Arc<Retention>,
+    channels: Channels,
+    engine: pharos_storage::EngineOptions,
+    write: crate::config::WriteConfig,
+    cache_entries: usize,
+    metrics: Arc<Metrics>,
+    shutdown: broadcast::Sender<()>,
+}
+
+impl Opener {
+    /// Opens this node's replica of a shard; `initialize` with its first members when it founds the group.
+    async fn open(
+        &self,
+        shard: u32,
+        initialize: Option<BTreeMap<NodeId, NodeAddr>>,
+    ) -> Result<Arc<ShardReplica>, NodeError> {
+        let (db, id) = (self.db.clone(), self.id);
+        let sm = ShardStateMachine::open(db.clone(), shard, self.retention.clone(), self.engine.clone())?;
+        let engine = sm.engine();
+        let group = shard_group(shard);
+        let log = LogStore::with_syncer(db.clone(), group, self.syncer.clone());
+        let log_cache = log.cache();
+        let raft = Raft::new(
+            id,
+            self.raft_config.clone(),
+            Network { group, channels: self.channels.clone(), cache: log_cache.clone() },
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if let Some(members) = initialize {
+            if !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
+                raft.initialize(members).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+            }
+        }
+        let writer =
+            ShardWriter::spawn(shard, raft.clone(), &self.write, self.metrics.clone(), self.shutdown.subscribe());
+        let query_cache = Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(self.cache_entries)));
+        Ok(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache }))
+    }
 }
 
 impl Cluster {
-    /// Opens the database and starts every Raft group this node hosts.
+    /// Opens the database and starts every Raft group this node hosts. A founding node (`--initial-cluster`,
+    /// or alone) computes the founding placement; a joining node (`--join`) starts empty and learns the
+    /// cluster from the meta group.
     pub async fn start(
         config: &Config,
+        id: NodeId,
         metrics: Arc<Metrics>,
         shutdown: broadcast::Sender<()>,
     ) -> Result<Cluster, NodeError> {
@@ -58,16 +113,14 @@ impl Cluster {
                 _ => e.into(),
             }
         })?;
-        let id = config.node_id;
-        let members: BTreeMap<NodeId, String> = match &config.initial_cluster {
-            Some(ic) => parse_initial_cluster(ic)?,
-            None => BTreeMap::from([(id, config.advertised_grpc())]),
+        let members: BTreeMap<NodeId, String> = match (&config.initial_cluster, &config.join) {
+            (Some(ic), _) => parse_initial_cluster(ic)?,
+            (None, Some(_)) => BTreeMap::new(),
+            (None, None) => BTreeMap::from([(id, config.advertised_grpc())]),
         };
-        if config.join.is_some() {
-            return Err(NodeError::Unsupported("--join: adding a node to a running cluster is not built yet; start every node with the same --initial-cluster"));
-        }
         let ids: Vec<NodeId> = members.keys().copied().collect();
-        let placement = initial_placement(&ids, config.shards, config.replication_factor);
+        let placement =
+            if ids.is_empty() { Vec::new() } else { initial_placement(&ids, config.shards, config.replication_factor) };
         let channels = Channels::default();
         let syncer = pharos_raft::syncer::Syncer::start(db.clone());
         let raft_config = config.raft.to_openraft("pharos").map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -91,8 +144,8 @@ impl Cluster {
             grpc: members[n].clone(),
             http: if *n == id { my_http.clone() } else { String::new() },
         };
-        let first = *ids.first().expect("at least this node");
-        if first == id && !meta.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
+        let first = ids.first().copied();
+        if first == Some(id) && !meta.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
             let m: BTreeMap<NodeId, NodeAddr> = ids.iter().map(|n| (*n, addr_of(n))).collect();
             info!(nodes = ?ids, "initializing the meta group");
             meta.initialize(m).await.map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -100,40 +153,34 @@ impl Cluster {
 
         // The meta group's recorded placement wins over the founding one once it exists.
         let meta = Arc::new(Meta::new(meta, meta_log_cache, meta_state, placement.clone()));
-        let effective = meta.placement();
         let replicas = Arc::new(Replicas::new(id));
         let peers = Arc::new(Peers::new(id, my_http.clone(), members.clone(), meta.clone(), channels.clone()));
         let client = Arc::new(Client::new(replicas.clone(), meta.clone(), peers.clone(), metrics.clone()));
+        let opener = Opener {
+            id,
+            db: db.clone(),
+            syncer,
+            raft_config,
+            retention,
+            channels,
+            engine: config.storage.engine(),
+            write: config.write.clone(),
+            cache_entries: config.query.cache_entries,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        // The founding replicas: the first replica of each shard founds its group (once).
+        let effective = meta.placement();
         for (shard, members_of_shard) in effective.iter().enumerate() {
             if !members_of_shard.contains(&id) {
                 continue;
             }
-            let shard = shard as u32;
-            let sm = ShardStateMachine::open(db.clone(), shard, retention.clone(), config.storage.engine())?;
-            let engine = sm.engine();
-            let group = shard_group(shard);
-            let log = LogStore::with_syncer(db.clone(), group, syncer.clone());
-            let log_cache = log.cache();
-            let raft = Raft::new(
-                id,
-                raft_config.clone(),
-                Network { group, channels: channels.clone(), cache: log_cache.clone() },
-                log,
-                sm,
-            )
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
-            if members_of_shard[0] == id && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
-                let m: BTreeMap<NodeId, NodeAddr> = members_of_shard.iter().map(|n| (*n, addr_of(n))).collect();
-                raft.initialize(m).await.map_err(|e| NodeError::Raft(e.to_string()))?;
-            }
-            let writer = ShardWriter::spawn(shard, raft.clone(), &config.write, metrics.clone(), shutdown.subscribe());
-            let query_cache =
-                Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(config.query.cache_entries)));
-            replicas.insert(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache }));
+            let founding = placement.get(shard).filter(|p| p.first() == Some(&id) && *p == members_of_shard);
+            let init = founding.map(|p| p.iter().map(|n| (*n, addr_of(n))).collect());
+            replicas.insert(opener.open(shard as u32, init).await?);
         }
         // Record the founding placement in the meta group (ignored when one exists).
-        if first == id {
+        if first == Some(id) {
             let client = client.clone();
             let nodes: BTreeMap<NodeId, NodeAddr> = ids.iter().map(|x| (*x, addr_of(x))).collect();
             let cmd = MetaCommand::Bootstrap { nodes, shards: placement };
@@ -147,7 +194,82 @@ impl Cluster {
                 warn!("could not record the shard placement in the meta group");
             });
         }
-        Ok(Cluster { id, db, meta, replicas, peers, client, metrics, shutdown })
+        Ok(Cluster {
+            id,
+            db,
+            meta,
+            replicas,
+            peers,
+            client,
+            metrics,
+            shutdown,
+            opener,
+            reconciling: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The shards this node should hold a replica of now: those the placement gives it, and those a
+    /// running move is bringing to it.
+    fn desired(&self) -> BTreeSet<u32> {
+        let state = self.meta.state();
+        let mut out: BTreeSet<u32> =
+            state.shards.iter().enumerate().filter(|(_, r)| r.contains(&self.id)).map(|(s, _)| s as u32).collect();
+        if state.shards.is_empty() {
+            return self.replicas.all().iter().map(|r| r.shard).collect(); // not bootstrapped yet: keep all
+        }
+        let (plan, _) = crate::rebalance::Plan::read(&state);
+        out.extend(plan.incoming(self.id));
+        out
+    }
+
+    /// Opens the replicas this node should hold and does not, and closes (and deletes) those it holds and
+    /// should not, as the meta group's placement and the running moves say.
+    pub async fn reconcile(&self) {
+        let _one_at_a_time = self.reconciling.lock().await;
+        let desired = self.desired();
+        let held: BTreeSet<u32> = self.replicas.all().iter().map(|r| r.shard).collect();
+        for shard in desired.difference(&held) {
+            match self.opener.open(*shard, None).await {
+                Ok(r) => {
+                    info!(shard, "replica opened (a move brings this shard here)");
+                    self.replicas.insert(r);
+                }
+                Err(e) => warn!(shard, cause = %e, "opening a replica"),
+            }
+        }
+        for shard in held.difference(&desired) {
+            if let Err(e) = self.close_replica(*shard).await {
+                warn!(shard, cause = %e, "closing a replica that moved away");
+            }
+        }
+    }
+
+    /// Stops this node's replica of a shard and deletes its log and data (the shard moved away).
+    async fn close_replica(&self, shard: u32) -> Result<(), NodeError> {
+        let Some(r) = self.replicas.remove(shard) else { return Ok(()) };
+        r.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+            LogStore::new(db.clone(), shard_group(shard)).destroy().map_err(|e| NodeError::Raft(e.to_string()))?;
+            pharos_storage::ShardEngine::drop_data(&db, shard)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))??;
+        info!(shard, "replica closed and its data deleted (the shard moved to other nodes)");
+        Ok(())
+    }
+
+    /// Keeps the local replicas in line with the meta group (every change, and every few seconds).
+    pub fn spawn_reconciler(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut changes = me.meta.subscribe();
+            loop {
+                crate::meta::changed_within(&mut changes, Duration::from_secs(5)).await;
+                me.reconcile().await;
+            }
+        })
     }
 
     /// Refreshes per-shard gauges.

@@ -79,6 +79,10 @@ pub struct ServerFlags {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node_id: u64,
+    /// Whether `node_id` was set (flag or file) rather than defaulted: a node joining without one gets its
+    /// id from the cluster.
+    #[serde(skip)]
+    pub node_id_given: bool,
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
@@ -100,12 +104,31 @@ pub struct Config {
     pub alerting: AlertingConfig,
     pub auth: AuthConfig,
     pub scrape: ScrapeSettings,
+    pub rebalance: RebalanceConfig,
+}
+
+/// Moving replicas between nodes (`pharosctl rebalance`, `node drain`, `node remove`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RebalanceConfig {
+    /// Moves running at once (each a different shard), unless `pharosctl rebalance --max-concurrent` says.
+    pub max_concurrent: u32,
+    /// A move whose new replica has not caught up by then is rolled back.
+    #[serde(with = "humantime_ms")]
+    pub move_timeout: Duration,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig { max_concurrent: 2, move_timeout: Duration::from_secs(30 * 60) }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             node_id: 1,
+            node_id_given: false,
             data_dir: PathBuf::from("./pharos-data"),
             http_addr: "127.0.0.1:8086".parse().expect("valid"),
             grpc_addr: "127.0.0.1:8087".parse().expect("valid"),
@@ -126,6 +149,7 @@ impl Default for Config {
             alerting: AlertingConfig::default(),
             auth: AuthConfig::default(),
             scrape: ScrapeSettings::default(),
+            rebalance: RebalanceConfig::default(),
         }
     }
 }
@@ -397,10 +421,14 @@ impl Config {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+                let mut c: Config =
+                    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?;
+                c.node_id_given = toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("node_id"));
+                c
             }
             None => Config::default(),
         };
+        c.node_id_given |= flags.node_id.is_some();
         macro_rules! over {
             ($($f:ident),*) => { $( if let Some(v) = &flags.$f { c.$f = v.clone(); } )* };
         }
@@ -435,6 +463,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(invalid("node_id", "must be > 0"));
+        }
+        if self.rebalance.max_concurrent == 0 {
+            return Err(invalid("rebalance", "max_concurrent must be > 0"));
         }
         if self.shards == 0 || self.shards > 4096 {
             return Err(invalid("shards", "must be in 1..=4096"));

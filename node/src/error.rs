@@ -32,6 +32,10 @@ pub enum NodeError {
     Forward(String),
     #[error("not supported yet: {0}")]
     Unsupported(&'static str),
+    #[error("{0}")]
+    Identity(String),
+    #[error("joining the cluster through {addr}: {why}")]
+    Join { addr: String, code: tonic::Code, why: String },
 }
 
 /// Why a write failed, as the client sees it.
@@ -114,6 +118,23 @@ impl WriteError {
 pub enum Group {
     Meta,
     Shard(u32),
+}
+
+impl Group {
+    /// The Raft group id the wire uses (0: meta, shard s: s + 1).
+    pub fn id(self) -> pharos_raft::GroupId {
+        match self {
+            Group::Meta => pharos_raft::META_GROUP,
+            Group::Shard(s) => s.saturating_add(1),
+        }
+    }
+
+    pub fn from_id(id: pharos_raft::GroupId) -> Group {
+        match id {
+            pharos_raft::META_GROUP => Group::Meta,
+            g => Group::Shard(g - 1),
+        }
+    }
 }
 
 impl fmt::Display for Group {

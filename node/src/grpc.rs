@@ -16,6 +16,7 @@ use crate::clock::now_ms;
 use crate::error::WriteError;
 use crate::ingest::{Batch, Source};
 use crate::node::Node;
+use crate::placement::NodeState;
 use crate::rpc::fan_out;
 use crate::shard_rpc::{execute_local, ShardRequest, ShardResponse, ShardStatus};
 
@@ -110,8 +111,8 @@ impl AdminService {
 
     async fn meta(&self, cmd: MetaCommand, what: &str) -> Result<(), Status> {
         match self.node.client.meta_write(&cmd, META_WRITE_WITHIN).await {
-            Ok(MetaResponse::Ok) => Ok(()),
-            Ok(MetaResponse::Rejected(why)) => Err(Status::failed_precondition(why)),
+            Ok(MetaResponse::Ok | MetaResponse::Added(_)) => Ok(()),
+            Ok(MetaResponse::Rejected(why) | MetaResponse::Conflict(why)) => Err(Status::failed_precondition(why)),
             Err(e) => Err(Status::unavailable(format!("storing {what}: {}", crate::error::chain(&e)))),
         }
     }
@@ -153,11 +154,24 @@ pub async fn local_status(node: &Node) -> StatusResponse {
         purged_index: meta_m.purged.map(|p| p.index).unwrap_or(0),
         reporter: node.id,
     };
+    let membership = meta_m.membership_config.membership();
+    let meta_role = if membership.voter_ids().any(|v| v == node.id) {
+        "voter"
+    } else if membership.learner_ids().any(|v| v == node.id) {
+        "learner"
+    } else {
+        ""
+    };
+    let dir = node.config.data_dir.clone();
+    let disk_bytes = tokio::task::spawn_blocking(move || allocated_bytes(&dir)).await.unwrap_or(0);
     let me = NodeInfo {
         id: node.id,
         grpc_addr: node.config.advertised_grpc(),
         http_addr: node.config.http_addr.to_string(),
         reachable: true,
+        meta_role: meta_role.into(),
+        disk_bytes,
+        ..Default::default()
     };
     StatusResponse { node_id: node.id, nodes: vec![me], shards, meta: Some(meta) }
 }
@@ -184,18 +198,6 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
     .await;
     let answered: BTreeMap<u64, StatusResponse> =
         reports.into_iter().filter_map(|((id, _), r)| Some((id, r?))).collect();
-    let nodes = known
-        .into_iter()
-        .map(|(id, a)| {
-            let own = answered.get(&id).and_then(|r| r.nodes.iter().find(|n| n.id == id));
-            NodeInfo {
-                id,
-                grpc_addr: a.grpc,
-                http_addr: own.map(|n| n.http_addr.clone()).unwrap_or(a.http),
-                reachable: answered.contains_key(&id),
-            }
-        })
-        .collect();
     let placement = node.meta.placement();
     let mut best: BTreeMap<u32, ShardInfo> = BTreeMap::new();
     for sh in answered.values().flat_map(|r| r.shards.iter()) {
@@ -206,7 +208,7 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
             best.insert(sh.shard, sh.clone());
         }
     }
-    let shards = (0..node.router.shards())
+    let shards: Vec<ShardInfo> = (0..node.router.shards())
         .map(|s| {
             let replicas = placement.get(s as usize).cloned().unwrap_or_default();
             match best.remove(&s) {
@@ -221,7 +223,39 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
         })
         .collect();
     let meta = answered.get(&node.id).and_then(|r| r.meta.clone());
+    let (states, _) = crate::rebalance::NodesDoc::read(&node.meta.state());
+    let nodes = known
+        .into_iter()
+        .map(|(id, a)| {
+            let own = answered.get(&id).and_then(|r| r.nodes.iter().find(|n| n.id == id));
+            NodeInfo {
+                id,
+                grpc_addr: a.grpc,
+                http_addr: own.map(|n| n.http_addr.clone()).unwrap_or(a.http),
+                reachable: answered.contains_key(&id),
+                state: states.state_of(id).as_str().into(),
+                replicas: shards.iter().filter(|s: &&ShardInfo| s.replicas.contains(&id)).count() as u32,
+                leaders: shards.iter().filter(|s: &&ShardInfo| s.leader == id).count() as u32,
+                disk_bytes: own.map(|n| n.disk_bytes).unwrap_or(0),
+                meta_role: own.map(|n| n.meta_role.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
     StatusResponse { node_id: node.id, nodes, shards, meta }
+}
+
+/// Bytes a directory's files take on disk: allocated blocks, as `du` and `df` count them.
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => allocated_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 #[tonic::async_trait]
@@ -356,19 +390,120 @@ impl Admin for AdminService {
         Ok(Response::new(TargetsResponse { targets }))
     }
 
-    async fn add_node(&self, _req: Request<AddNodeRequest>) -> Result<Response<StatusResponse>, Status> {
-        Err(Status::unimplemented(
-            "adding nodes to a running cluster is not built yet; start every node with the same --initial-cluster",
-        ))
+    /// A node joining (`pharos server --join`): needs the admin token, like every cluster change.
+    async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<StatusResponse>, Status> {
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        if r.grpc_addr.is_empty() {
+            return Err(Status::invalid_argument("a joining node must give its gRPC address"));
+        }
+        let addr = pharos_raft::NodeAddr { grpc: r.grpc_addr.clone(), http: r.http_addr.clone() };
+        let state = self.node.meta.state();
+        if r.node_id != 0 && state.nodes.get(&r.node_id).is_some_and(|a| a.grpc == r.grpc_addr) && !r.reserve_id {
+            // Registered before: admitting it again is how a join resumes.
+        } else if r.node_id != 0 && state.nodes.contains_key(&r.node_id) {
+            return Err(Status::already_exists(format!(
+                "node {} is already a member of this cluster; a node whose data directory was lost is removed with \
+                 `pharosctl node remove {} --dead` and joins again with a new id",
+                r.node_id, r.node_id
+            )));
+        }
+        let id = match self
+            .node
+            .client
+            .meta_write(&MetaCommand::AddNode { id: r.node_id, addr: addr.clone() }, META_WRITE_WITHIN)
+            .await
+        {
+            Ok(MetaResponse::Added(id)) => id,
+            Ok(MetaResponse::Rejected(why) | MetaResponse::Conflict(why)) => {
+                return Err(Status::failed_precondition(why))
+            }
+            Ok(other) => return Err(Status::internal(format!("unexpected answer {other:?}"))),
+            Err(e) => return Err(Status::unavailable(format!("registering the node: {}", crate::error::chain(&e)))),
+        };
+        if !r.reserve_id {
+            self.node.rebalancer.admit(id, addr).await.map_err(|e| {
+                Status::unavailable(format!("adding node {id} to the meta group: {}", crate::error::chain(&e)))
+            })?;
+            tracing::info!(node = id, addr = %r.grpc_addr, "node joined the cluster");
+        }
+        Ok(Response::new(StatusResponse { node_id: id, ..Default::default() }))
     }
 
-    async fn remove_node(&self, _req: Request<RemoveNodeRequest>) -> Result<Response<StatusResponse>, Status> {
-        Err(Status::unimplemented("removing nodes is not built yet"))
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RebalanceResponse>, Status> {
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        let state = if r.dead { NodeState::Dead } else { NodeState::Draining };
+        let (plan_id, moves) =
+            self.node.rebalancer.drain(r.node_id, state, true).await.map_err(Status::failed_precondition)?;
+        Ok(Response::new(RebalanceResponse { moves: moves.iter().map(move_info).collect(), plan_id }))
     }
 
-    async fn rebalance(&self, _req: Request<RebalanceRequest>) -> Result<Response<RebalanceResponse>, Status> {
-        Err(Status::unimplemented("rebalancing is not built yet"))
+    async fn drain_node(&self, req: Request<DrainNodeRequest>) -> Result<Response<RebalanceResponse>, Status> {
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        let (plan_id, moves) = self
+            .node
+            .rebalancer
+            .drain(r.node_id, NodeState::Draining, false)
+            .await
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(RebalanceResponse { moves: moves.iter().map(move_info).collect(), plan_id }))
     }
+
+    /// `dry_run` only reads, so it needs no token; starting a rebalance does.
+    async fn rebalance(&self, req: Request<RebalanceRequest>) -> Result<Response<RebalanceResponse>, Status> {
+        if req.get_ref().dry_run {
+            let moves = self.node.rebalancer.plan_now().await;
+            return Ok(Response::new(RebalanceResponse { moves: moves.iter().map(move_info).collect(), plan_id: 0 }));
+        }
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        let (plan_id, moves) =
+            self.node.rebalancer.start(r.max_concurrent).await.map_err(Status::failed_precondition)?;
+        Ok(Response::new(RebalanceResponse { moves: moves.iter().map(move_info).collect(), plan_id }))
+    }
+
+    /// Reading needs no token; `cancel` does.
+    async fn rebalance_status(
+        &self,
+        req: Request<RebalanceStatusRequest>,
+    ) -> Result<Response<RebalanceStatusResponse>, Status> {
+        if req.get_ref().cancel {
+            self.authorize(&req)?;
+            self.node.rebalancer.cancel().await.map_err(Status::failed_precondition)?;
+        }
+        let (p, _) = crate::rebalance::Plan::read(&self.node.meta.state());
+        Ok(Response::new(RebalanceStatusResponse {
+            plan_id: p.id,
+            planned: p.planned,
+            done: p.done,
+            failed: p.failed,
+            queued: p.queued.iter().map(move_info).collect(),
+            running: p
+                .running
+                .values()
+                .map(|r| RunningMove {
+                    r#move: Some(move_info(&r.mv)),
+                    started_at_ms: r.started_ms,
+                    step: r.step.clone(),
+                })
+                .collect(),
+            last_error: p.last_error,
+            cancelled: p.cancelled,
+            max_concurrent: p.max_concurrent,
+        }))
+    }
+}
+
+fn move_info(m: &crate::placement::Move) -> pharos_proto::v1::Move {
+    use crate::placement::Move as M;
+    let (shard, from, to, kind) = match *m {
+        M::Replica { shard, from, to } => (shard, from.unwrap_or(0), to, "replica"),
+        M::Drop { shard, from } => (shard, from, 0, "drop"),
+        M::Leader { shard, from, to } => (shard, from, to, "leader"),
+    };
+    pharos_proto::v1::Move { shard, from_node: from, to_node: to, kind: kind.into() }
 }
 
 pub struct QueryService {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use pharos_proto::internal::internal_server::Internal;
 use pharos_proto::internal::{
-    ForwardMetaReply, ForwardQueryReply, ForwardQueryRequest, ForwardWriteReply, ForwardWriteRequest, RaftReply,
-    RaftRequest,
+    CallReply, ForwardQueryReply, ForwardQueryRequest, ForwardWriteReply, ForwardWriteRequest, MembershipRequest,
+    RaftReply, RaftRequest,
 };
 use pharos_raft::log_store::LogCache;
 use pharos_raft::network::{serve_append, serve_snapshot, serve_vote};
@@ -101,14 +101,27 @@ impl Internal for InternalService {
         Ok(Response::new(reply))
     }
 
-    async fn forward_meta(&self, req: Request<RaftRequest>) -> Result<Response<ForwardMetaReply>, Status> {
+    async fn forward_meta(&self, req: Request<RaftRequest>) -> Result<Response<CallReply>, Status> {
         let r = req.into_inner();
         let cmd =
             bincode::deserialize(&r.payload).map_err(|e| Status::invalid_argument(format!("bad meta command: {e}")))?;
         // Only the leader commits; a follower refuses with its leader hint instead of forwarding again (no loops).
         let reply = match self.client.meta_commit_local(cmd).await {
-            Ok(m) => ForwardMetaReply { payload: bincode::serialize(&m).expect("serializes"), error: None },
-            Err(e) => ForwardMetaReply { payload: Vec::new(), error: Some(self.refusal(Group::Meta, e)) },
+            Ok(m) => CallReply { payload: bincode::serialize(&m).expect("serializes"), error: None },
+            Err(e) => CallReply { payload: Vec::new(), error: Some(self.refusal(Group::Meta, e)) },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn membership(&self, req: Request<MembershipRequest>) -> Result<Response<CallReply>, Status> {
+        let r = req.into_inner();
+        let op: crate::membership::MembershipOp =
+            bincode::deserialize(&r.op).map_err(|e| Status::invalid_argument(format!("bad membership op: {e}")))?;
+        let group = Group::from_id(r.group);
+        let result = crate::membership::execute_here(&self.meta, &self.replicas, group, &op).await;
+        let reply = match result {
+            Ok(m) => CallReply { payload: bincode::serialize(&m).expect("serializes"), error: None },
+            Err(e) => CallReply { payload: Vec::new(), error: Some(self.refusal(group, e)) },
         };
         Ok(Response::new(reply))
     }

@@ -13,6 +13,7 @@ use crate::ingest::Ingest;
 use crate::meta::Meta;
 use crate::metrics::Metrics;
 use crate::query::Queries;
+use crate::rebalance::Rebalancer;
 use crate::replicas::Replicas;
 use crate::routing::Router;
 use crate::rpc::Client;
@@ -24,7 +25,7 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub router: Router,
     /// This node's Raft groups (for status, compaction and shutdown).
-    pub cluster: Cluster,
+    pub cluster: Arc<Cluster>,
     pub meta: Arc<Meta>,
     pub replicas: Arc<Replicas>,
     pub client: Arc<Client>,
@@ -32,4 +33,5 @@ pub struct Node {
     pub queries: Arc<Queries>,
     pub alerting: Arc<Alerting>,
     pub scraping: Arc<Scraping>,
+    pub rebalancer: Arc<Rebalancer>,
 }

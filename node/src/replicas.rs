@@ -72,6 +72,11 @@ impl Replicas {
         drop(services);
     }
 
+    /// Takes a replica out of the registry (it is being closed).
+    pub fn remove(&self, shard: u32) -> Option<Arc<ShardReplica>> {
+        self.map.write().expect("replicas lock").remove(&shard)
+    }
+
     /// Registers a leader service: it runs on every replica held now or added later, while it leads.
     pub fn on_leader(&self, service: LeaderService) {
         let mut services = self.services.lock().expect("services lock");

@@ -19,6 +19,7 @@ use pharos_raft::{NodeId, Request, Response, META_GROUP};
 use pharos_storage::{ApplyResult, Point};
 
 pub use crate::error::{CallError, Group};
+use crate::membership::{Members, MembershipOp};
 use crate::meta::Meta;
 use crate::metrics::Metrics;
 use crate::peers::Peers;
@@ -260,6 +261,29 @@ impl Client {
             .await
             .map_err(|s| CallError::transport(node, &addr, s))?
             .into_inner();
+        if let Some(e) = reply.error {
+            return Err(CallError::from_proto(node, group, e));
+        }
+        bincode::deserialize(&reply.payload).map_err(|e| CallError::Failed {
+            node,
+            group,
+            why: format!("undecodable answer: {e}"),
+        })
+    }
+
+    /// Runs a membership operation on the group's leader, wherever it is.
+    pub async fn membership(&self, group: Group, op: &MembershipOp, within: Duration) -> Result<Members, CallError> {
+        self.follow_leader(group, within, || false, |node| self.membership_at(node, group, op)).await
+    }
+
+    /// Runs a membership operation on `node`'s member of the group.
+    pub async fn membership_at(&self, node: NodeId, group: Group, op: &MembershipOp) -> Result<Members, CallError> {
+        if node == self.me {
+            return crate::membership::execute_here(&self.meta, &self.replicas, group, op).await;
+        }
+        let (addr, mut client) = self.connect(node, group)?;
+        let req = pb::MembershipRequest { group: group.id(), op: bincode::serialize(op).expect("ops serialize") };
+        let reply = client.membership(req).await.map_err(|s| CallError::transport(node, &addr, s))?.into_inner();
         if let Some(e) = reply.error {
             return Err(CallError::from_proto(node, group, e));
         }

@@ -24,6 +24,7 @@ use crate::internal::InternalService;
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::query::Queries;
+use crate::rebalance::Rebalancer;
 use crate::replicas::LeaderService;
 use crate::routing::Router;
 use crate::scrape::ScrapeContext;
@@ -67,6 +68,8 @@ pub async fn run(
     };
     let (shutdown, _) = broadcast::channel::<()>(8);
     let max_msg = config.limits.max_body_bytes.max(4 << 20);
+    let mut config = config;
+    config.node_id = crate::join::node_id(&config).await?;
     let node = wire(Arc::new(config), shutdown.clone()).await?;
     node.metrics.up.set(1);
     let leadership_log = tokio::spawn(crate::logging::leadership_changes(node.clone()));
@@ -105,6 +108,15 @@ pub async fn run(
         tokio::spawn(crate::line_listeners::serve_udp(node.clone(), s, stop_tx.subscribe()));
     }
     let grpc_task = tokio::spawn(grpc);
+    if node.config.join.is_some() {
+        // Serving first: the meta group's leader replicates to this node while it admits it.
+        let (config, id) = (node.config.clone(), node.id);
+        tokio::spawn(async move {
+            if let Err(e) = crate::join::become_member(&config, id).await {
+                tracing::error!(cause = %e, "could not join the cluster; stop this node, fix the cause and start it again");
+            }
+        });
+    }
     let http_task = tokio::spawn(async move { http.await });
     let gauges = {
         let node = node.clone();
@@ -134,7 +146,7 @@ pub async fn run(
 async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Arc<Node>, NodeError> {
     let id = config.node_id;
     let metrics = Arc::new(Metrics::new(id));
-    let cluster = Cluster::start(&config, metrics.clone(), shutdown).await?;
+    let cluster = Arc::new(Cluster::start(&config, id, metrics.clone(), shutdown).await?);
     let router = Router::new(config.shards);
     let (meta, replicas, client) = (cluster.meta.clone(), cluster.replicas.clone(), cluster.client.clone());
     let writes =
@@ -160,6 +172,24 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         Arc::new(move |r| Box::pin(crate::writer::maintenance(r.shard, r.raft.clone(), every)));
     replicas.on_leader(maintenance);
     replicas.on_leader(alerting.leader_service());
+    // The rebalance executor runs on the meta group's leader; every node keeps its replicas in line with
+    // the placement.
+    let rebalancer = Arc::new(Rebalancer::new(
+        meta.clone(),
+        client.clone(),
+        config.shards,
+        config.replication_factor,
+        crate::rebalance::Settings {
+            max_concurrent: config.rebalance.max_concurrent,
+            move_timeout: config.rebalance.move_timeout,
+            meta_within: Duration::from_secs(10),
+        },
+    ));
+    {
+        let r = rebalancer.clone();
+        pharos_raft::leadership::spawn_while_leader(&meta.raft, move || r.clone().run());
+    }
+    cluster.spawn_reconciler();
     let scraping = crate::scrape::start(ScrapeContext {
         config: config.clone(),
         metrics: metrics.clone(),
@@ -180,6 +210,7 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         queries,
         alerting,
         scraping,
+        rebalancer,
     }))
 }
 

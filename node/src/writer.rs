@@ -61,6 +61,9 @@ pub struct ShardWriter {
     shard: u32,
     tx: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
+    /// Until when the actor holds its queue (a leadership move: the leader's log must stop growing so
+    /// the replica taking over has all of it).
+    pause: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
 }
 
 impl ShardWriter {
@@ -73,9 +76,28 @@ impl ShardWriter {
     ) -> ShardWriter {
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
         let queued = Arc::new(AtomicUsize::new(0));
-        let actor = Actor { shard, raft, rx, max_points: cfg.max_batch_points, metrics, queued: queued.clone() };
+        let pause = Arc::new(tokio::sync::watch::Sender::new(None));
+        let actor = Actor {
+            shard,
+            raft,
+            rx,
+            max_points: cfg.max_batch_points,
+            metrics,
+            queued: queued.clone(),
+            paused: pause.subscribe(),
+        };
         tokio::spawn(actor.run(shutdown));
-        ShardWriter { shard, tx, queued }
+        ShardWriter { shard, tx, queued, pause }
+    }
+
+    /// Holds the queue for `for_ms` (at most 10 s) or until [`ShardWriter::resume`]: requests wait, none
+    /// is refused.
+    pub fn pause(&self, for_ms: u64) {
+        self.pause.send_replace(Some(Instant::now() + Duration::from_millis(for_ms.min(10_000))));
+    }
+
+    pub fn resume(&self) {
+        self.pause.send_replace(None);
     }
 
     pub fn queued(&self) -> usize {
@@ -101,9 +123,26 @@ struct Actor {
     max_points: usize,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
+    paused: tokio::sync::watch::Receiver<Option<Instant>>,
 }
 
 impl Actor {
+    /// Returns once the writer is not paused.
+    async fn unpaused(&mut self) {
+        loop {
+            let until = *self.paused.borrow_and_update();
+            match until {
+                Some(t) if Instant::now() < t => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t.into()) => {}
+                        r = self.paused.changed() => if r.is_err() { return },
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
     async fn run(mut self, mut shutdown: broadcast::Receiver<()>) {
         loop {
             tokio::select! {
@@ -111,6 +150,7 @@ impl Actor {
                 _ = shutdown.recv() => break,
                 job = self.rx.recv() => {
                     let Some(first) = job else { break };
+                    self.unpaused().await;
                     let mut jobs = vec![first];
                     let mut points = jobs[0].points.len();
                     while points < self.max_points {

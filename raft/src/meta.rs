@@ -32,6 +32,28 @@ pub struct MetaState {
     pub scrape: StoredConfig,
     /// Alert silences by id, as JSON (their shape belongs to pharos-alert).
     pub silences: BTreeMap<String, String>,
+    /// Versioned documents by kind, whose shape belongs to the node (node states, the rebalance plan);
+    /// changed by compare-and-set on the version ([`MetaCommand::PutDoc`]).
+    pub docs: BTreeMap<String, Doc>,
+}
+
+/// A document of the meta state: opaque bytes and a version that increments with every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doc {
+    pub version: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// The meta state as the first format stored it (before documents), read when a data directory or a
+/// snapshot of that format is opened.
+#[derive(Deserialize)]
+struct MetaStateV1 {
+    nodes: BTreeMap<NodeId, NodeAddr>,
+    shards: Vec<Vec<NodeId>>,
+    rules: StoredConfig,
+    routing: StoredConfig,
+    scrape: StoredConfig,
+    silences: BTreeMap<String, String>,
 }
 
 /// A configuration file (rules, routing) and its version (increments with every apply, so actors know to
@@ -50,6 +72,8 @@ pub enum MetaCommand {
         nodes: BTreeMap<NodeId, NodeAddr>,
         shards: Vec<Vec<NodeId>>,
     },
+    /// Registers a node (id 0: the next free id, answered with [`MetaResponse::Added`]). Refused for an id
+    /// registered with another address.
     AddNode {
         id: NodeId,
         addr: NodeAddr,
@@ -81,12 +105,24 @@ pub enum MetaCommand {
     DeleteSilence {
         id: String,
     },
+    /// Replaces a document when its version is `expect` (None: whatever it is).
+    PutDoc {
+        kind: String,
+        bytes: Vec<u8>,
+        expect: Option<u64>,
+    },
+    /// Applies every command or, when one is refused, none.
+    Batch(Vec<MetaCommand>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetaResponse {
     Ok,
     Rejected(String),
+    /// A node was registered with this id.
+    Added(NodeId),
+    /// A document changed since it was read (compare-and-set): read it again and retry.
+    Conflict(String),
 }
 
 impl MetaState {
@@ -100,8 +136,28 @@ impl MetaState {
                 MetaResponse::Ok
             }
             MetaCommand::AddNode { id, addr } => {
-                self.nodes.insert(*id, addr.clone());
-                MetaResponse::Ok
+                let id = match *id {
+                    0 => self.nodes.keys().next_back().map_or(1, |n| n + 1),
+                    id => id,
+                };
+                match self.nodes.get(&id) {
+                    Some(a) if a.grpc != addr.grpc => {
+                        return MetaResponse::Rejected(format!(
+                            "node id {id} is already registered with address {}; pick another id, or remove that \
+                             node first",
+                            a.grpc
+                        ))
+                    }
+                    _ => {}
+                }
+                if let Some((other, _)) = self.nodes.iter().find(|(n, a)| **n != id && a.grpc == addr.grpc) {
+                    return MetaResponse::Rejected(format!(
+                        "address {} is already node {other}'s; give this node its own --grpc-addr",
+                        addr.grpc
+                    ));
+                }
+                self.nodes.insert(id, addr.clone());
+                MetaResponse::Added(id)
             }
             MetaCommand::RemoveNode { id } => {
                 if self.shards.iter().any(|r| r.contains(id)) {
@@ -137,7 +193,36 @@ impl MetaState {
                 Some(_) => MetaResponse::Ok,
                 None => MetaResponse::Rejected(format!("no silence {id}")),
             },
+            MetaCommand::PutDoc { kind, bytes, expect } => {
+                let doc = self.docs.entry(kind.clone()).or_default();
+                if expect.is_some_and(|v| v != doc.version) {
+                    return MetaResponse::Conflict(format!(
+                        "{kind} changed meanwhile (version {} now, {} expected); read it again",
+                        doc.version,
+                        expect.unwrap_or_default()
+                    ));
+                }
+                *doc = Doc { version: doc.version + 1, bytes: bytes.clone() };
+                MetaResponse::Ok
+            }
+            MetaCommand::Batch(cmds) => {
+                let mut next = self.clone();
+                let mut last = MetaResponse::Ok;
+                for c in cmds {
+                    last = next.apply(c);
+                    if let MetaResponse::Rejected(_) | MetaResponse::Conflict(_) = last {
+                        return last;
+                    }
+                }
+                *self = next;
+                last
+            }
         }
+    }
+
+    /// A document's current version and bytes (version 0 and no bytes when it was never written).
+    pub fn doc(&self, kind: &str) -> Doc {
+        self.docs.get(kind).cloned().unwrap_or_default()
     }
 }
 
@@ -147,6 +232,45 @@ pub fn initial_placement(nodes: &[NodeId], shards: u32, replicas: usize) -> Vec<
     sorted.sort_unstable();
     let r = replicas.min(sorted.len()).max(1);
     (0..shards as usize).map(|s| (0..r).map(|i| sorted[(s + i) % sorted.len()]).collect()).collect()
+}
+
+/// Marks the stored format with documents; the first format has no mark.
+const FORMAT_V2: &[u8; 4] = b"PMS\x02";
+
+#[derive(Deserialize)]
+struct PersistedV1 {
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    state: MetaStateV1,
+}
+
+impl Persisted {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = FORMAT_V2.to_vec();
+        bincode::serialize_into(&mut out, self).expect("meta serializes");
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Persisted, bincode::Error> {
+        if let Some(rest) = bytes.strip_prefix(FORMAT_V2) {
+            return bincode::deserialize(rest);
+        }
+        let v1: PersistedV1 = bincode::deserialize(bytes)?;
+        let s = v1.state;
+        Ok(Persisted {
+            applied: v1.applied,
+            membership: v1.membership,
+            state: MetaState {
+                nodes: s.nodes,
+                shards: s.shards,
+                rules: s.rules,
+                routing: s.routing,
+                scrape: s.scrape,
+                silences: s.silences,
+                docs: BTreeMap::new(),
+            },
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -177,7 +301,7 @@ impl MetaStateMachine {
     pub fn open(db: Arc<DB>, group: GroupId) -> Result<Self, StorageError> {
         let raw = db.get_cf(cf(&db, CF_RAFT_STATE), key(group)).map_err(|e| StorageIOError::read_state_machine(&e))?;
         let p: Persisted = match raw {
-            Some(b) => bincode::deserialize(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
+            Some(b) => Persisted::decode(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
             None => Persisted::default(),
         };
         let shared = watch::Sender::new(Arc::new(p.state.clone()));
@@ -201,7 +325,7 @@ impl MetaStateMachine {
     }
 
     fn persist(&self) -> Result<(), StorageError> {
-        let b = bincode::serialize(&self.p).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let b = self.p.encode();
         let mut w = WriteOptions::default();
         w.set_sync(true);
         self.db
@@ -242,7 +366,7 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         MetaSnapshotBuilder {
-            bytes: bincode::serialize(&self.p).expect("meta serializes"),
+            bytes: self.p.encode(),
             applied: self.p.applied,
             membership: self.p.membership.clone(),
             current: self.snapshot.clone(),
@@ -259,7 +383,7 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        self.p = bincode::deserialize(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.p = Persisted::decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.persist()?;
         self.publish();
         *self.snapshot.lock().expect("snapshot lock") = Some((meta.clone(), data));
@@ -330,9 +454,83 @@ mod tests {
         let mut s = MetaState::default();
         s.apply(&MetaCommand::Bootstrap { nodes: BTreeMap::from([(1, NodeAddr::default())]), shards: vec![vec![1]] });
         assert!(matches!(s.apply(&MetaCommand::RemoveNode { id: 1 }), MetaResponse::Rejected(_)));
-        s.apply(&MetaCommand::AddNode { id: 2, addr: NodeAddr::default() });
+        let other = NodeAddr { grpc: "b:1".into(), http: String::new() };
+        assert_eq!(s.apply(&MetaCommand::AddNode { id: 2, addr: other }), MetaResponse::Added(2));
         assert_eq!(s.apply(&MetaCommand::SetReplicas { shard: 0, replicas: vec![2] }), MetaResponse::Ok);
         assert_eq!(s.apply(&MetaCommand::RemoveNode { id: 1 }), MetaResponse::Ok);
         assert_eq!(s.nodes.keys().copied().collect::<Vec<_>>(), vec![2]);
+    }
+
+    /// A data directory (or snapshot) written before documents existed still opens, with its state.
+    #[test]
+    fn the_first_format_still_reads() {
+        #[derive(Serialize)]
+        struct OldState {
+            nodes: BTreeMap<NodeId, NodeAddr>,
+            shards: Vec<Vec<NodeId>>,
+            rules: StoredConfig,
+            routing: StoredConfig,
+            scrape: StoredConfig,
+            silences: BTreeMap<String, String>,
+        }
+        #[derive(Serialize)]
+        struct Old {
+            applied: Option<LogId>,
+            membership: StoredMembership,
+            state: OldState,
+        }
+        let nodes = BTreeMap::from([(1, NodeAddr { grpc: "a:1".into(), http: String::new() })]);
+        let old = Old {
+            applied: None,
+            membership: StoredMembership::default(),
+            state: OldState {
+                nodes: nodes.clone(),
+                shards: vec![vec![1]],
+                rules: StoredConfig { text: "groups: []".into(), version: 3 },
+                routing: StoredConfig::default(),
+                scrape: StoredConfig::default(),
+                silences: BTreeMap::from([("s".into(), "{}".into())]),
+            },
+        };
+        let p = Persisted::decode(&bincode::serialize(&old).unwrap()).unwrap();
+        assert_eq!(p.state.nodes, nodes);
+        assert_eq!(p.state.rules.version, 3);
+        assert_eq!(p.state.silences.len(), 1);
+        // And the new format round-trips, documents included.
+        let mut p = p;
+        p.state.docs.insert("k".into(), Doc { version: 2, bytes: vec![1, 2] });
+        let back = Persisted::decode(&p.encode()).unwrap();
+        assert_eq!(back.state, p.state);
+    }
+
+    #[test]
+    fn documents_change_by_compare_and_set_and_batches_are_all_or_nothing() {
+        let mut s = MetaState::default();
+        let put = |bytes: &[u8], expect| MetaCommand::PutDoc { kind: "plan".into(), bytes: bytes.to_vec(), expect };
+        assert_eq!(s.apply(&put(b"a", Some(0))), MetaResponse::Ok);
+        assert!(matches!(s.apply(&put(b"b", Some(0))), MetaResponse::Conflict(_)), "a stale version is refused");
+        assert_eq!(s.doc("plan"), Doc { version: 1, bytes: b"a".to_vec() });
+        let batch = MetaCommand::Batch(vec![
+            MetaCommand::SetReplicas { shard: 0, replicas: vec![] },
+            put(b"c", Some(1)),
+            MetaCommand::DeleteSilence { id: "none".into() },
+        ]);
+        s.shards = vec![vec![1, 2]];
+        assert!(matches!(s.apply(&batch), MetaResponse::Rejected(_)));
+        assert_eq!(s.shards, vec![vec![1, 2]], "nothing of a refused batch applies");
+        assert_eq!(s.doc("plan").version, 1);
+    }
+
+    #[test]
+    fn nodes_get_free_ids_and_keep_their_address() {
+        let mut s = MetaState::default();
+        let addr = |a: &str| NodeAddr { grpc: a.into(), http: String::new() };
+        assert_eq!(s.apply(&MetaCommand::AddNode { id: 0, addr: addr("a:1") }), MetaResponse::Added(1));
+        assert_eq!(s.apply(&MetaCommand::AddNode { id: 5, addr: addr("b:1") }), MetaResponse::Added(5));
+        assert_eq!(s.apply(&MetaCommand::AddNode { id: 0, addr: addr("c:1") }), MetaResponse::Added(6));
+        // Registering again with the same address is idempotent (a join retried); another address is not.
+        assert_eq!(s.apply(&MetaCommand::AddNode { id: 5, addr: addr("b:1") }), MetaResponse::Added(5));
+        assert!(matches!(s.apply(&MetaCommand::AddNode { id: 5, addr: addr("d:1") }), MetaResponse::Rejected(_)));
+        assert!(matches!(s.apply(&MetaCommand::AddNode { id: 7, addr: addr("a:1") }), MetaResponse::Rejected(_)));
     }
 }

@@ -12,8 +12,9 @@ use pharos_proto::v1::query_client::QueryClient;
 use pharos_proto::v1::write_client::WriteClient;
 use pharos_proto::v1::{
     value, AddSilenceRequest, AlertsRequest, ApplyRoutingRequest, ApplyRulesRequest, ApplyScrapeRequest,
-    ExpireSilenceRequest, GetRoutingRequest, GetRulesRequest, GetScrapeRequest, ListSilencesRequest, QueryRequest,
-    SilenceInfo, StatusRequest, TargetsRequest, WriteRequest,
+    DrainNodeRequest, ExpireSilenceRequest, GetRoutingRequest, GetRulesRequest, GetScrapeRequest, ListSilencesRequest,
+    QueryRequest, RebalanceRequest, RebalanceStatusRequest, RemoveNodeRequest, SilenceInfo, StatusRequest,
+    TargetsRequest, WriteRequest,
 };
 
 #[derive(Parser)]
@@ -80,6 +81,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cluster members: list them, drain one, take one out.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+    /// Even out replicas and leaders over the nodes (restoring the replication factor first), or show or
+    /// cancel the rebalance in progress.
+    Rebalance {
+        #[command(subcommand)]
+        cmd: Option<RebalanceCmd>,
+        /// Print the moves it would make, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Moves at once (each on another shard); 0: the cluster's `rebalance.max_concurrent`.
+        #[arg(long, default_value_t = 0)]
+        max_concurrent: u32,
+        /// Return once the plan is stored instead of following it to the end.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Run a query (several statements may be separated by `;`) and print the result.
     Query {
         /// The query, e.g. "SELECT mean(usage_user) FROM cpu WHERE time > now() - 1h GROUP BY time(5m), host".
@@ -92,6 +113,42 @@ enum Cmd {
         #[arg(long)]
         stale: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Every node: id, addresses, state (active, draining, dead), replicas, leaders, disk used.
+    #[command(visible_alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move every replica and leadership off a node; it stays a member (for maintenance).
+    Drain {
+        id: u64,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Drain a node, then take it out of the cluster. `--dead`: the node is gone for good; its replicas
+    /// are rebuilt on the other nodes from the surviving ones.
+    Remove {
+        id: u64,
+        #[arg(long)]
+        dead: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RebalanceCmd {
+    /// The plan in progress: moves queued, running (with their step), done and failed.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start no more moves (running ones finish or roll back).
+    Cancel,
 }
 
 #[derive(Subcommand)]
@@ -169,6 +226,106 @@ enum SilenceCmd {
 }
 
 /// An Admin client for the node at `ep`.
+fn print_moves(what: &str, moves: &[pharos_proto::v1::Move]) {
+    if moves.is_empty() {
+        println!("{what}: nothing to move; the cluster is balanced");
+        return;
+    }
+    println!("{what}: {} moves", moves.len());
+    for m in moves {
+        println!("  {}", describe(m));
+    }
+}
+
+fn describe(m: &pharos_proto::v1::Move) -> String {
+    match m.kind.as_str() {
+        "replica" if m.from_node == 0 => format!("shard {:<4} new replica on node {}", m.shard, m.to_node),
+        "replica" => format!("shard {:<4} replica node {} -> node {}", m.shard, m.from_node, m.to_node),
+        "drop" => format!("shard {:<4} drop the replica on node {}", m.shard, m.from_node),
+        _ => format!("shard {:<4} leader node {} -> node {}", m.shard, m.from_node, m.to_node),
+    }
+}
+
+fn print_status(p: &pharos_proto::v1::RebalanceStatusResponse) {
+    if p.plan_id == 0 {
+        println!("no rebalance has run");
+        return;
+    }
+    println!(
+        "rebalance {}: {} planned, {} done, {} failed, {} running, {} queued{}",
+        p.plan_id,
+        p.planned,
+        p.done,
+        p.failed,
+        p.running.len(),
+        p.queued.len(),
+        if p.cancelled { " (cancelled)" } else { "" }
+    );
+    for r in &p.running {
+        if let Some(m) = &r.r#move {
+            println!("  running: {} ({})", describe(m), r.step);
+        }
+    }
+    if !p.last_error.is_empty() {
+        println!("  last error: {}", p.last_error);
+    }
+}
+
+/// Prints a plan's progress until it has run (every change once), and fails when moves failed.
+async fn follow(c: &mut AdminClient<tonic::transport::Channel>, plan: u64) -> anyhow::Result<()> {
+    let mut last = String::new();
+    loop {
+        let p = c.rebalance_status(RebalanceStatusRequest { cancel: false }).await?.into_inner();
+        if p.plan_id < plan {
+            // The node answering has not applied the plan yet (its copy of the meta state lags a moment).
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        if p.plan_id != plan {
+            println!(
+                "another rebalance (plan {}) replaced this one; `pharosctl rebalance status` follows it",
+                p.plan_id
+            );
+            return Ok(());
+        }
+        let line = format!(
+            "{}/{} done, {} failed, running: {}",
+            p.done,
+            p.planned,
+            p.failed,
+            p.running
+                .iter()
+                .filter_map(|r| r.r#move.as_ref().map(|m| format!("shard {} ({})", m.shard, r.step)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        if p.queued.is_empty() && p.running.is_empty() {
+            if p.failed > 0 {
+                anyhow::bail!(
+                    "{} moves failed (last: {}); run `pharosctl rebalance` again once the cause is fixed",
+                    p.failed,
+                    p.last_error
+                );
+            }
+            println!("rebalance {plan} finished");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1}GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{:.0}KiB", b as f64 / 1024.0),
+    }
+}
+
 async fn admin(ep: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
     AdminClient::connect(ep.to_string()).await.map_err(|e| unreachable_error(ep, e))
 }
@@ -435,6 +592,108 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!(
                     "\nwarning: {leaderless} shard(s) have no leader; check that a majority of their replicas run"
                 );
+            }
+        }
+        Cmd::Node { cmd: NodeCmd::List { json } } => {
+            let mut c = admin(&ep).await?;
+            let s = c.status(StatusRequest { local: false }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
+            if json {
+                for n in &s.nodes {
+                    let v = serde_json::json!({"id": n.id, "grpc": n.grpc_addr, "http": n.http_addr, "state": n.state,
+                        "reachable": n.reachable, "replicas": n.replicas, "leaders": n.leaders,
+                        "disk_bytes": n.disk_bytes, "meta": n.meta_role});
+                    println!("{v}");
+                }
+                return Ok(());
+            }
+            println!("NODE  GRPC                   HTTP                   STATE     REACHABLE  REPLICAS  LEADERS  DISK      META");
+            for n in &s.nodes {
+                println!(
+                    "{:<5} {:<22} {:<22} {:<9} {:<10} {:<9} {:<8} {:<9} {}",
+                    n.id,
+                    n.grpc_addr,
+                    if n.http_addr.is_empty() { "-" } else { &n.http_addr },
+                    n.state,
+                    if n.reachable { "yes" } else { "no" },
+                    n.replicas,
+                    n.leaders,
+                    if n.reachable { human_bytes(n.disk_bytes) } else { "-".into() },
+                    if n.meta_role.is_empty() { "-" } else { &n.meta_role },
+                );
+            }
+        }
+        Cmd::Node { cmd: NodeCmd::Drain { id, no_wait } } => {
+            let mut c = admin(&ep).await?;
+            let r = c
+                .drain_node(authed(DrainNodeRequest { node_id: id }, &cli.token)?)
+                .await
+                .map_err(|s| rpc_error(&ep, s))?
+                .into_inner();
+            print_moves(&format!("draining node {id}"), &r.moves);
+            if !no_wait {
+                follow(&mut c, r.plan_id).await?;
+            }
+        }
+        Cmd::Node { cmd: NodeCmd::Remove { id, dead, no_wait } } => {
+            let mut c = admin(&ep).await?;
+            let r = c
+                .remove_node(authed(RemoveNodeRequest { node_id: id, dead }, &cli.token)?)
+                .await
+                .map_err(|s| rpc_error(&ep, s))?
+                .into_inner();
+            print_moves(&format!("removing node {id}{}", if dead { " (dead)" } else { "" }), &r.moves);
+            if !no_wait {
+                follow(&mut c, r.plan_id).await?;
+                // The node leaves the membership once it holds nothing.
+                let started = std::time::Instant::now();
+                loop {
+                    let s = c.status(StatusRequest { local: false }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
+                    if !s.nodes.iter().any(|n| n.id == id) {
+                        println!("node {id} left the cluster");
+                        break;
+                    }
+                    if started.elapsed() > std::time::Duration::from_secs(60) {
+                        anyhow::bail!("node {id} still holds replicas or meta membership after a minute; see `pharosctl rebalance status` and the nodes' logs");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+        Cmd::Rebalance { cmd: Some(RebalanceCmd::Status { json }), .. } => {
+            let mut c = admin(&ep).await?;
+            let p = c
+                .rebalance_status(RebalanceStatusRequest { cancel: false })
+                .await
+                .map_err(|s| rpc_error(&ep, s))?
+                .into_inner();
+            if json {
+                let mv = |m: &pharos_proto::v1::Move| serde_json::json!({"shard": m.shard, "kind": m.kind, "from": m.from_node, "to": m.to_node});
+                let v = serde_json::json!({"plan": p.plan_id, "planned": p.planned, "done": p.done, "failed": p.failed,
+                    "cancelled": p.cancelled, "last_error": p.last_error,
+                    "queued": p.queued.iter().map(mv).collect::<Vec<_>>(),
+                    "running": p.running.iter().map(|r| serde_json::json!({"move": r.r#move.as_ref().map(mv), "step": r.step, "started_at_ms": r.started_at_ms})).collect::<Vec<_>>()});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            print_status(&p);
+        }
+        Cmd::Rebalance { cmd: Some(RebalanceCmd::Cancel), .. } => {
+            let mut c = admin(&ep).await?;
+            let p = c
+                .rebalance_status(authed(RebalanceStatusRequest { cancel: true }, &cli.token)?)
+                .await
+                .map_err(|s| rpc_error(&ep, s))?
+                .into_inner();
+            println!("rebalance {} cancelled: no new moves start; {} running finish", p.plan_id, p.running.len());
+        }
+        Cmd::Rebalance { cmd: None, dry_run, max_concurrent, no_wait } => {
+            let mut c = admin(&ep).await?;
+            let req = RebalanceRequest { dry_run, max_concurrent };
+            let req = if dry_run { tonic::Request::new(req) } else { authed(req, &cli.token)? };
+            let r = c.rebalance(req).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
+            print_moves(if dry_run { "rebalance (dry run, nothing changes)" } else { "rebalance" }, &r.moves);
+            if !dry_run && !no_wait && !r.moves.is_empty() {
+                follow(&mut c, r.plan_id).await?;
             }
         }
         Cmd::Write { file, precision } => {

@@ -1,0 +1,112 @@
+//! Joining a running cluster (`pharos server --join ADDR`) and the node id a data directory belongs to.
+//!
+//! A joining node asks any member (ADDR) for an id when none was given (`Admin.AddNode{reserve_id}`: the
+//! meta group registers the node and answers the next free id), starts its meta-group member empty, starts
+//! serving, and then asks to become a member (`Admin.AddNode`): the meta group's leader adds it as a
+//! learner, and promotes it to voter while the group has fewer than 3 (or, from 5 nodes, 5) voters. It
+//! holds no shard replica until a rebalance gives it some, and serves writes and queries for every shard at
+//! once by forwarding them to their leaders.
+//!
+//! The id is written to `<data-dir>/node_id` the first time a node starts, and a data directory started
+//! with another id is refused: one data directory never serves two identities.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pharos_proto::v1::admin_client::AdminClient;
+use pharos_proto::v1::AddNodeRequest;
+use pharos_raft::NodeId;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::NodeError;
+
+const ID_FILE: &str = "node_id";
+
+/// The id this node runs as: the one its data directory was first started with, else the one configured,
+/// else (joining without `--node-id`) one the cluster assigns.
+pub async fn node_id(config: &Config) -> Result<NodeId, NodeError> {
+    let path = config.data_dir.join(ID_FILE);
+    let stored = read_id(&path)?;
+    let id = match (stored, config.node_id_given || config.join.is_none()) {
+        (Some(s), true) if s != config.node_id => {
+            return Err(NodeError::Identity(format!(
+                "the data directory {} belongs to node {s}, not node {}; start it with --node-id {s}, or give \
+                 node {} its own --data-dir",
+                config.data_dir.display(),
+                config.node_id,
+                config.node_id
+            )))
+        }
+        (Some(s), _) => s,
+        (None, true) => config.node_id,
+        (None, false) => {
+            let addr = config.join.as_deref().expect("joining");
+            let id = add_node(config, addr, 0, true).await?;
+            info!(node = id, via = addr, "the cluster assigned this node its id");
+            id
+        }
+    };
+    if stored.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::DataDir(config.data_dir.clone(), e))?;
+        std::fs::write(&path, format!("{id}\n")).map_err(|e| NodeError::DataDir(path.clone(), e))?;
+    }
+    Ok(id)
+}
+
+fn read_id(path: &Path) -> Result<Option<NodeId>, NodeError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => t.trim().parse().map(Some).map_err(|_| {
+            NodeError::Identity(format!(
+                "{} does not hold a node id ({:?}); restore it or remove it",
+                path.display(),
+                t
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NodeError::DataDir(path.to_path_buf(), e)),
+    }
+}
+
+/// Asks `addr` to register this node (and, unless `reserve_only`, to make it a meta-group member).
+async fn add_node(config: &Config, addr: &str, id: NodeId, reserve_only: bool) -> Result<NodeId, NodeError> {
+    let join_err = |code, why: String| NodeError::Join { addr: addr.to_string(), code, why };
+    let mut client = AdminClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| join_err(tonic::Code::Unavailable, format!("cannot connect: {}", crate::error::chain(&e))))?;
+    let mut req = tonic::Request::new(AddNodeRequest {
+        node_id: id,
+        grpc_addr: config.advertised_grpc(),
+        http_addr: config.http_addr.to_string(),
+        reserve_id: reserve_only,
+    });
+    if let Some(t) = &config.auth.admin_token {
+        let v = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| join_err(tonic::Code::InvalidArgument, "the admin token cannot travel in a header".into()))?;
+        req.metadata_mut().insert("authorization", v);
+    }
+    let resp = client.add_node(req).await.map_err(|s| join_err(s.code(), s.message().to_string()))?.into_inner();
+    Ok(resp.node_id)
+}
+
+/// Becomes a member of the cluster's meta group, retrying while the cluster cannot take it (no leader, a
+/// node unreachable); a refusal (a wrong token, an id taken) is final.
+pub async fn become_member(config: &Config, id: NodeId) -> Result<(), NodeError> {
+    let addr = config.join.as_deref().expect("joining");
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match add_node(config, addr, id, false).await {
+            Ok(_) => {
+                info!(node = id, via = addr, "joined the cluster");
+                return Ok(());
+            }
+            Err(NodeError::Join { why, code: tonic::Code::Unavailable, .. }) => {
+                warn!(node = id, via = addr, cause = %why, "joining the cluster: retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
