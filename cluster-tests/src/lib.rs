@@ -141,15 +141,29 @@ impl NodeProc {
 
 impl Drop for NodeProc {
     fn drop(&mut self) {
-        if self.child.is_some() && std::thread::panicking() {
+        if self.child.is_some() && (std::thread::panicking() || std::env::var_os("PHAROS_TEST_LOGS").is_some()) {
             eprintln!(
                 "---- log of node {} ----\n{}",
                 self.id,
-                self.log().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                self.log()
+                    .lines()
+                    .rev()
+                    .take(log_lines())
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
         }
         self.kill();
     }
+}
+
+/// Lines of each node's log a failing test prints (`PHAROS_TEST_LOGS=N` prints N of every node's log
+/// whether the test fails or not).
+fn log_lines() -> usize {
+    std::env::var("PHAROS_TEST_LOGS").ok().and_then(|v| v.parse().ok()).unwrap_or(40)
 }
 
 pub struct Cluster {

@@ -100,3 +100,82 @@ async fn t10_grow_from_3_to_5_nodes_with_join_and_rebalance_under_writes() -> Re
     assert!(status.contains("0 failed"), "{status}");
     Ok(())
 }
+
+/// Three nodes and a fourth joined and given its share.
+async fn four_balanced() -> Result<Cluster> {
+    let mut c = Cluster::start(3, "").await?;
+    c.join(1, Some(4), "").await?;
+    c.pharosctl(1, &["rebalance"])?;
+    Ok(c)
+}
+
+/// Every shard has `rf` replicas, all on `nodes`, each with a leader among them.
+async fn placed_on(c: &Cluster, via: u64, nodes: &[u64], rf: usize) -> Result<Option<()>> {
+    let st = c.status(via).await?;
+    let ok = st.shards.iter().all(|sh| {
+        sh.replicas.len() == rf && sh.replicas.iter().all(|r| nodes.contains(r)) && nodes.contains(&sh.leader)
+    });
+    Ok(ok.then_some(()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_drain_then_remove_a_node_under_writes() -> Result<()> {
+    let mut c = four_balanced().await?;
+    let w = Writer::start(&c, "d");
+    w.wait_more(10).await?;
+
+    // Drain: node 2 keeps its membership, loses every replica and leadership.
+    let out = c.pharosctl(1, &["node", "drain", "2"])?;
+    assert!(out.contains("finished"), "{out}");
+    wait_for(Duration::from_secs(30), "node 2 drained", || placed_on(&c, 1, &[1, 3, 4], 3)).await?;
+    let list = c.pharosctl(3, &["node", "list", "--json"])?;
+    let two: serde_json::Value =
+        list.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["id"] == 2).unwrap();
+    assert_eq!(
+        (two["state"].as_str(), two["replicas"].as_u64(), two["leaders"].as_u64()),
+        (Some("draining"), Some(0), Some(0))
+    );
+    w.wait_more(10).await?;
+
+    // Remove: it leaves the meta group and the node list; the cluster goes on with three.
+    let out = c.pharosctl(3, &["node", "remove", "2"])?;
+    assert!(out.contains("node 2 left the cluster"), "{out}");
+    let st = c.status(1).await?;
+    assert!(st.nodes.iter().all(|n| n.id != 2), "{:?}", st.nodes);
+    assert_eq!(st.meta.as_ref().map(|m| m.replicas.len()), Some(3), "meta voters {:?}", st.meta);
+    w.only(&c, &[1, 3, 4]);
+    c.node(2).kill();
+    w.wait_more(20).await?;
+    let gap = w.longest_gap();
+    let acked = w.finish().await;
+    println!("longest gap between acknowledged writes while draining and removing: {:.2} s", gap.as_secs_f64());
+    assert!(gap < MAX_GAP, "writes stalled for {gap:?}");
+    assert_all_readable(&c, &acked, &[1, 3, 4]).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_a_dead_node_is_replaced_from_the_surviving_replicas() -> Result<()> {
+    let mut c = four_balanced().await?;
+    let w = Writer::start(&c, "x");
+    w.wait_more(10).await?;
+    // Node 3 dies for good: killed, its data directory gone.
+    w.only(&c, &[1, 2, 4]);
+    c.node(3).kill();
+    std::fs::remove_dir_all(c.node(3).dir.path().join("data"))?;
+    w.wait_more(10).await?;
+    let out = c.pharosctl(1, &["node", "remove", "3", "--dead"])?;
+    assert!(out.contains("node 3 left the cluster"), "{out}");
+    wait_for(Duration::from_secs(30), "three replicas per shard on the survivors", || placed_on(&c, 2, &[1, 2, 4], 3))
+        .await?;
+    w.wait_more(20).await?;
+    let acked = w.finish().await;
+    assert_all_readable(&c, &acked, &[1, 2, 4]).await?;
+    // Every replica on the survivors holds everything: stale (local) reads see every acknowledged point.
+    for n in [1, 2, 4] {
+        let got = c.export(n, "load", true).await?;
+        let want = cluster_tests::load::expected(&acked);
+        assert!(want.keys().all(|k| got.contains_key(k)), "node {n}'s replicas lack points");
+    }
+    Ok(())
+}

@@ -38,21 +38,24 @@ impl Peers {
         self.me
     }
 
-    /// A node's gRPC address.
+    /// A node's gRPC address: the meta group's record, or the founding list until the meta group has one.
     pub fn addr(&self, node: NodeId) -> Option<String> {
-        if let Some(a) = self.meta.state().nodes.get(&node) {
-            return Some(a.grpc.clone());
+        let state = self.meta.state();
+        if !state.nodes.is_empty() {
+            return state.nodes.get(&node).map(|a| a.grpc.clone());
         }
         self.founding.get(&node).cloned()
     }
 
-    /// Every node known, with its addresses (the HTTP one where known).
+    /// Every member, with its addresses (the HTTP one where known): the meta group's record (nodes join and
+    /// leave), or the founding list until the meta group has one.
     pub fn known(&self) -> BTreeMap<NodeId, NodeAddr> {
-        let mut out: BTreeMap<NodeId, NodeAddr> =
-            self.founding.iter().map(|(id, g)| (*id, NodeAddr { grpc: g.clone(), http: String::new() })).collect();
-        for (id, a) in &self.meta.state().nodes {
-            out.insert(*id, a.clone());
-        }
+        let state = self.meta.state();
+        let mut out: BTreeMap<NodeId, NodeAddr> = if state.nodes.is_empty() {
+            self.founding.iter().map(|(id, g)| (*id, NodeAddr { grpc: g.clone(), http: String::new() })).collect()
+        } else {
+            state.nodes.clone()
+        };
         if let Some(me) = out.get_mut(&self.me) {
             me.http = self.my_http.clone();
         }
@@ -79,6 +82,14 @@ impl Peers {
 
     pub fn hint(&self, group: Group) -> Option<NodeId> {
         self.hints.read().expect("hints lock").get(&group).copied()
+    }
+
+    /// Drops the hint that `node` leads the group (it did not answer, or said it does not).
+    pub fn forget_leader(&self, group: Group, node: NodeId) {
+        let mut hints = self.hints.write().expect("hints lock");
+        if hints.get(&group) == Some(&node) {
+            hints.remove(&group);
+        }
     }
 
     pub fn note_leader(&self, group: Group, leader: NodeId) {

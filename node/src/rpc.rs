@@ -51,14 +51,27 @@ impl Client {
     /// Best guess of a group's leader: this node's replica's view, then the last hint, then (for a shard)
     /// its first replica.
     pub fn leader_of(&self, group: Group) -> Option<NodeId> {
+        self.candidates(group).into_iter().next()
+    }
+
+    /// Where to look for a group's leader, best first: this node's replica's view, the last hint, then
+    /// every replica (a shard's placement, the meta group's voters), each of which names the leader it
+    /// knows when it is not.
+    fn candidates(&self, group: Group) -> Vec<NodeId> {
+        let mut out = Vec::with_capacity(5);
         let seen = match group {
             Group::Meta => self.meta.leader_seen(),
             Group::Shard(s) => self.replicas.leader_seen(s),
         };
-        seen.or_else(|| self.peers.hint(group)).or_else(|| match group {
-            Group::Meta => None,
-            Group::Shard(s) => self.meta.placement().get(s as usize).and_then(|r| r.first().copied()),
-        })
+        out.extend(seen);
+        out.extend(self.peers.hint(group));
+        match group {
+            Group::Meta => out.extend(self.meta.raft.metrics().borrow().membership_config.membership().voter_ids()),
+            Group::Shard(s) => out.extend(self.meta.placement().get(s as usize).into_iter().flatten().copied()),
+        }
+        let mut seen_ids = std::collections::BTreeSet::new();
+        out.retain(|n| seen_ids.insert(*n));
+        out
     }
 
     /// Calls `call(node)` on the group's leader as best known (or on this node when `local_ok()` says its
@@ -77,8 +90,19 @@ impl Client {
     {
         let deadline = Instant::now() + within;
         let mut backoff = Duration::from_millis(20);
+        // Nodes that did not answer, or did not know the leader, this time round: the next candidate is
+        // tried instead (a dead leader's hint must not hold the call until its deadline).
+        let mut passed: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
         loop {
-            let tried = if local_ok() { Some(self.me) } else { self.leader_of(group) };
+            let tried = if local_ok() {
+                Some(self.me)
+            } else {
+                let candidates = self.candidates(group);
+                if candidates.iter().all(|c| passed.contains(c)) {
+                    passed.clear();
+                }
+                candidates.into_iter().find(|c| !passed.contains(c))
+            };
             let res = match tried {
                 Some(node) => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -98,8 +122,16 @@ impl Client {
                 Err(e) if !e.retryable() => return Err(e),
                 Err(e) => e,
             };
-            if let Some(l) = e.leader_hint() {
-                self.peers.note_leader(group, l);
+            match (e.leader_hint(), tried) {
+                (Some(l), _) => {
+                    self.peers.note_leader(group, l);
+                    passed.remove(&l);
+                }
+                (None, Some(t)) => {
+                    passed.insert(t);
+                    self.peers.forget_leader(group, t);
+                }
+                (None, None) => {}
             }
             if Instant::now() + backoff > deadline {
                 return Err(CallError::NoLeader { group, waited: within, last: Some(Box::new(e)) });
