@@ -179,3 +179,118 @@ async fn t30_a_dead_node_is_replaced_from_the_surviving_replicas() -> Result<()>
     }
     Ok(())
 }
+
+/// Starts a rebalance without waiting, then waits until a move to or from `node` runs.
+async fn rebalance_until_a_move_involves(c: &Cluster, via: u64, node: u64) -> Result<()> {
+    c.pharosctl(via, &["rebalance", "--no-wait"])?;
+    wait_for(Duration::from_secs(30), "a move under way", || async {
+        let out = c.pharosctl(via, &["rebalance", "status", "--json"])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let running = v["running"].as_array().cloned().unwrap_or_default();
+        Ok(running.iter().any(|r| r["move"]["to"] == node || r["move"]["from"] == node).then_some(()))
+    })
+    .await
+}
+
+async fn plan_finished(c: &Cluster, via: u64) -> Result<Option<serde_json::Value>> {
+    let v: serde_json::Value = serde_json::from_str(&c.pharosctl(via, &["rebalance", "status", "--json"])?)?;
+    let idle =
+        v["running"].as_array().is_some_and(|r| r.is_empty()) && v["queued"].as_array().is_some_and(|q| q.is_empty());
+    Ok(idle.then_some(v))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_sigkill_the_target_of_a_move_then_restart_it() -> Result<()> {
+    let mut c = Cluster::start(3, "").await?;
+    c.join(1, Some(4), "").await?;
+    let w = Writer::start(&c, "t");
+    w.wait_more(20).await?;
+    w.only(&c, &[1, 2, 3]);
+    rebalance_until_a_move_involves(&c, 1, 4).await?;
+    c.node(4).kill();
+    w.wait_more(10).await?;
+    c.node(4).start()?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    // The interrupted move completes once its target is back; the plan runs to the end.
+    let v = wait_for(Duration::from_secs(90), "the plan to finish", || plan_finished(&c, 2)).await?;
+    assert_eq!(v["failed"], 0, "{v}");
+    let nodes = [1, 2, 3, 4];
+    wait_for(Duration::from_secs(30), "replicas spread over four nodes", || async {
+        let (r, _) = spread(&c, 1).await?;
+        Ok((even(&r, &nodes) && r.values().sum::<usize>() == 48).then_some(()))
+    })
+    .await?;
+    w.all(&c);
+    w.wait_more(10).await?;
+    let gap = w.longest_gap();
+    let acked = w.finish().await;
+    assert!(gap < MAX_GAP, "writes stalled for {gap:?}");
+    assert_all_readable(&c, &acked, &nodes).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t45_sigkill_the_node_running_the_rebalance_mid_move() -> Result<()> {
+    let mut c = Cluster::start(3, "").await?;
+    c.join(2, Some(4), "").await?;
+    let w = Writer::start(&c, "m");
+    w.wait_more(20).await?;
+    // The executor runs on the meta group's leader: node 1, which founded it.
+    let coordinator = c.status(2).await?.meta.map(|m| m.leader).unwrap_or(0);
+    assert_ne!(coordinator, 0);
+    let others: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|n| *n != coordinator).collect();
+    w.only(&c, &others);
+    rebalance_until_a_move_involves(&c, others[0], 4).await?;
+    c.node(coordinator).kill();
+    // Another node leads the meta group and carries the plan on.
+    let v = wait_for(Duration::from_secs(90), "the plan to finish without its first coordinator", || {
+        plan_finished(&c, others[0])
+    })
+    .await?;
+    println!("plan after the coordinator's death: {v}");
+    c.node(coordinator).start()?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    w.all(&c);
+    // Moves that could not finish without the dead node were rolled back; a second rebalance completes.
+    let out = c.pharosctl(others[0], &["rebalance"])?;
+    assert!(out.contains("finished") || out.contains("balanced"), "{out}");
+    let nodes = [1, 2, 3, 4];
+    wait_for(Duration::from_secs(30), "replicas spread over four nodes", || async {
+        let (r, _) = spread(&c, 2).await?;
+        Ok((even(&r, &nodes) && r.values().sum::<usize>() == 48).then_some(()))
+    })
+    .await?;
+    w.wait_more(10).await?;
+    let acked = w.finish().await;
+    assert_all_readable(&c, &acked, &nodes).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_rolling_restart_under_writes() -> Result<()> {
+    let mut c = Cluster::start(3, "").await?;
+    let w = Writer::start(&c, "r");
+    w.wait_more(10).await?;
+    for id in [1, 2, 3] {
+        let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != id).collect();
+        w.only(&c, &rest);
+        let st = c.node(id).terminate(Duration::from_secs(30))?;
+        assert!(st.success(), "node {id} exited with {st}");
+        c.node(id).start()?;
+        c.wait_healthy(Duration::from_secs(60)).await?;
+        // Back in step: every shard has a leader and the restarted node's replicas caught up.
+        wait_for(Duration::from_secs(30), "every shard led, no replica behind", || async {
+            let st = c.status(id).await?;
+            Ok(st.shards.iter().all(|s| s.leader != 0 && s.lag.values().all(|l| *l < 100)).then_some(()))
+        })
+        .await?;
+        w.all(&c);
+        w.wait_more(10).await?;
+    }
+    let gap = w.longest_gap();
+    let acked = w.finish().await;
+    println!("longest gap between acknowledged writes in a rolling restart: {:.2} s", gap.as_secs_f64());
+    assert!(gap < MAX_GAP, "writes stalled for {gap:?}");
+    assert_all_readable(&c, &acked, &[1, 2, 3]).await?;
+    Ok(())
+}
