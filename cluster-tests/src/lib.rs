@@ -96,6 +96,18 @@ impl NodeProc {
         Ok(())
     }
 
+    /// Whether the process still runs (reaps it when it exited).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -294,3 +294,35 @@ async fn t50_rolling_restart_under_writes() -> Result<()> {
     assert_all_readable(&c, &acked, &[1, 2, 3]).await?;
     Ok(())
 }
+
+/// Waits for the process to exit by itself; returns its log.
+async fn exits(c: &mut Cluster, id: u64) -> Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while c.node(id).running() {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "node {id} still runs:\n{}", c.node(id).log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(c.node(id).log())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_a_node_whose_data_was_wiped_is_refused() -> Result<()> {
+    let mut c = Cluster::start(3, "").await?;
+    c.join(1, Some(4), "").await?;
+    wait_for(Duration::from_secs(30), "every node recorded as a member", || async {
+        Ok((c.status(1).await?.seen.len() == 4).then_some(()))
+    })
+    .await?;
+    // A founding node and a joined one lose their data directories and come back under their old ids.
+    for id in [2, 4] {
+        c.node(id).kill();
+        std::fs::remove_dir_all(c.node(id).dir.path().join("data"))?;
+        c.node(id).start()?;
+        let log = exits(&mut c, id).await?;
+        assert!(log.contains(&format!("node {id} has run in this cluster before")) && log.contains("--dead"), "{log}");
+    }
+    // The cluster did not take them back and goes on.
+    let st = c.status(1).await?;
+    assert!(st.shards.iter().all(|s| s.leader != 0), "{:?}", st.shards);
+    Ok(())
+}

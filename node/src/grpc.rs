@@ -173,7 +173,8 @@ pub async fn local_status(node: &Node) -> StatusResponse {
         disk_bytes,
         ..Default::default()
     };
-    StatusResponse { node_id: node.id, nodes: vec![me], shards, meta: Some(meta) }
+    let seen = crate::rebalance::seen(&node.meta.state()).0.into_iter().collect();
+    StatusResponse { node_id: node.id, nodes: vec![me], shards, meta: Some(meta), seen }
 }
 
 /// The cluster as every node reports it, whichever node is asked: each known node is asked for its own
@@ -241,7 +242,8 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
             }
         })
         .collect();
-    StatusResponse { node_id: node.id, nodes, shards, meta }
+    let seen = crate::rebalance::seen(&node.meta.state()).0.into_iter().collect();
+    StatusResponse { node_id: node.id, nodes, shards, meta, seen }
 }
 
 /// Bytes a directory's files take on disk: allocated blocks, as `du` and `df` count them.
@@ -399,6 +401,13 @@ impl Admin for AdminService {
         }
         let addr = pharos_raft::NodeAddr { grpc: r.grpc_addr.clone(), http: r.http_addr.clone() };
         let state = self.node.meta.state();
+        if r.fresh && crate::rebalance::seen(&state).0.contains(&r.node_id) {
+            return Err(Status::already_exists(format!(
+                "node {} has run in this cluster before, and this one's data directory is new: its data is lost. \
+                 Take it out with `pharosctl node remove {} --dead`, then join with a new id (or no --node-id)",
+                r.node_id, r.node_id
+            )));
+        }
         if r.node_id != 0 && state.nodes.get(&r.node_id).is_some_and(|a| a.grpc == r.grpc_addr) && !r.reserve_id {
             // Registered before: admitting it again is how a join resumes.
         } else if r.node_id != 0 && state.nodes.contains_key(&r.node_id) {

@@ -24,10 +24,18 @@ use crate::error::NodeError;
 const ID_FILE: &str = "node_id";
 
 /// The id this node runs as: the one its data directory was first started with, else the one configured,
-/// else (joining without `--node-id`) one the cluster assigns.
-pub async fn node_id(config: &Config) -> Result<NodeId, NodeError> {
+/// else (joining without `--node-id`) one the cluster assigns; and whether the data directory is new.
+///
+/// A new data directory under an id that has run in the cluster before lost its data: such a node is
+/// refused (a replica that forgot what it acknowledged could let a stale leader win an election), with
+/// what to do instead.
+pub async fn node_id(config: &Config) -> Result<(NodeId, bool), NodeError> {
     let path = config.data_dir.join(ID_FILE);
     let stored = read_id(&path)?;
+    let fresh = stored.is_none() && !config.data_dir.join("db").exists();
+    if fresh && config.join.is_none() {
+        refuse_if_seen(config).await?;
+    }
     let id = match (stored, config.node_id_given || config.join.is_none()) {
         (Some(s), true) if s != config.node_id => {
             return Err(NodeError::Identity(format!(
@@ -39,10 +47,16 @@ pub async fn node_id(config: &Config) -> Result<NodeId, NodeError> {
             )))
         }
         (Some(s), _) => s,
+        (None, true) if config.join.is_some() => {
+            // Registers the id now, so a refusal (an id that lost its data, an address taken) stops this
+            // node before it serves anything.
+            let addr = config.join.as_deref().expect("joining");
+            add_node(config, addr, config.node_id, true, fresh).await?
+        }
         (None, true) => config.node_id,
         (None, false) => {
             let addr = config.join.as_deref().expect("joining");
-            let id = add_node(config, addr, 0, true).await?;
+            let id = add_node(config, addr, 0, true, true).await?;
             info!(node = id, via = addr, "the cluster assigned this node its id");
             id
         }
@@ -51,7 +65,36 @@ pub async fn node_id(config: &Config) -> Result<NodeId, NodeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::DataDir(config.data_dir.clone(), e))?;
         std::fs::write(&path, format!("{id}\n")).map_err(|e| NodeError::DataDir(path.clone(), e))?;
     }
-    Ok(id)
+    Ok((id, fresh))
+}
+
+/// For a founding node starting on a new data directory: asks the other founding members whether this
+/// node's id has run in the cluster before (then its data is lost, and it is refused). Members that do not
+/// answer within a second are not waited for (a new cluster starting together).
+async fn refuse_if_seen(config: &Config) -> Result<(), NodeError> {
+    let Some(ic) = &config.initial_cluster else { return Ok(()) };
+    let me = config.node_id;
+    for (id, addr) in crate::config::parse_initial_cluster(ic)? {
+        if id == me {
+            continue;
+        }
+        let ask = async {
+            let mut c = AdminClient::connect(format!("http://{addr}")).await.ok()?;
+            let req = pharos_proto::v1::StatusRequest { local: true };
+            Some(c.status(req).await.ok()?.into_inner().seen)
+        };
+        if let Ok(Some(seen)) = tokio::time::timeout(Duration::from_secs(1), ask).await {
+            if seen.contains(&me) {
+                return Err(NodeError::Identity(format!(
+                    "node {me} has run in this cluster before (node {id} says so), but its data directory {} is \
+                     new: its data is lost. Take it out with `pharosctl node remove {me} --dead`, then start \
+                     this node with `--join {addr}` and a new id (or no --node-id)",
+                    config.data_dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_id(path: &Path) -> Result<Option<NodeId>, NodeError> {
@@ -69,7 +112,13 @@ fn read_id(path: &Path) -> Result<Option<NodeId>, NodeError> {
 }
 
 /// Asks `addr` to register this node (and, unless `reserve_only`, to make it a meta-group member).
-async fn add_node(config: &Config, addr: &str, id: NodeId, reserve_only: bool) -> Result<NodeId, NodeError> {
+async fn add_node(
+    config: &Config,
+    addr: &str,
+    id: NodeId,
+    reserve_only: bool,
+    fresh: bool,
+) -> Result<NodeId, NodeError> {
     let join_err = |code, why: String| NodeError::Join { addr: addr.to_string(), code, why };
     let mut client = AdminClient::connect(format!("http://{addr}"))
         .await
@@ -79,6 +128,7 @@ async fn add_node(config: &Config, addr: &str, id: NodeId, reserve_only: bool) -
         grpc_addr: config.advertised_grpc(),
         http_addr: config.http_addr.to_string(),
         reserve_id: reserve_only,
+        fresh,
     });
     if let Some(t) = &config.auth.admin_token {
         let v = format!("Bearer {t}")
@@ -92,11 +142,11 @@ async fn add_node(config: &Config, addr: &str, id: NodeId, reserve_only: bool) -
 
 /// Becomes a member of the cluster's meta group, retrying while the cluster cannot take it (no leader, a
 /// node unreachable); a refusal (a wrong token, an id taken) is final.
-pub async fn become_member(config: &Config, id: NodeId) -> Result<(), NodeError> {
+pub async fn become_member(config: &Config, id: NodeId, fresh: bool) -> Result<(), NodeError> {
     let addr = config.join.as_deref().expect("joining");
     let mut wait = Duration::from_millis(200);
     loop {
-        match add_node(config, addr, id, false).await {
+        match add_node(config, addr, id, false, fresh).await {
             Ok(_) => {
                 info!(node = id, via = addr, "joined the cluster");
                 return Ok(());

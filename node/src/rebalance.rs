@@ -33,6 +33,14 @@ use crate::shard_rpc::{ShardRequest, ShardResponse};
 
 pub const PLAN_DOC: &str = "rebalance";
 pub const NODES_DOC: &str = "nodes";
+/// Every node id that has run as a member (`BTreeSet<NodeId>`): a new data directory under one of these
+/// ids lost its data and is refused.
+pub const SEEN_DOC: &str = "seen";
+
+pub fn seen(state: &MetaState) -> (BTreeSet<NodeId>, u64) {
+    let d = state.doc(SEEN_DOC);
+    (serde_json::from_slice(&d.bytes).unwrap_or_default(), d.version)
+}
 
 /// Nodes that are not plain active members, and those on their way out of the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -548,6 +556,22 @@ impl Rebalancer {
                 Ok(()) => info!(node, "node removed from the cluster"),
                 Err(e) => warn!(node, cause = %e, "removing a node"),
             }
+        }
+    }
+
+    /// Records that `node` runs as a member (once); retried until the meta group takes it.
+    pub async fn mark_seen(&self, node: NodeId) {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            if seen(&self.meta.state()).0.contains(&node) {
+                return;
+            }
+            match self.update(seen, SEEN_DOC, |s: &mut BTreeSet<NodeId>| s.insert(node), |_| vec![]).await {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(cause = %e, "recording this node as a member; retrying"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 

@@ -69,7 +69,8 @@ pub async fn run(
     let (shutdown, _) = broadcast::channel::<()>(8);
     let max_msg = config.limits.max_body_bytes.max(4 << 20);
     let mut config = config;
-    config.node_id = crate::join::node_id(&config).await?;
+    let (id, fresh) = crate::join::node_id(&config).await?;
+    config.node_id = id;
     let node = wire(Arc::new(config), shutdown.clone()).await?;
     node.metrics.up.set(1);
     let leadership_log = tokio::spawn(crate::logging::leadership_changes(node.clone()));
@@ -108,14 +109,22 @@ pub async fn run(
         tokio::spawn(crate::line_listeners::serve_udp(node.clone(), s, stop_tx.subscribe()));
     }
     let grpc_task = tokio::spawn(grpc);
-    if node.config.join.is_some() {
+    let member = node.meta.raft.metrics().borrow().membership_config.membership().get_node(&node.id).is_some();
+    let (join_failed_tx, join_failed) = tokio::sync::oneshot::channel::<NodeError>();
+    if node.config.join.is_some() && !member {
         // Serving first: the meta group's leader replicates to this node while it admits it.
-        let (config, id) = (node.config.clone(), node.id);
+        let (config, id, rebalancer) = (node.config.clone(), node.id, node.rebalancer.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::join::become_member(&config, id).await {
-                tracing::error!(cause = %e, "could not join the cluster; stop this node, fix the cause and start it again");
+            match crate::join::become_member(&config, id, fresh).await {
+                Ok(()) => rebalancer.mark_seen(id).await,
+                Err(e) => {
+                    let _ = join_failed_tx.send(e);
+                }
             }
         });
+    } else {
+        let (rebalancer, id) = (node.rebalancer.clone(), node.id);
+        tokio::spawn(async move { rebalancer.mark_seen(id).await });
     }
     let http_task = tokio::spawn(async move { http.await });
     let gauges = {
@@ -128,7 +137,13 @@ pub async fn run(
         })
     };
 
-    stop.await;
+    let failed = tokio::select! {
+        _ = stop => None,
+        Ok(e) = join_failed => Some(e),
+    };
+    if let Some(e) = &failed {
+        tracing::error!(cause = %e, "could not join the cluster; stopping");
+    }
     info!("shutting down: no new requests, finishing in-flight ones");
     node.metrics.up.set(0);
     let _ = stop_tx.send(());
@@ -139,7 +154,10 @@ pub async fn run(
     node.scraping.manager.shutdown().await;
     node.cluster.stop().await;
     info!("stopped");
-    Ok(())
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// Starts the node's Raft groups and wires the parts together: each part receives the parts it uses.
