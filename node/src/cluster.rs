@@ -274,6 +274,16 @@ impl Cluster {
 
     /// Refreshes per-shard gauges.
     pub fn update_gauges(&self) {
+        self.metrics.replicas_held.set(self.replicas.all().len() as i64);
+        let (plan, _) = crate::rebalance::Plan::read(&self.meta.state());
+        for (state, n) in [
+            ("queued", plan.queued.len()),
+            ("running", plan.running.len()),
+            ("done", plan.done as usize),
+            ("failed", plan.failed as usize),
+        ] {
+            self.metrics.rebalance_moves.with_label_values(&[state]).set(n as i64);
+        }
         for r in self.replicas.all() {
             let m = r.raft.metrics().borrow().clone();
             let s = r.shard.to_string();

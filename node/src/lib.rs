@@ -8,7 +8,10 @@
 //!   leader services run on each while it leads; [`meta`]: this node's meta-group member and its applied
 //!   state as a watch; [`peers`]: addresses, channels, leader hints;
 //! - [`shard_rpc`]: what a replica answers; [`rpc`]: the one node-to-node client and retry policy;
-//! - [`cluster`]: opening and bootstrapping the Raft groups; [`write`], [`query`]: the coordinators;
+//! - [`membership`]: changes to a group's Raft membership; [`placement`]: the rebalance planner (pure);
+//! - [`cluster`]: opening and bootstrapping the Raft groups, and keeping the local replicas in line with the
+//!   placement; [`rebalance`]: plans and their executor; [`join`]: node ids and joining;
+//!   [`write`], [`query`]: the coordinators;
 //!   [`ingest`]: the one ingest path; [`alerting`], [`scrape`]: actors, each given the parts it uses;
 //! - [`node`]: the parts the front ends use; [`http`], [`grpc`], [`line_listeners`], [`internal`]
 //!   (node-to-node gRPC), [`logging`]; [`server`]: wires the parts together, serves, stops.

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub rollup_watermark: IntGaugeVec,
     pub rollup_pending: IntGaugeVec,
     pub rocksdb_memory: IntGaugeVec,
+    pub rebalance_moves: IntGaugeVec,
+    pub replicas_held: IntGauge,
     pub forwarded_writes: IntCounter,
     pub queries: IntCounterVec,
     pub query_cache: IntCounterVec,
@@ -131,6 +133,17 @@ impl Metrics {
                 "RocksDB memory by kind: memtables (all column families) and block_cache (shared)",
                 &["kind"],
             ),
+            rebalance_moves: gv(
+                "rebalance_moves",
+                "Moves of the latest rebalance by state (queued, running, done, failed), as the meta group records \
+                 them (every node reports the same)",
+                &["state"],
+            ),
+            replicas_held: {
+                let g = IntGauge::new("replicas_held", "Shard replicas this node holds").expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             forwarded_writes: c("forwarded_writes_total", "Shard writes forwarded to another node's leader"),
             queries: cv("queries_total", "Query statements by outcome", &["outcome"]),
             query_cache: cv(
