@@ -49,7 +49,7 @@ def main():
         first = load(bench, urls[0], args.hosts, args.steps)
         benchlib.log(f"loaded {first['samples']:.0f} samples at {first['samples_per_s']:.0f}/s; compacting")
         for u in urls:
-            benchlib.http_post(u + "/api/v1/admin/compact", b"")
+            benchlib.http_post(u + "/api/v1/admin/compact", "")
         # The fourth node joins.
         hp, gp = benchlib.free_port(), benchlib.free_port()
         d4 = os.path.join(work, "n4")

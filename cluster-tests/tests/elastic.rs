@@ -34,7 +34,8 @@ fn even(counts: &BTreeMap<u64, usize>, nodes: &[u64]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_grow_from_3_to_5_nodes_with_join_and_rebalance_under_writes() -> Result<()> {
-    let mut c = Cluster::start(3, "").await?;
+    // Founded with 8 shards; the joining nodes are not told and take the cluster's count.
+    let mut c = Cluster::start(3, "shards = 8\n").await?;
     let w = Writer::start(&c, "g");
     w.wait_more(10).await?;
 
@@ -81,7 +82,7 @@ async fn t10_grow_from_3_to_5_nodes_with_join_and_rebalance_under_writes() -> Re
     let nodes = [1, 2, 3, four, five];
     wait_for(Duration::from_secs(60), "replicas and leaders spread over five nodes", || async {
         let (r, l) = spread(&c, 1).await?;
-        Ok((even(&r, &nodes) && even(&l, &nodes) && r.values().sum::<usize>() == 48).then_some(()))
+        Ok((even(&r, &nodes) && even(&l, &nodes) && r.values().sum::<usize>() == 24).then_some(()))
     })
     .await?;
     w.wait_more(20).await?;
@@ -93,7 +94,7 @@ async fn t10_grow_from_3_to_5_nodes_with_join_and_rebalance_under_writes() -> Re
     // Each replica that moved away was deleted where it was.
     let moved = out.lines().filter(|l| l.contains(" replica node ")).count();
     let closed: usize = c.nodes.iter().map(|n| n.log().matches("replica closed and its data deleted").count()).sum();
-    assert!(moved >= 18, "{out}");
+    assert!(moved >= 9, "{out}");
     assert_eq!(closed, moved, "{out}");
     println!("{}", c.pharosctl(1, &["node", "list"])?);
     let status = c.pharosctl(1, &["rebalance", "status"])?;

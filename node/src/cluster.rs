@@ -183,7 +183,10 @@ impl Cluster {
         if first == Some(id) {
             let client = client.clone();
             let nodes: BTreeMap<NodeId, NodeAddr> = ids.iter().map(|x| (*x, addr_of(x))).collect();
-            let cmd = MetaCommand::Bootstrap { nodes, shards: placement };
+            let cmd = MetaCommand::Batch(vec![
+                MetaCommand::Bootstrap { nodes, shards: placement },
+                crate::join::record_shape(config.shards, config.replication_factor),
+            ]);
             tokio::spawn(async move {
                 for _ in 0..120 {
                     match client.meta_write(&cmd, Duration::from_secs(1)).await {

@@ -174,7 +174,8 @@ pub async fn local_status(node: &Node) -> StatusResponse {
         ..Default::default()
     };
     let seen = crate::rebalance::seen(&node.meta.state()).0.into_iter().collect();
-    StatusResponse { node_id: node.id, nodes: vec![me], shards, meta: Some(meta), seen }
+    let replication_factor = node.config.replication_factor as u32;
+    StatusResponse { node_id: node.id, nodes: vec![me], shards, meta: Some(meta), seen, replication_factor }
 }
 
 /// The cluster as every node reports it, whichever node is asked: each known node is asked for its own
@@ -243,7 +244,8 @@ pub async fn cluster_status(node: &Arc<Node>) -> StatusResponse {
         })
         .collect();
     let seen = crate::rebalance::seen(&node.meta.state()).0.into_iter().collect();
-    StatusResponse { node_id: node.id, nodes, shards, meta, seen }
+    let replication_factor = node.config.replication_factor as u32;
+    StatusResponse { node_id: node.id, nodes, shards, meta, seen, replication_factor }
 }
 
 /// Bytes a directory's files take on disk: allocated blocks, as `du` and `df` count them.
@@ -436,7 +438,20 @@ impl Admin for AdminService {
             })?;
             tracing::info!(node = id, addr = %r.grpc_addr, "node joined the cluster");
         }
-        Ok(Response::new(StatusResponse { node_id: id, ..Default::default() }))
+        // The cluster's shape (shard count, replicas of each shard): a joining node routes by it, whatever
+        // its own --shards says.
+        let shards = self
+            .node
+            .meta
+            .placement()
+            .into_iter()
+            .enumerate()
+            .map(|(s, replicas)| ShardInfo { shard: s as u32, replicas, ..Default::default() })
+            .collect();
+        let replication_factor = crate::join::shape_of(&self.node.meta.state())
+            .map_or(self.node.config.replication_factor, |s| s.replication_factor)
+            as u32;
+        Ok(Response::new(StatusResponse { node_id: id, shards, replication_factor, ..Default::default() }))
     }
 
     async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RebalanceResponse>, Status> {

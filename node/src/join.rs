@@ -137,7 +137,56 @@ async fn add_node(
         req.metadata_mut().insert("authorization", v);
     }
     let resp = client.add_node(req).await.map_err(|s| join_err(s.code(), s.message().to_string()))?.into_inner();
+    if !resp.shards.is_empty() && resp.replication_factor > 0 {
+        let shape = Shape { shards: resp.shards.len() as u32, replication_factor: resp.replication_factor as usize };
+        let _ = SHAPE.set(shape);
+    }
     Ok(resp.node_id)
+}
+
+/// The shard count and replication factor of the cluster a node joined, as its member answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub shards: u32,
+    pub replication_factor: usize,
+}
+
+/// Set by the registration of a joining node (once per process).
+static SHAPE: std::sync::OnceLock<Shape> = std::sync::OnceLock::new();
+
+/// The cluster's shape as the registration answered it, if this node registered.
+pub fn joined_shape() -> Option<Shape> {
+    SHAPE.get().copied()
+}
+
+/// Where the meta group records the cluster's shape (at bootstrap).
+pub const SHAPE_DOC: &str = "cluster";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShapeDoc {
+    shards: u32,
+    replication_factor: usize,
+}
+
+/// The meta command recording the shape (only where none is recorded).
+pub fn record_shape(shards: u32, replication_factor: usize) -> pharos_raft::meta::MetaCommand {
+    pharos_raft::meta::MetaCommand::PutDoc {
+        kind: SHAPE_DOC.into(),
+        bytes: serde_json::to_vec(&ShapeDoc { shards, replication_factor }).expect("serializes"),
+        expect: Some(0),
+    }
+}
+
+/// The cluster's shape as the meta group records it; for a cluster founded before it was recorded, from
+/// its placement (the most replicas any shard has).
+pub fn shape_of(state: &pharos_raft::meta::MetaState) -> Option<Shape> {
+    if let Ok(d) = serde_json::from_slice::<ShapeDoc>(&state.doc(SHAPE_DOC).bytes) {
+        return Some(Shape { shards: d.shards, replication_factor: d.replication_factor });
+    }
+    (!state.shards.is_empty()).then(|| Shape {
+        shards: state.shards.len() as u32,
+        replication_factor: state.shards.iter().map(|r| r.len()).max().unwrap_or(1).max(1),
+    })
 }
 
 /// Becomes a member of the cluster's meta group, retrying while the cluster cannot take it (no leader, a

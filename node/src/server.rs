@@ -71,6 +71,9 @@ pub async fn run(
     let mut config = config;
     let (id, fresh) = crate::join::node_id(&config).await?;
     config.node_id = id;
+    if let Some(shape) = crate::join::joined_shape() {
+        adopt_shape(&mut config, shape);
+    }
     let node = wire(Arc::new(config), shutdown.clone()).await?;
     node.metrics.up.set(1);
     let leadership_log = tokio::spawn(crate::logging::leadership_changes(node.clone()));
@@ -160,11 +163,35 @@ pub async fn run(
     }
 }
 
+fn adopt_shape(config: &mut Config, shape: crate::join::Shape) {
+    if (config.shards, config.replication_factor) != (shape.shards, shape.replication_factor) {
+        if config.join.is_none() || config.shards != Config::default().shards {
+            tracing::warn!(
+                shards = shape.shards,
+                replication_factor = shape.replication_factor,
+                "the cluster's shard count and replication factor apply; this node's differ and are ignored"
+            );
+        }
+        config.shards = shape.shards;
+        config.replication_factor = shape.replication_factor;
+    }
+}
+
 /// Starts the node's Raft groups and wires the parts together: each part receives the parts it uses.
 async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Arc<Node>, NodeError> {
     let id = config.node_id;
     let metrics = Arc::new(Metrics::new(id));
     let cluster = Arc::new(Cluster::start(&config, id, metrics.clone(), shutdown).await?);
+    // A cluster's shard count and replication factor are its own, fixed when it was founded: once the meta
+    // group records a placement, routing and planning follow it, whatever this node's flags say.
+    let config = match crate::join::shape_of(&cluster.meta.state()) {
+        Some(shape) if (shape.shards, shape.replication_factor) != (config.shards, config.replication_factor) => {
+            let mut c = (*config).clone();
+            adopt_shape(&mut c, shape);
+            Arc::new(c)
+        }
+        _ => config,
+    };
     let router = Router::new(config.shards);
     let (meta, replicas, client) = (cluster.meta.clone(), cluster.replicas.clone(), cluster.client.clone());
     let writes =
