@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Moving a shard, in one run: three release nodes with ONE shard (three replicas) load the cpu set, compact
 (so the move ships a snapshot, as it does for any shard older than `raft.snapshot_after_entries`), a fourth
-node joins, and `pharosctl node drain 3` moves node 3's replica to node 4 while a second load runs. Reports
-the shard's size (node 4's data directory afterwards, allocated blocks and apparent bytes), the move's time
-and MB/s, and the write rate during the move against the same load before it.
+node joins, and `pharosctl node drain 3` moves node 3's replica to node 4 while a second load (the node set:
+other series, now) runs. Reports
+the shard's size (node 1's data directory after compaction, allocated blocks and apparent bytes), the move's
+time and MB/s, and the write rate during the move against the 5 s before it, under one steady load.
 
     cargo build --release -p pharos-node -p pharos-bench
-    python3 bench/rebalance.py [--hosts 1000] [--steps 2000] [--load-steps 600]
+    python3 bench/rebalance.py [--hosts 1000] [--steps 1500] [--load-steps 600]
 
 Progress goes to stderr; a markdown table to stdout.
 """
@@ -28,9 +29,9 @@ def du(path, apparent):
     return int(subprocess.check_output(args).split()[0])
 
 
-def load(bench, url, hosts, steps):
+def load(bench, url, hosts, steps, data_set="cpu"):
     """Runs pharos-bench write; returns its JSON summary."""
-    out = subprocess.check_output([bench, "write", "--url", url, "--set", "cpu", "--hosts", str(hosts),
+    out = subprocess.check_output([bench, "write", "--url", url, "--set", data_set, "--hosts", str(hosts),
                                    "--steps", str(steps)])
     return json.loads(out.decode().strip().splitlines()[-1])
 
@@ -39,7 +40,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=2000, help="time steps of the initial load (10 s apart)")
-    ap.add_argument("--load-steps", type=int, default=300, help="time steps of each comparison load")
+    ap.add_argument("--load-steps", type=int, default=600, help="time steps of the load that runs during the move")
     args = ap.parse_args()
     pharos, ctl, bench = benchlib.release_binaries(["pharos", "pharosctl", "pharos-bench"])
     work = tempfile.mkdtemp(prefix="pharos-rebalance-")
@@ -50,6 +51,7 @@ def main():
         benchlib.log(f"loaded {first['samples']:.0f} samples at {first['samples_per_s']:.0f}/s; compacting")
         for u in urls:
             benchlib.http_post(u + "/api/v1/admin/compact", "")
+        shard_blocks, shard_apparent = du(os.path.join(work, "n1"), False), du(os.path.join(work, "n1"), True)
         # The fourth node joins.
         hp, gp = benchlib.free_port(), benchlib.free_port()
         d4 = os.path.join(work, "n4")
@@ -63,31 +65,47 @@ def main():
                 break
             except Exception:
                 time.sleep(0.2)
-        benchlib.log("write rate before the move")
-        before = load(bench, urls[0], args.hosts, args.load_steps)
-        result = {}
+        def written():
+            for line in benchlib.http_get(urls[0] + "/metrics").splitlines():
+                if line.startswith("pharos_samples_written_total"):
+                    return float(line.split()[-1])
+            return 0.0
 
-        def drain():
-            t0 = time.time()
-            subprocess.check_call([ctl, "--addr", grpcs[0], "node", "drain", "3"], stdout=subprocess.DEVNULL)
-            result["seconds"] = time.time() - t0
-
-        benchlib.log("moving node 3's replica to node 4 while the same load runs")
-        t = threading.Thread(target=drain)
-        t.start()
-        during = load(bench, urls[0], args.hosts, args.load_steps)
-        t.join()
+        # One long load; the write rate over a window before the move and over the move itself, from node 1's
+        # samples-written counter (it coordinates every write of the load).
+        runs = {}
+        # Other series than the shard holds (the node set): the same timestamps again would be rewrites.
+        loader = threading.Thread(
+            target=lambda: runs.setdefault("load", load(bench, urls[0], args.hosts, args.load_steps, "node")))
+        loader.start()
+        start = written()
+        while written() == start:  # the loader generates its data first
+            time.sleep(0.2)
+        time.sleep(2)
+        w0, t0 = written(), time.time()
+        time.sleep(5)
+        w1, t1 = written(), time.time()
+        before = (w1 - w0) / (t1 - t0)
+        benchlib.log("moving node 3's replica to node 4 under the load")
+        subprocess.check_call([ctl, "--addr", grpcs[0], "node", "drain", "3"], stdout=subprocess.DEVNULL)
+        w2, t2 = written(), time.time()
+        during = (w2 - w1) / (t2 - t1)
+        seconds = t2 - t1
+        loader.join()
+        benchlib.http_post(f"http://127.0.0.1:{hp}/api/v1/admin/compact", "")
         blocks, apparent = du(d4, False), du(d4, True)
-        mb = blocks / 1e6
+        mb = shard_blocks / 1e6
         rows = [
             ("samples in the shard before the move", f"{first['samples']:.0f}"),
-            ("shard on node 4 after the move, allocated / apparent", f"{mb:.1f} MB / {apparent / 1e6:.1f} MB"),
-            ("move (drain node 3: learner, snapshot, catch-up, joint consensus, delete)", f"{result['seconds']:.1f} s"),
-            ("move rate (allocated MB / s)", f"{mb / result['seconds']:.1f} MB/s"),
-            ("write rate before the move", f"{before['samples_per_s']:.0f} samples/s"),
-            ("write rate during the move (the load outlasts it)", f"{during['samples_per_s']:.0f} samples/s"),
-            ("during / before", f"{during['samples_per_s'] / before['samples_per_s']:.2f}"),
-            ("failed batches before / during", f"{before['errors']} / {during['errors']}"),
+            ("shard on disk (node 1 after compaction), allocated / apparent", f"{mb:.1f} MB / {shard_apparent / 1e6:.1f} MB"),
+            ("node 4's data directory after the move and a compaction, allocated / apparent",
+             f"{blocks / 1e6:.1f} MB / {apparent / 1e6:.1f} MB"),
+            ("move (drain node 3: learner, snapshot, catch-up, joint consensus, delete)", f"{seconds:.1f} s"),
+            ("move rate (shard MB / s)", f"{mb / seconds:.1f} MB/s"),
+            ("write rate in the 5 s before the move", f"{before:.0f} samples/s"),
+            ("write rate during the move", f"{during:.0f} samples/s"),
+            ("during / before", f"{during / before:.2f}"),
+            ("failed batches of the load", f"{runs['load']['errors']}"),
         ]
         print("| figure | value |\n|---|---|")
         for k, v in rows:

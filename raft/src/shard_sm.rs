@@ -165,12 +165,18 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         if self.current.lock().expect("snapshot lock").is_none() {
             return Ok(None);
         }
-        // Export under the write lock: the export checkpoints, and the mark must match the exported data.
-        let (data, mark) = {
+        // The checkpoint, the mark and a RocksDB snapshot are taken together under the write lock, so the
+        // mark matches the data; the dump reads the snapshot after the lock is released, and applies and
+        // reads go on meanwhile.
+        let db = self.db.clone();
+        let (snap, mark) = {
             let mut engine = self.engine.write().expect("engine lock poisoned");
-            let data = engine.export().map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-            (data, engine.mark().to_vec())
+            engine.checkpoint().map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            (db.snapshot(), engine.mark().to_vec())
         };
+        let data = pharos_storage::engine::export_snapshot(&db, self.shard, &snap)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        drop(snap);
         let meta = meta_at(self.shard, &mark)?;
         *self.current.lock().expect("snapshot lock") = Some(meta.clone());
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))

@@ -1397,24 +1397,8 @@ impl ShardEngine {
     /// Layout: repeated `cf_index(1) key_len(4, BE) key value_len(4, BE) value`.
     pub fn export(&mut self) -> Result<Vec<u8>> {
         self.checkpoint()?;
-        let (lo, hi) = (keys::shard_prefix(self.shard).to_vec(), keys::shard_end(self.shard));
         let snap = self.db.snapshot();
-        let mut out = Vec::new();
-        for (i, name) in ENGINE_CFS.iter().enumerate() {
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(hi.clone());
-            ro.set_snapshot(&snap);
-            let it = self.db.iterator_cf_opt(cf(&self.db, name), ro, IteratorMode::From(&lo, Direction::Forward));
-            for item in it {
-                let (k, v) = item?;
-                out.push(i as u8);
-                out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-                out.extend_from_slice(&k);
-                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-                out.extend_from_slice(&v);
-            }
-        }
-        Ok(out)
+        export_snapshot(&self.db, self.shard, &snap)
     }
 
     /// Replaces the shard's data with an exported snapshot and reopens the engine on it.
@@ -1528,4 +1512,27 @@ fn range_iter<'a>(
     let mut ro = ReadOptions::default();
     ro.set_iterate_upper_bound(hi.to_vec());
     db.iterator_cf_opt(cf(db, name), ro, IteratorMode::From(lo, Direction::Forward))
+}
+
+/// Serializes a shard as a RocksDB snapshot of its database holds it (the layout of
+/// [`ShardEngine::export`]). Taking the snapshot right after a checkpoint, under the engine's lock, and
+/// reading it after the lock is released lets applies and reads go on while a large shard is dumped.
+pub fn export_snapshot(db: &DB, shard: ShardId, snap: &rocksdb::Snapshot<'_>) -> Result<Vec<u8>> {
+    let (lo, hi) = (keys::shard_prefix(shard).to_vec(), keys::shard_end(shard));
+    let mut out = Vec::new();
+    for (i, name) in ENGINE_CFS.iter().enumerate() {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(hi.clone());
+        ro.set_snapshot(snap);
+        let it = db.iterator_cf_opt(cf(db, name), ro, IteratorMode::From(&lo, Direction::Forward));
+        for item in it {
+            let (k, v) = item?;
+            out.push(i as u8);
+            out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            out.extend_from_slice(&k);
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            out.extend_from_slice(&v);
+        }
+    }
+    Ok(out)
 }
