@@ -7,13 +7,14 @@ the shard's size (node 1's data directory after compaction, allocated blocks and
 time and MB/s, and the write rate during the move against the 5 s before it, under one steady load.
 
     cargo build --release -p pharos-node -p pharos-bench
-    python3 bench/rebalance.py [--hosts 1000] [--steps 1500] [--load-steps 600]
+    python3 bench/rebalance.py [--hosts 1000] [--steps 1500] [--load-steps 300]
 
 Progress goes to stderr; a markdown table to stdout.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,10 @@ def load(bench, url, hosts, steps, data_set="cpu"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=1000)
-    ap.add_argument("--steps", type=int, default=2000, help="time steps of the initial load (10 s apart)")
-    ap.add_argument("--load-steps", type=int, default=600, help="time steps of the load that runs during the move")
+    ap.add_argument("--steps", type=int, default=1500, help="time steps of the initial load (10 s apart)")
+    ap.add_argument("--load-steps", type=int, default=300,
+                    help="time steps of the load during the move (50 min: inside the out-of-order "
+                    "window, as the loader sends its newest batches first)")
     args = ap.parse_args()
     pharos, ctl, bench = benchlib.release_binaries(["pharos", "pharosctl", "pharos-bench"])
     work = tempfile.mkdtemp(prefix="pharos-rebalance-")
@@ -112,6 +115,7 @@ def main():
             print(f"| {k} | {v} |")
     finally:
         benchlib.stop_nodes(procs)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
