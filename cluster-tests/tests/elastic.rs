@@ -102,10 +102,10 @@ async fn t10_grow_from_3_to_5_nodes_with_join_and_rebalance_under_writes() -> Re
     Ok(())
 }
 
-/// Three nodes and a fourth joined and given its share.
-async fn four_balanced() -> Result<Cluster> {
-    let mut c = Cluster::start(3, "").await?;
-    c.join(1, Some(4), "").await?;
+/// Three nodes and a fourth joined and given its share; `config` for every node.
+async fn four_balanced(config: &str) -> Result<Cluster> {
+    let mut c = Cluster::start(3, config).await?;
+    c.join(1, Some(4), config).await?;
     c.pharosctl(1, &["rebalance"])?;
     Ok(c)
 }
@@ -121,7 +121,7 @@ async fn placed_on(c: &Cluster, via: u64, nodes: &[u64], rf: usize) -> Result<Op
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_drain_then_remove_a_node_under_writes() -> Result<()> {
-    let mut c = four_balanced().await?;
+    let mut c = four_balanced("").await?;
     let w = Writer::start(&c, "d");
     w.wait_more(10).await?;
 
@@ -157,7 +157,8 @@ async fn t20_drain_then_remove_a_node_under_writes() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_a_dead_node_is_replaced_from_the_surviving_replicas() -> Result<()> {
-    let mut c = four_balanced().await?;
+    // Logs are purged soon after each snapshot, so the rebuilt replicas arrive as streamed snapshots.
+    let mut c = four_balanced("[raft]\nsnapshot_after_entries = 20\nkeep_entries_after_snapshot = 2\n").await?;
     let w = Writer::start(&c, "x");
     w.wait_more(10).await?;
     // Node 3 dies for good: killed, its data directory gone.
@@ -178,6 +179,8 @@ async fn t30_a_dead_node_is_replaced_from_the_surviving_replicas() -> Result<()>
         let want = cluster_tests::load::expected(&acked);
         assert!(want.keys().all(|k| got.contains_key(k)), "node {n}'s replicas lack points");
     }
+    let sent: usize = [1, 2, 4].iter().map(|&n| c.node(n).log().matches("snapshot exported for a replica").count()).sum();
+    assert!(sent > 0, "the rebuilt replicas were expected to arrive as snapshots");
     Ok(())
 }
 

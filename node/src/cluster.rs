@@ -14,6 +14,7 @@ use pharos_raft::log_store::LogStore;
 use pharos_raft::meta::{initial_placement, MetaCommand, MetaStateMachine};
 use pharos_raft::network::{Channels, Network};
 use pharos_raft::shard_sm::ShardStateMachine;
+use pharos_raft::spool::Spool;
 use pharos_raft::{shard_group, NodeAddr, NodeId, Raft, Request, META_GROUP};
 use pharos_storage::Retention;
 use rocksdb::DB;
@@ -48,6 +49,7 @@ pub struct Cluster {
 struct Opener {
     id: NodeId,
     db: Arc<DB>,
+    spool: Spool,
     syncer: pharos_raft::syncer::Syncer,
     raft_config: Arc<openraft::Config>,
     retention: Arc<Retention>,
@@ -67,10 +69,15 @@ impl Opener {
         initialize: Option<BTreeMap<NodeId, NodeAddr>>,
     ) -> Result<Arc<ShardReplica>, NodeError> {
         let (db, id) = (self.db.clone(), self.id);
-        let sm = ShardStateMachine::open(db.clone(), shard, self.retention.clone(), self.engine.clone())?;
+        let sm =
+            ShardStateMachine::open(db.clone(), shard, self.retention.clone(), self.engine.clone(), self.spool.clone())?;
         let engine = sm.engine();
         let group = shard_group(shard);
         let log = LogStore::with_syncer(db.clone(), group, self.syncer.clone());
+        if sm.interrupted_import() {
+            tracing::warn!(shard, "the replica starts empty after an interrupted snapshot install; its leader sends one again");
+            log.reset().map_err(|e| NodeError::Raft(format!("shard {shard}: emptying the log: {e}")))?;
+        }
         let log_cache = log.cache();
         let raft = Raft::new(
             id,
@@ -121,12 +128,16 @@ impl Cluster {
         let ids: Vec<NodeId> = members.keys().copied().collect();
         let placement =
             if ids.is_empty() { Vec::new() } else { initial_placement(&ids, config.shards, config.replication_factor) };
-        let channels = Channels::default();
+        let channels = Channels::with_snapshot_rate(config.rebalance.max_bytes_per_sec);
         let syncer = pharos_raft::syncer::Syncer::start(db.clone());
         let raft_config = config.raft.to_openraft("pharos").map_err(|e| NodeError::Raft(e.to_string()))?;
         let retention = Arc::new(Retention::new(config.retention.clone())?);
 
-        let meta_sm = MetaStateMachine::open(db.clone(), META_GROUP).map_err(|e| NodeError::Raft(e.to_string()))?;
+        // Snapshots in transit, in the data directory (they can be as large as a shard).
+        let spool_dir = config.data_dir.join("spool");
+        let spool = Spool::new(&spool_dir).map_err(|e| NodeError::DataDir(spool_dir, e))?;
+        let meta_sm = MetaStateMachine::open(db.clone(), META_GROUP, spool.clone())
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         let meta_state = meta_sm.state();
         let meta_log = LogStore::with_syncer(db.clone(), META_GROUP, syncer.clone());
         let meta_log_cache = meta_log.cache();
@@ -159,6 +170,7 @@ impl Cluster {
         let opener = Opener {
             id,
             db: db.clone(),
+            spool,
             syncer,
             raft_config,
             retention,

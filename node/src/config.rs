@@ -116,11 +116,14 @@ pub struct RebalanceConfig {
     /// A move whose new replica has not caught up by then is rolled back.
     #[serde(with = "humantime_ms")]
     pub move_timeout: Duration,
+    /// Bytes per second of snapshots this node sends, all moves and lagging replicas together (0: no
+    /// limit). The default leaves most of a 1 Gb/s link to writes and queries.
+    pub max_bytes_per_sec: u64,
 }
 
 impl Default for RebalanceConfig {
     fn default() -> Self {
-        RebalanceConfig { max_concurrent: 2, move_timeout: Duration::from_secs(30 * 60) }
+        RebalanceConfig { max_concurrent: 2, move_timeout: Duration::from_secs(30 * 60), max_bytes_per_sec: 50 << 20 }
     }
 }
 
@@ -463,6 +466,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(invalid("node_id", "must be > 0"));
+        }
+        if self.rebalance.max_bytes_per_sec != 0 && self.rebalance.max_bytes_per_sec < 1 << 20 {
+            // A 1 MiB chunk must reach its follower within the snapshot timeout, throttle wait included.
+            return Err(invalid("rebalance", "max_bytes_per_sec must be 0 (no limit) or at least 1048576 (1 MiB/s)"));
         }
         if self.rebalance.max_concurrent == 0 {
             return Err(invalid("rebalance", "max_concurrent must be > 0"));

@@ -7,7 +7,8 @@
 //! - [`log_store`]: the Raft log of every group in the `raft_log`/`raft_state` column families.
 //! - [`shard_sm`]: a shard's state machine over the storage engine; [`meta`]: the meta group's state machine
 //!   (membership, shard map).
-//! - [`network`]: the tonic transport, multiplexing groups over one channel per peer.
+//! - [`network`]: the tonic transport, multiplexing groups over one channel per peer; snapshots travel in
+//!   chunks read from and written to [`spool`] files.
 //! - [`leadership`]: a watch on "this node leads the group" and actors scoped to leadership.
 //!
 //! ```text
@@ -20,6 +21,7 @@ pub mod log_store;
 pub mod meta;
 pub mod network;
 pub mod shard_sm;
+pub mod spool;
 pub mod syncer;
 pub mod types;
 pub mod wire;
@@ -70,6 +72,9 @@ impl RaftSettings {
             // openraft times each AppendEntries out at `heartbeat_interval`: keep one RPC small enough to be sent,
             // fsynced and answered well within it even on a loaded machine.
             max_payload_entries: 4,
+            // Snapshots go in 1 MiB chunks: the send throttle (`rebalance.max_bytes_per_sec`) waits between
+            // chunks, and each chunk must reach the follower within `install_snapshot_timeout`.
+            snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         };
         Ok(std::sync::Arc::new(c.validate()?))

@@ -306,6 +306,17 @@ impl LogStore {
         Ok(())
     }
 
+    /// Empties the group's log but keeps its vote (a replica whose state machine lost an interrupted
+    /// snapshot import starts again from nothing; the vote it cast must stand, so it cannot vote twice in a
+    /// term). Every entry it held is committed and in the leader's snapshot, which the leader sends again.
+    pub fn reset(&self) -> Result<(), rocksdb::Error> {
+        self.cache.clear();
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(cf(&self.db, CF_RAFT_LOG), log_key(self.group, 0), log_key(self.group + 1, 0));
+        b.delete_cf(cf(&self.db, CF_RAFT_STATE), state_key(self.group, "purged"));
+        self.db.write_opt(b, &synced())
+    }
+
     /// Deletes every trace of this group (its replica moved away).
     pub fn destroy(&self) -> Result<(), rocksdb::Error> {
         self.cache.clear();

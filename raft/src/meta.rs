@@ -4,7 +4,6 @@
 //! snapshots are the same bytes.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -14,6 +13,7 @@ use rocksdb::{WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::spool::Spool;
 use crate::types::{
     Entry, GroupId, LogId, NodeAddr, NodeId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -289,6 +289,7 @@ pub struct MetaStateMachine {
     shared: watch::Sender<Arc<MetaState>>,
     /// The last snapshot built or installed (shared with builders).
     snapshot: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+    spool: Spool,
 }
 
 fn key(group: GroupId) -> Vec<u8> {
@@ -298,14 +299,14 @@ fn key(group: GroupId) -> Vec<u8> {
 }
 
 impl MetaStateMachine {
-    pub fn open(db: Arc<DB>, group: GroupId) -> Result<Self, StorageError> {
+    pub fn open(db: Arc<DB>, group: GroupId, spool: Spool) -> Result<Self, StorageError> {
         let raw = db.get_cf(cf(&db, CF_RAFT_STATE), key(group)).map_err(|e| StorageIOError::read_state_machine(&e))?;
         let p: Persisted = match raw {
             Some(b) => Persisted::decode(&b).map_err(|e| StorageIOError::read_state_machine(&e))?,
             None => Persisted::default(),
         };
         let shared = watch::Sender::new(Arc::new(p.state.clone()));
-        Ok(MetaStateMachine { db, group, p, shared, snapshot: Arc::new(Mutex::new(None)) })
+        Ok(MetaStateMachine { db, group, p, shared, snapshot: Arc::new(Mutex::new(None)), spool })
     }
 
     /// The applied state: `borrow()` for the current value, `changed()` to wait for the next.
@@ -370,19 +371,22 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
             applied: self.p.applied,
             membership: self.p.membership.clone(),
             current: self.snapshot.clone(),
+            spool: self.spool.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let f = self.spool.file().map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(f)))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+        use std::io::Read;
+        let mut data = Vec::new();
+        crate::spool::received(*snapshot)
+            .await
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.p = Persisted::decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.persist()?;
         self.publish();
@@ -391,8 +395,9 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let cur = self.snapshot.lock().expect("snapshot lock").clone();
-        Ok(cur.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let Some((meta, data)) = self.snapshot.lock().expect("snapshot lock").clone() else { return Ok(None) };
+        let f = self.spool.file_with(&data).await.map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(f) }))
     }
 }
 
@@ -401,6 +406,7 @@ pub struct MetaSnapshotBuilder {
     applied: Option<LogId>,
     membership: StoredMembership,
     current: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+    spool: Spool,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
@@ -411,7 +417,8 @@ impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
             snapshot_id: format!("meta-{}", self.applied.map(|l| l.index).unwrap_or(0)),
         };
         *self.current.lock().expect("snapshot lock") = Some((meta.clone(), self.bytes.clone()));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(self.bytes.clone())) })
+        let f = self.spool.file_with(&self.bytes).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(f) })
     }
 }
 

@@ -29,6 +29,39 @@ use crate::types::{Entry, GroupId, LogId, NodeAddr, NodeId, TypeConfig, Vote};
 #[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Bounds the bytes per second of snapshot chunks this node sends, all groups together.
+    pub snapshots: Throttle,
+}
+
+/// A rate limit shared by senders: each reserves its bytes and waits for its turn, so the total rate stays
+/// under the limit (no burst credit is saved up while idle). Unlimited when the rate is 0.
+#[derive(Clone, Default)]
+pub struct Throttle {
+    inner: Arc<Mutex<(u64, Option<tokio::time::Instant>)>>,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_sec: u64) -> Throttle {
+        Throttle { inner: Arc::new(Mutex::new((bytes_per_sec, None))) }
+    }
+
+    /// Waits until `n` more bytes may go.
+    pub async fn take(&self, n: usize) {
+        let wait = {
+            let mut st = self.inner.lock().expect("throttle lock");
+            let rate = st.0;
+            if rate == 0 {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            let start = st.1.map_or(now, |next| next.max(now));
+            st.1 = Some(start + Duration::from_secs_f64(n as f64 / rate as f64));
+            start - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +69,11 @@ pub struct Channels {
 pub struct TransportError(pub String);
 
 impl Channels {
+    /// Channels whose snapshot chunks go out at most `bytes_per_sec` (0: no limit).
+    pub fn with_snapshot_rate(bytes_per_sec: u64) -> Channels {
+        Channels { snapshots: Throttle::new(bytes_per_sec), ..Default::default() }
+    }
+
     pub fn get(&self, addr: &str) -> Result<InternalClient<Channel>, TransportError> {
         Ok(InternalClient::new(self.channel(addr)?)
             .max_decoding_message_size(256 << 20)
@@ -210,6 +248,7 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId, InstallSnapshotError>>>
     {
+        self.channels.snapshots.take(rpc.data.len()).await;
         self.call(Rpc::Snapshot, crate::wire::encode(&rpc), &option).await
     }
 
@@ -300,5 +339,18 @@ mod tests {
         // Garbage is an error, not a panic.
         assert!(unframe_append(&framed[1..framed.len() / 2], &LogCache::default()).is_err());
         assert!(unframe_append(&[], &LogCache::default()).is_err());
+    }
+
+    #[tokio::test]
+    async fn throttle_spaces_chunks_of_every_sender_together() {
+        // 1 MB/s: four 100 kB chunks from two senders take at least 0.3 s (the first goes at once).
+        let t = Throttle::new(1_000_000);
+        let start = tokio::time::Instant::now();
+        let send = |t: Throttle| async move {
+            t.take(100_000).await;
+            t.take(100_000).await;
+        };
+        tokio::join!(send(t.clone()), send(t.clone()));
+        assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
     }
 }

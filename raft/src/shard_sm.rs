@@ -7,9 +7,10 @@
 //! Snapshots are not kept: building one checkpoints the engine (its RocksDB state is the snapshot, so the log
 //! before it can be purged) and records only its position. A replica that needs a snapshot gets a fresh
 //! export of the engine at that moment, at or after the recorded position; so no copy of a shard's data is
-//! held in memory or on disk between transfers.
+//! held in memory or on disk between transfers. A transfer streams: the export is written to a [`Spool`] file
+//! that openraft sends in chunks, the receiver writes the chunks to a spool file and imports from it.
 
-use std::io::Cursor;
+use std::io::{BufReader, BufWriter, Seek, Write};
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -17,6 +18,7 @@ use openraft::{EntryPayload, RaftLogId, StorageIOError};
 use pharos_storage::{EngineOptions, Retention, ShardEngine};
 use rocksdb::DB;
 
+use crate::spool::{self, Spool};
 use crate::types::{
     Entry, LogId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -29,6 +31,10 @@ pub struct ShardStateMachine {
     shard: u32,
     retention: Arc<Retention>,
     opts: EngineOptions,
+    spool: Spool,
+    /// An import of a snapshot was cut off before this open: the replica holds nothing (see
+    /// [`ShardStateMachine::interrupted_import`]).
+    interrupted_import: bool,
     applied: Option<LogId>,
     membership: StoredMembership,
     /// Where the last snapshot built or installed ends (None before the first: openraft then builds one
@@ -67,7 +73,9 @@ impl ShardStateMachine {
         shard: u32,
         retention: Arc<Retention>,
         opts: EngineOptions,
+        spool: Spool,
     ) -> Result<Self, pharos_storage::StorageError> {
+        let interrupted_import = ShardEngine::recover_import(&db, shard)?;
         let engine = ShardEngine::open(db.clone(), shard, retention.clone(), opts.clone())?;
         let (applied, membership) = decode_mark(engine.durable_mark().unwrap_or_default()).map_err(|e| {
             pharos_storage::StorageError::Snapshot(format!("shard {shard}: unreadable applied mark: {e}"))
@@ -78,10 +86,20 @@ impl ShardStateMachine {
             shard,
             retention,
             opts,
+            spool,
+            interrupted_import,
             applied,
             membership,
             current: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Whether this replica's data was emptied at open because an import of a snapshot had been cut off (a
+    /// crash while installing one). Its Raft log must then be emptied too
+    /// ([`crate::log_store::LogStore::reset`]): the state machine starts from nothing, and the log before
+    /// the lost snapshot may already be purged, so the leader has to send a snapshot again.
+    pub fn interrupted_import(&self) -> bool {
+        self.interrupted_import
     }
 
     /// The engine, for readers (take the read lock for as short as possible).
@@ -132,29 +150,43 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        ShardSnapshotBuilder { engine: self.engine.clone(), shard: self.shard, current: self.current.clone() }
+        ShardSnapshotBuilder {
+            engine: self.engine.clone(),
+            shard: self.shard,
+            spool: self.spool.clone(),
+            current: self.current.clone(),
+        }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let f = self.spool.file().map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(f)))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let mut engine = self.engine.write().expect("engine lock poisoned");
-        // The imported shard replaces this replica's; its bytes are dropped once imported.
-        let fresh = ShardEngine::import(self.db.clone(), self.shard, &data, self.retention.clone(), self.opts.clone())
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        *engine = fresh;
-        self.applied = meta.last_log_id;
-        self.membership = meta.last_membership.clone();
-        // Make the snapshot's position durable even if the exporter's mark differs in membership detail.
-        engine.set_mark(&encode_mark(&self.applied, &self.membership));
-        engine.checkpoint().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+        let sig = Some(meta.signature());
+        let file = spool::received(*snapshot).await.map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        let applied = meta.last_log_id;
+        let membership = meta.last_membership.clone();
+        // The snapshot's position is made durable with the data even if the exporter's mark differs in
+        // membership detail.
+        let mark = encode_mark(&applied, &membership);
+        let (db, engine, shard) = (self.db.clone(), self.engine.clone(), self.shard);
+        let (retention, opts) = (self.retention.clone(), self.opts.clone());
+        // A large import is seconds of disk work: it runs off the async workers.
+        tokio::task::spawn_blocking(move || -> Result<(), pharos_storage::StorageError> {
+            let mut engine = engine.write().expect("engine lock poisoned");
+            // The imported shard replaces this replica's, read from the file in bounded memory.
+            let data = BufReader::with_capacity(1 << 20, file);
+            *engine = ShardEngine::import(db, shard, data, retention, opts)?;
+            engine.set_mark(&mark);
+            engine.checkpoint()
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?
+        .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+        self.applied = applied;
+        self.membership = membership;
         *self.current.lock().expect("snapshot lock") = Some(meta.clone());
         Ok(())
     }
@@ -165,27 +197,48 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         if self.current.lock().expect("snapshot lock").is_none() {
             return Ok(None);
         }
-        // The checkpoint, the mark and a RocksDB snapshot are taken together under the write lock, so the
-        // mark matches the data; the dump reads the snapshot after the lock is released, and applies and
-        // reads go on meanwhile.
-        let db = self.db.clone();
-        let (snap, mark) = {
-            let mut engine = self.engine.write().expect("engine lock poisoned");
-            engine.checkpoint().map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-            (db.snapshot(), engine.mark().to_vec())
-        };
-        let data = pharos_storage::engine::export_snapshot(&db, self.shard, &snap)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        drop(snap);
-        let meta = meta_at(self.shard, &mark)?;
+        let (db, engine, shard, spool) = (self.db.clone(), self.engine.clone(), self.shard, self.spool.clone());
+        // Seconds of disk work for a large shard: off the async workers.
+        let (meta, file) = tokio::task::spawn_blocking(move || export_to_spool(&db, &engine, shard, &spool))
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))??;
         *self.current.lock().expect("snapshot lock") = Some(meta.clone());
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
     }
+}
+
+/// Writes an export of the shard to a spool file and returns it rewound, with the position it holds. The
+/// checkpoint, the mark and a RocksDB snapshot are taken together under the write lock, so the mark matches
+/// the data; the dump reads the snapshot after the lock is released, and applies and reads go on meanwhile.
+fn export_to_spool(
+    db: &DB,
+    engine: &SharedEngine,
+    shard: u32,
+    spool: &Spool,
+) -> Result<(SnapshotMeta, std::fs::File), StorageError> {
+    let (snap, mark) = {
+        let mut engine = engine.write().expect("engine lock poisoned");
+        engine.checkpoint().map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        (db.snapshot(), engine.mark().to_vec())
+    };
+    let meta = meta_at(shard, &mark)?;
+    let sig = || Some(meta.signature());
+    let mut file = spool.file().map_err(|e| StorageIOError::read_snapshot(sig(), &e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, &mut file);
+    let bytes = pharos_storage::engine::export_snapshot(db, shard, &snap, &mut out)
+        .map_err(|e| StorageIOError::read_snapshot(sig(), &e))?;
+    out.flush().map_err(|e| StorageIOError::read_snapshot(sig(), &e))?;
+    drop(out);
+    drop(snap);
+    file.rewind().map_err(|e| StorageIOError::read_snapshot(sig(), &e))?;
+    tracing::info!(shard, bytes, snapshot = %meta.snapshot_id, "snapshot exported for a replica");
+    Ok((meta, file))
 }
 
 pub struct ShardSnapshotBuilder {
     engine: SharedEngine,
     shard: u32,
+    spool: Spool,
     current: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
@@ -201,6 +254,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
         };
         let meta = meta_at(self.shard, &mark)?;
         *self.current.lock().expect("snapshot lock") = Some(meta.clone());
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(Vec::new())) })
+        let empty = self.spool.file().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(empty)) })
     }
 }

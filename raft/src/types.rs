@@ -1,7 +1,6 @@
 //! The openraft type configuration shared by every group of a node (the meta group and every shard group).
 
 use std::fmt;
-use std::io::Cursor;
 
 use pharos_storage::{ApplyResult, Command};
 use serde::{Deserialize, Serialize};
@@ -54,7 +53,8 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = NodeAddr,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file in the node's spool (see `spool.rs`): snapshots are streamed, never held in memory whole.
+        SnapshotData = tokio::fs::File,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

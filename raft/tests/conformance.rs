@@ -10,6 +10,10 @@ use pharos_raft::types::{StorageError, TypeConfig};
 use pharos_storage::{EngineOptions, Retention};
 use tempfile::TempDir;
 
+fn spool(dir: &TempDir) -> pharos_raft::spool::Spool {
+    pharos_raft::spool::Spool::new(dir.path().join("spool")).expect("spool dir")
+}
+
 struct ShardBuilder;
 struct MetaBuilder;
 struct SyncedBuilder;
@@ -18,7 +22,7 @@ impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, TempDir> for SyncedBui
     async fn build(&self) -> Result<(TempDir, LogStore, MetaStateMachine), StorageError> {
         let dir = TempDir::new().expect("temp dir");
         let db = pharos_storage::db::open(dir.path(), &Default::default()).expect("open rocksdb");
-        let sm = MetaStateMachine::open(db.clone(), 0)?;
+        let sm = MetaStateMachine::open(db.clone(), 0, spool(&dir))?;
         let syncer = pharos_raft::syncer::Syncer::start(db.clone());
         Ok((dir, LogStore::with_syncer(db, 7, syncer), sm))
     }
@@ -33,7 +37,7 @@ impl StoreBuilder<TypeConfig, LogStore, ShardStateMachine, TempDir> for ShardBui
     async fn build(&self) -> Result<(TempDir, LogStore, ShardStateMachine), StorageError> {
         let dir = TempDir::new().expect("temp dir");
         let db = pharos_storage::db::open(dir.path(), &Default::default()).expect("open rocksdb");
-        let sm = ShardStateMachine::open(db.clone(), 3, Arc::new(Retention::default()), EngineOptions::default())
+        let sm = ShardStateMachine::open(db.clone(), 3, Arc::new(Retention::default()), EngineOptions::default(), spool(&dir))
             .expect("open engine");
         Ok((dir, LogStore::new(db, 4), sm))
     }
@@ -43,7 +47,7 @@ impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, TempDir> for MetaBuild
     async fn build(&self) -> Result<(TempDir, LogStore, MetaStateMachine), StorageError> {
         let dir = TempDir::new().expect("temp dir");
         let db = pharos_storage::db::open(dir.path(), &Default::default()).expect("open rocksdb");
-        let sm = MetaStateMachine::open(db.clone(), 0)?;
+        let sm = MetaStateMachine::open(db.clone(), 0, spool(&dir))?;
         Ok((dir, LogStore::new(db, 0), sm))
     }
 }

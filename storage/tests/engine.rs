@@ -592,11 +592,30 @@ fn t70_snapshot_export_import_and_drop() {
     let snap = a.export().unwrap();
     // Import into another database as the same shard.
     let g = Fixture::new(EngineOptions { max_chunk_samples: 8, ..Default::default() });
-    let b = ShardEngine::import(g.db.clone(), 2, &snap, g.retention.clone(), g.opts.clone()).unwrap();
+    let b = ShardEngine::import(g.db.clone(), 2, &snap[..], g.retention.clone(), g.opts.clone()).unwrap();
     assert_eq!(read_all(&b), before);
     assert_eq!(b.durable_mark(), Some(mark(5).as_slice()));
-    // Corrupt snapshots are refused, not half-imported silently.
+    assert!(!ShardEngine::recover_import(&g.db, 2).unwrap(), "a finished import leaves no marker");
+    drop(b);
+    // Corrupt snapshots are refused, not half-imported silently: the shard stays marked and will not open
+    // until the partial import is recovered (emptied).
     assert!(ShardEngine::import(g.db.clone(), 2, &snap[..snap.len() - 3], g.retention.clone(), g.opts.clone()).is_err());
+    assert!(ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).is_err());
+    assert!(ShardEngine::recover_import(&g.db, 2).unwrap());
+    assert!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()).is_empty());
+    // A stream that is read in small pieces (as from a file) imports the same.
+    struct Trickle<'a>(&'a [u8]);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(3);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let c = ShardEngine::import(g.db.clone(), 2, Trickle(&snap), g.retention.clone(), g.opts.clone()).unwrap();
+    assert_eq!(read_all(&c), before);
+    drop(c);
     // Dropping shard 2 leaves shard 3 alone.
     drop(a);
     ShardEngine::drop_data(&f.db, 2).unwrap();
@@ -658,7 +677,7 @@ fn t90_replicated_actor_state_is_kept_scanned_and_travels_in_snapshots() {
     drop(a);
     assert_eq!(scan(&f.open(4), "alert/").len(), 2);
     let g = Fixture::new(EngineOptions::default());
-    let b = ShardEngine::import(g.db.clone(), 4, &snap, g.retention.clone(), g.opts.clone()).unwrap();
+    let b = ShardEngine::import(g.db.clone(), 4, &snap[..], g.retention.clone(), g.opts.clone()).unwrap();
     assert_eq!(scan(&b, ""), scan(&f.open(4), ""));
     // Dropping the shard drops its state.
     ShardEngine::drop_data(&f.db, 4).unwrap();

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{bucket_start, bucketize, Partial};
 use crate::codec::{self, HeadAppender};
-use crate::db::{cf, CF_CHUNKS, CF_HEADS, CF_META, CF_ROLLUP_1H, CF_ROLLUP_1M, CF_SERIES, ENGINE_CFS};
+use crate::db::{cf, CF_CHUNKS, CF_HEADS, CF_META, CF_ROLLUP_1H, CF_ROLLUP_1M, CF_SERIES};
 use crate::error::{ConfigError, Result, StorageError};
 use crate::index::{Filter, Index};
 use crate::keys::{self, data_key, meta_key, part_of, series_key, SeriesId, ShardId};
@@ -33,6 +33,9 @@ use crate::model::Point;
 use crate::retention::{Retention, Tier, HOUR, MINUTE};
 use crate::rollup;
 use crate::series::{canonical_prefix, decode_stored, encode_stored, with_field, SeriesInfo};
+
+mod snapshot;
+pub use snapshot::export_snapshot;
 
 /// What a Raft log entry asks of a shard. Serialized through [`CommandWire`]: writes as [`crate::packed`]
 /// batches.
@@ -302,6 +305,11 @@ impl ShardEngine {
     /// Opens a shard replica's engine, loading its series index and checkpointed heads.
     pub fn open(db: Arc<DB>, shard: ShardId, retention: Arc<Retention>, opts: EngineOptions) -> Result<ShardEngine> {
         opts.validate()?;
+        if Self::import_marked(&db, shard)? {
+            return Err(StorageError::Snapshot(format!(
+                "shard {shard}: an import of a snapshot was cut off; ShardEngine::recover_import empties it"
+            )));
+        }
         let mut e = ShardEngine {
             db,
             shard,
@@ -1390,61 +1398,6 @@ impl ShardEngine {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
-
-    // ------------------------------------------------------------------ snapshots
-
-    /// Serializes the whole shard (after a checkpoint, so heads are included) for a new or lagging replica.
-    /// Layout: repeated `cf_index(1) key_len(4, BE) key value_len(4, BE) value`.
-    pub fn export(&mut self) -> Result<Vec<u8>> {
-        self.checkpoint()?;
-        let snap = self.db.snapshot();
-        export_snapshot(&self.db, self.shard, &snap)
-    }
-
-    /// Replaces the shard's data with an exported snapshot and reopens the engine on it.
-    pub fn import(
-        db: Arc<DB>,
-        shard: ShardId,
-        data: &[u8],
-        retention: Arc<Retention>,
-        opts: EngineOptions,
-    ) -> Result<ShardEngine> {
-        Self::drop_data(&db, shard)?;
-        let mut batch = WriteBatch::default();
-        let mut pos = 0usize;
-        let bad = |what: &str| StorageError::Snapshot(format!("truncated or corrupt snapshot ({what})"));
-        while pos < data.len() {
-            let ci = data[pos] as usize;
-            pos += 1;
-            let name = *ENGINE_CFS.get(ci).ok_or_else(|| bad("column family"))?;
-            let mut take = || -> Result<&[u8]> {
-                let n = u32::from_be_bytes(
-                    data.get(pos..pos + 4).ok_or_else(|| bad("length"))?.try_into().expect("4 bytes"),
-                ) as usize;
-                let s = data.get(pos + 4..pos + 4 + n).ok_or_else(|| bad("bytes"))?;
-                pos += 4 + n;
-                Ok(s)
-            };
-            let k = take()?;
-            let v = take()?;
-            if !k.starts_with(&keys::shard_prefix(shard)) {
-                return Err(StorageError::Snapshot("snapshot holds keys of another shard".into()));
-            }
-            batch.put_cf(cf(&db, name), k, v);
-        }
-        db.write(batch)?;
-        ShardEngine::open(db, shard, retention, opts)
-    }
-
-    /// Deletes every record of a shard (a replica moved away, or before an import).
-    pub fn drop_data(db: &DB, shard: ShardId) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        for name in ENGINE_CFS {
-            batch.delete_range_cf(cf(db, name), keys::shard_prefix(shard).to_vec(), keys::shard_end(shard));
-        }
-        db.write(batch)?;
-        Ok(())
-    }
 }
 
 /// A stored rollup block's buckets; a block that does not decode is a corruption error naming its key.
@@ -1512,27 +1465,4 @@ fn range_iter<'a>(
     let mut ro = ReadOptions::default();
     ro.set_iterate_upper_bound(hi.to_vec());
     db.iterator_cf_opt(cf(db, name), ro, IteratorMode::From(lo, Direction::Forward))
-}
-
-/// Serializes a shard as a RocksDB snapshot of its database holds it (the layout of
-/// [`ShardEngine::export`]). Taking the snapshot right after a checkpoint, under the engine's lock, and
-/// reading it after the lock is released lets applies and reads go on while a large shard is dumped.
-pub fn export_snapshot(db: &DB, shard: ShardId, snap: &rocksdb::Snapshot<'_>) -> Result<Vec<u8>> {
-    let (lo, hi) = (keys::shard_prefix(shard).to_vec(), keys::shard_end(shard));
-    let mut out = Vec::new();
-    for (i, name) in ENGINE_CFS.iter().enumerate() {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(hi.clone());
-        ro.set_snapshot(snap);
-        let it = db.iterator_cf_opt(cf(db, name), ro, IteratorMode::From(&lo, Direction::Forward));
-        for item in it {
-            let (k, v) = item?;
-            out.push(i as u8);
-            out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-            out.extend_from_slice(&k);
-            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-            out.extend_from_slice(&v);
-        }
-    }
-    Ok(out)
 }

@@ -1,0 +1,176 @@
+//! A shard's data as a byte stream, for a new or lagging replica: written from a RocksDB snapshot to any
+//! [`Write`] (a file, for Raft), and read back from any [`Read`], both in bounded memory.
+//!
+//! Layout ([`crate::formats::SNAPSHOT_FORMAT_WRITTEN`], 1): repeated `cf_index(1) key_len(4, BE) key value_len(4, BE) value`, column
+//! families in [`ENGINE_CFS`] order, keys ascending within each.
+//!
+//! An import replaces the shard's data in several RocksDB writes (a shard may hold gigabytes). So that a
+//! crash in the middle never leaves a mix of the old and the new data looking valid, the first write deletes
+//! the old data and sets an *import marker*, and the last write removes it, synced. A shard found with the
+//! marker ([`ShardEngine::recover_import`]) holds no usable data: it is emptied, and its replica must be
+//! given a snapshot again.
+
+use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+
+use super::ShardEngine;
+use crate::db::{cf, CF_META, ENGINE_CFS};
+use crate::error::{Result, StorageError};
+use crate::keys::{self, meta_key, ShardId};
+use crate::retention::Retention;
+use crate::EngineOptions;
+
+/// Set while an import is under way (see the module docs).
+const META_IMPORTING: &str = "importing";
+
+/// How many bytes of records an import gathers into one RocksDB write.
+const IMPORT_BATCH_BYTES: usize = 8 << 20;
+
+/// Writes a shard's data as a RocksDB snapshot of its database holds it. Taking the snapshot right after a
+/// checkpoint, under the engine's lock, and writing it out after the lock is released lets applies and
+/// reads go on while a large shard is dumped. Returns the bytes written.
+pub fn export_snapshot(db: &DB, shard: ShardId, snap: &rocksdb::Snapshot<'_>, out: &mut impl Write) -> Result<u64> {
+    let (lo, hi) = (keys::shard_prefix(shard).to_vec(), keys::shard_end(shard));
+    let mut n = 0u64;
+    for (i, name) in ENGINE_CFS.iter().enumerate() {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(hi.clone());
+        ro.set_snapshot(snap);
+        // A one-off scan of the whole shard: keep it out of the block cache.
+        ro.fill_cache(false);
+        let it = db.iterator_cf_opt(cf(db, name), ro, IteratorMode::From(&lo, Direction::Forward));
+        for item in it {
+            let (k, v) = item?;
+            let io = |e: std::io::Error| StorageError::Snapshot(format!("writing the snapshot: {e}"));
+            out.write_all(&[i as u8]).map_err(io)?;
+            out.write_all(&(k.len() as u32).to_be_bytes()).map_err(io)?;
+            out.write_all(&k).map_err(io)?;
+            out.write_all(&(v.len() as u32).to_be_bytes()).map_err(io)?;
+            out.write_all(&v).map_err(io)?;
+            n += 9 + k.len() as u64 + v.len() as u64;
+        }
+    }
+    out.flush().map_err(|e| StorageError::Snapshot(format!("writing the snapshot: {e}")))?;
+    Ok(n)
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` at a clean end of the stream (nothing read).
+fn read_record_start(r: &mut impl Read, buf: &mut [u8; 1]) -> Result<bool> {
+    loop {
+        return match r.read(buf) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => Err(StorageError::Snapshot(format!("reading the snapshot: {e}"))),
+        };
+    }
+}
+
+fn read_bytes(r: &mut impl Read, what: &str, out: &mut Vec<u8>) -> Result<()> {
+    let bad = |e: std::io::Error| match e.kind() {
+        ErrorKind::UnexpectedEof => StorageError::Snapshot(format!("truncated or corrupt snapshot ({what})")),
+        _ => StorageError::Snapshot(format!("reading the snapshot: {e}")),
+    };
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(bad)?;
+    let n = u32::from_be_bytes(len) as usize;
+    out.clear();
+    // Grown as bytes arrive, so a corrupt length cannot make us allocate 4 GB up front.
+    let got = r.by_ref().take(n as u64).read_to_end(out).map_err(bad)?;
+    if got != n {
+        return Err(StorageError::Snapshot(format!("truncated or corrupt snapshot ({what})")));
+    }
+    Ok(())
+}
+
+impl ShardEngine {
+    /// Serializes the whole shard (after a checkpoint, so heads are included) into memory. For tests and
+    /// tools; replicas stream snapshots with [`export_snapshot`].
+    pub fn export(&mut self) -> Result<Vec<u8>> {
+        self.checkpoint()?;
+        let snap = self.db.snapshot();
+        let mut out = Vec::new();
+        export_snapshot(&self.db, self.shard, &snap, &mut out)?;
+        Ok(out)
+    }
+
+    /// Replaces the shard's data with an exported snapshot, read as a stream, and reopens the engine on it.
+    /// On error the shard is left marked (see the module docs): [`ShardEngine::recover_import`] empties it.
+    pub fn import(
+        db: Arc<DB>,
+        shard: ShardId,
+        mut data: impl Read,
+        retention: Arc<Retention>,
+        opts: EngineOptions,
+    ) -> Result<ShardEngine> {
+        let marker = meta_key(shard, META_IMPORTING);
+        let mut batch = Self::drop_batch(&db, shard);
+        batch.put_cf(cf(&db, CF_META), &marker, b"1");
+        db.write_opt(batch, &synced())?;
+        let prefix = keys::shard_prefix(shard);
+        let (mut batch, mut pending) = (WriteBatch::default(), 0usize);
+        let (mut first, mut k, mut v) = ([0u8; 1], Vec::new(), Vec::new());
+        while read_record_start(&mut data, &mut first)? {
+            let name = *ENGINE_CFS
+                .get(first[0] as usize)
+                .ok_or_else(|| StorageError::Snapshot("truncated or corrupt snapshot (column family)".into()))?;
+            read_bytes(&mut data, "key", &mut k)?;
+            read_bytes(&mut data, "value", &mut v)?;
+            if !k.starts_with(&prefix) {
+                return Err(StorageError::Snapshot("snapshot holds keys of another shard".into()));
+            }
+            if name == CF_META && k == marker {
+                continue;
+            }
+            batch.put_cf(cf(&db, name), &k, &v);
+            pending += k.len() + v.len();
+            if pending >= IMPORT_BATCH_BYTES {
+                db.write(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        // The marker goes with the last records; the synced write makes the earlier ones durable too (one
+        // write-ahead log, synced in order).
+        batch.delete_cf(cf(&db, CF_META), &marker);
+        db.write_opt(batch, &synced())?;
+        ShardEngine::open(db, shard, retention, opts)
+    }
+
+    /// Whether an import of this shard was cut off (by a crash or an error); if so its partial data is
+    /// deleted, so the shard opens empty. The caller must then treat the replica as holding nothing.
+    pub fn recover_import(db: &DB, shard: ShardId) -> Result<bool> {
+        if !Self::import_marked(db, shard)? {
+            return Ok(false);
+        }
+        tracing::warn!(shard, "an import of this shard's snapshot was cut off; its partial data is deleted");
+        db.write_opt(Self::drop_batch(db, shard), &synced())?;
+        Ok(true)
+    }
+
+    /// Deletes every record of a shard (a replica moved away, or before an import).
+    pub fn drop_data(db: &DB, shard: ShardId) -> Result<()> {
+        db.write(Self::drop_batch(db, shard))?;
+        Ok(())
+    }
+
+    fn drop_batch(db: &DB, shard: ShardId) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        for name in ENGINE_CFS {
+            batch.delete_range_cf(cf(db, name), keys::shard_prefix(shard).to_vec(), keys::shard_end(shard));
+        }
+        batch
+    }
+
+    /// Whether the shard carries an import marker (it then refuses to open).
+    pub(super) fn import_marked(db: &DB, shard: ShardId) -> Result<bool> {
+        Ok(db.get_cf(cf(db, CF_META), meta_key(shard, META_IMPORTING))?.is_some())
+    }
+}
