@@ -410,6 +410,10 @@ impl Admin for AdminService {
                 r.node_id, r.node_id
             )));
         }
+        let joiner = r.formats.clone().map_or_else(pharos_storage::formats::Formats::before_advertising, crate::join::formats_from_proto);
+        if let Some(why) = crate::rebalance::join_refusal(&state, &joiner, r.node_id) {
+            return Err(Status::failed_precondition(format!("this node cannot join: {why}")));
+        }
         if r.node_id != 0 && state.nodes.get(&r.node_id).is_some_and(|a| a.grpc == r.grpc_addr) && !r.reserve_id {
             // Registered before: admitting it again is how a join resumes.
         } else if r.node_id != 0 && state.nodes.contains_key(&r.node_id) {

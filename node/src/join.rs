@@ -16,6 +16,7 @@ use std::time::Duration;
 use pharos_proto::v1::admin_client::AdminClient;
 use pharos_proto::v1::AddNodeRequest;
 use pharos_raft::NodeId;
+use pharos_storage::formats::Formats;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -129,6 +130,7 @@ async fn add_node(
         http_addr: config.http_addr.to_string(),
         reserve_id: reserve_only,
         fresh,
+        formats: Some(formats_to_proto(&Formats::this_build())),
     });
     if let Some(t) = &config.auth.admin_token {
         let v = format!("Bearer {t}")
@@ -207,5 +209,23 @@ pub async fn become_member(config: &Config, id: NodeId, fresh: bool) -> Result<(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+pub fn formats_to_proto(f: &Formats) -> pharos_proto::v1::Formats {
+    pharos_proto::v1::Formats {
+        entries_read: f.entries_read.clone(),
+        entry_written: f.entry_written,
+        snapshots_read: f.snapshots_read.clone(),
+        snapshot_written: f.snapshot_written,
+    }
+}
+
+pub fn formats_from_proto(f: pharos_proto::v1::Formats) -> Formats {
+    Formats {
+        entries_read: f.entries_read,
+        entry_written: f.entry_written,
+        snapshots_read: f.snapshots_read,
+        snapshot_written: f.snapshot_written,
     }
 }

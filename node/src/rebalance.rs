@@ -28,6 +28,7 @@ use crate::error::{chain, CallError, Group};
 use crate::membership::{Members, MembershipOp};
 use crate::meta::Meta;
 use crate::placement::{Move, NodeState};
+use pharos_storage::formats::Formats;
 use crate::rpc::{fan_out, Client};
 use crate::shard_rpc::{ShardRequest, ShardResponse};
 
@@ -40,6 +41,24 @@ pub const SEEN_DOC: &str = "seen";
 pub fn seen(state: &MetaState) -> (BTreeSet<NodeId>, u64) {
     let d = state.doc(SEEN_DOC);
     (serde_json::from_slice(&d.bytes).unwrap_or_default(), d.version)
+}
+
+/// The entry and snapshot formats each member's build reads and writes (`BTreeMap<NodeId, Formats>`),
+/// recorded by each node when it starts; a joining node must read what they write.
+pub const FORMATS_DOC: &str = "formats";
+
+pub fn formats(state: &MetaState) -> (BTreeMap<NodeId, Formats>, u64) {
+    let d = state.doc(FORMATS_DOC);
+    (serde_json::from_slice(&d.bytes).unwrap_or_default(), d.version)
+}
+
+/// Why a node with `joiner`'s formats cannot join, if it cannot (see [`Formats::join_refusal`]). Members
+/// that recorded none run a build from before formats were advertised.
+pub fn join_refusal(state: &MetaState, joiner: &Formats, joiner_id: NodeId) -> Option<String> {
+    let recorded = formats(state).0;
+    let old = Formats::before_advertising();
+    let members = state.nodes.keys().filter(|&&id| id != joiner_id).map(|&id| (id, recorded.get(&id).unwrap_or(&old)));
+    joiner.join_refusal(members)
 }
 
 /// Nodes that are not plain active members, and those on their way out of the cluster.
@@ -559,19 +578,36 @@ impl Rebalancer {
         }
     }
 
-    /// Records that `node` runs as a member (once); retried until the meta group takes it.
+    /// Records that `node` runs as a member (once), and the formats its build reads and writes (when they
+    /// change: an upgrade); retried until the meta group takes them.
     pub async fn mark_seen(&self, node: NodeId) {
+        let mine = Formats::this_build();
         let mut wait = Duration::from_millis(200);
+        let mut seen_done = false;
         loop {
-            if seen(&self.meta.state()).0.contains(&node) {
+            let mut changes = self.meta.subscribe();
+            let state = self.meta.state();
+            seen_done |= seen(&state).0.contains(&node);
+            if seen_done && formats(&state).0.get(&node) == Some(&mine) {
                 return;
             }
-            match self.update(seen, SEEN_DOC, |s: &mut BTreeSet<NodeId>| s.insert(node), |_| vec![]).await {
-                Ok(_) => return,
-                Err(e) => tracing::debug!(cause = %e, "recording this node as a member; retrying"),
+            let res = if !seen_done {
+                self.update(seen, SEEN_DOC, |s: &mut BTreeSet<NodeId>| s.insert(node), |_| vec![]).await.map(|_| seen_done = true)
+            } else {
+                self.update(formats, FORMATS_DOC, |f: &mut BTreeMap<NodeId, Formats>| f.insert(node, mine.clone()), |_| vec![])
+                    .await
+                    .map(|_| ())
+            };
+            match res {
+                // The local copy of the meta state may not show the change yet: wait for it rather than
+                // write again.
+                Ok(()) => crate::meta::changed_within(&mut changes, Duration::from_secs(1)).await,
+                Err(e) => {
+                    tracing::debug!(cause = %e, "recording this node as a member; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 

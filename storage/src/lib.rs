@@ -9,7 +9,8 @@
 //! - [`series`]: canonical series keys; [`index`]: the inverted tag index (roaring bitmaps).
 //! - [`keys`]: RocksDB key layouts; [`db`]: the node's one RocksDB instance and its column families.
 //! - [`engine`]: apply, heads, sealing, checkpoints, reads, snapshots; [`rollup`]: rollup block format;
-//!   [`aggregate`]: partial aggregates and buckets; [`retention`]: policies and partitions.
+//!   [`aggregate`]: partial aggregates and buckets; [`retention`]: policies and partitions; [`formats`]: the
+//!   entry and snapshot formats a build reads and writes.
 //!
 //! # Data flow
 //! ```text
@@ -25,6 +26,7 @@ pub mod codec;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod formats;
 pub mod index;
 pub mod keys;
 pub mod line_protocol;
