@@ -310,3 +310,69 @@ async fn t20_three_nodes_share_targets_and_take_over_a_killed_nodes_targets() ->
     assert_eq!(series.len(), ports.len());
     Ok(())
 }
+
+/// The owner of every target, as `node` reports it.
+async fn owners(c: &Cluster, node: usize) -> Result<BTreeMap<String, u64>> {
+    Ok(targets(c, node)
+        .await?
+        .iter()
+        .filter_map(|t| Some((t["labels"]["instance"].as_str()?.to_string(), t["owner"].as_u64()?)))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_a_joining_node_takes_only_its_share_of_targets_keeping_their_phase() -> Result<()> {
+    const INTERVAL_MS: i64 = 3000;
+    // 24 targets: a fourth node's share of the ring is empty with probability (3/4)^24, about 0.1%.
+    let ports: Vec<u16> = (0..24).map(|_| free_port()).collect();
+    let _apps = app_exporter(&ports).await?;
+    let dir = tempfile::TempDir::new()?;
+    let cfg = dir.path().join("scrape.yml");
+    let list: Vec<String> = ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "scrape_configs:\n  - job_name: app\n    scrape_interval: 3s\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        ),
+    )?;
+    let mut c = Cluster::start(3, "").await?;
+    let (ok, out) = ctl(&c, 0, &["scrape", "apply", cfg.to_str().unwrap()])?;
+    assert!(ok, "{out}");
+    let before = wait_for(Duration::from_secs(40), "every target owned by one of three nodes", || async {
+        let o = owners(&c, 0).await?;
+        Ok((o.len() == ports.len()).then_some(o))
+    })
+    .await?;
+
+    // A fourth node joins (no rebalance: owning targets needs no replica).
+    c.join(1, Some(4), "").await?;
+    let joined_at = now_ms();
+    let after = wait_for(Duration::from_secs(40), "the new node owning targets, as every node says", || async {
+        let views = [owners(&c, 0).await?, owners(&c, 3).await?];
+        let settled = views[0] == views[1] && views[0].len() == ports.len() && views[0].values().any(|o| *o == 4);
+        Ok(settled.then(|| views[0].clone()))
+    })
+    .await?;
+    let moved: Vec<&String> = after.iter().filter(|(i, o)| before[*i] != **o).map(|(i, _)| i).collect();
+    println!("targets moved to node 4: {} of {}", moved.len(), ports.len());
+    for i in &moved {
+        assert_eq!(
+            after[*i], 4,
+            "{i} moved between old nodes ({} -> {}): only the new node takes targets",
+            before[*i], after[*i]
+        );
+    }
+
+    // The moved targets keep their phase: no double scrape, no gap over two intervals, before and after.
+    tokio::time::sleep(Duration::from_millis(6 * INTERVAL_MS as u64)).await;
+    let to = now_ms();
+    let series = up_times(&c, 3, joined_at - 4 * INTERVAL_MS, to).await?;
+    assert_eq!(series.len(), ports.len());
+    for (inst, ts) in &series {
+        let gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|g| *g <= 2 * INTERVAL_MS + 500), "{inst}: a gap in up: {ts:?}");
+        assert!(gaps.iter().all(|g| *g >= INTERVAL_MS / 2), "{inst}: scraped twice in an interval: {ts:?}");
+    }
+    Ok(())
+}

@@ -12,7 +12,9 @@
 //! * Each loop first scrapes at the next instant `t` (Unix milliseconds) with `t mod interval =
 //!   hash(key) mod interval`, then every interval after that. The phase depends only on the target's key, so
 //!   scrapes of many targets are spread over the interval (as Prometheus spreads them) and a target that
-//!   moves to another node keeps roughly its phase.
+//!   moves to another node keeps its phase. A scrape's samples carry the instant it was scheduled for (the
+//!   nearest such `t`), not the few milliseconds later it ran: two nodes that both scrape a target while
+//!   they disagree about its owner (a handover, a partition) write the same timestamps, so one sample.
 //! * Every scrape, successful or not, sends one [`ScrapeBatch`] to the sink. The sink is a bounded channel:
 //!   when it is full the loop logs it and waits; ticks missed meanwhile are skipped (and logged), never
 //!   queued. A closed sink stops the loops.
@@ -443,15 +445,24 @@ fn series_hash(s: &Sample) -> u64 {
     h.finish()
 }
 
+/// The instant nearest `now_ms` whose phase within `interval` is `offset`: the slot a scrape running at
+/// `now_ms` was scheduled for.
+fn slot_ms(now_ms: i64, interval: Duration, offset: Duration) -> i64 {
+    let i = interval.as_millis().max(1) as i64;
+    let o = offset.as_millis() as i64;
+    (now_ms - o + i / 2).div_euclid(i) * i + o
+}
+
 async fn run_loop(ctx: LoopCtx) {
     let interval = ctx.target.interval;
-    let delay = delay_to_phase(unix_ms(), interval, phase_offset(&ctx.target.key, interval));
+    let offset = phase_offset(&ctx.target.key, interval);
+    let delay = delay_to_phase(unix_ms(), interval, offset);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + delay, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut previous: HashSet<u64> = HashSet::new();
     loop {
         ticker.tick().await;
-        let now_ms = unix_ms();
+        let now_ms = slot_ms(unix_ms(), interval, offset);
         let mut outcome = scrape(&ctx.client, &ctx.target, &ctx.config, now_ms).await;
         if outcome.health == Health::Up {
             // scrape_series_added: series not seen in the previous successful scrape.
@@ -525,6 +536,22 @@ mod tests {
         assert!(a < i);
         let offsets: HashSet<Duration> = (0..100).map(|n| phase_offset(&format!("k{n}"), i)).collect();
         assert!(offsets.len() > 90, "offsets spread over the interval");
+    }
+
+    #[test]
+    fn samples_carry_the_slot_they_were_scheduled_for() {
+        let (i, o) = (Duration::from_secs(1), Duration::from_millis(300));
+        assert_eq!(slot_ms(10_300, i, o), 10_300);
+        assert_eq!(slot_ms(10_304, i, o), 10_300, "a scrape that ran late");
+        assert_eq!(slot_ms(10_299, i, o), 10_300, "a tick that fired early");
+        assert_eq!(slot_ms(10_801, i, o), 11_300);
+        assert_eq!(slot_ms(10_799, i, o), 10_300);
+        assert_eq!(slot_ms(100, i, o), 300);
+        // Every slot lies on the phase.
+        for now in (0..5_000).step_by(7) {
+            assert_eq!(slot_ms(now, i, o).rem_euclid(1000), 300);
+            assert!((slot_ms(now, i, o) - now).abs() <= 500);
+        }
     }
 
     #[test]
