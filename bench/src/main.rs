@@ -48,6 +48,10 @@ enum Cmd {
         /// series per point and field, named measurement_field).
         #[arg(long, value_enum, default_value = "lp")]
         protocol: Protocol,
+        /// Send the oldest batches first (in time order). By default the newest go first, so a series'
+        /// later batches arrive older than its newest sample (out of order, as after an outage).
+        #[arg(long)]
+        oldest_first: bool,
     },
     /// Bytes per sample on disk for a data set applied into one shard.
     Size {
@@ -132,7 +136,7 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Write { url, set, hosts, steps, batch, conc, protocol } => {
+        Cmd::Write { url, set, hosts, steps, batch, conc, protocol, oldest_first } => {
             let mut g = Generator::new(set, hosts, 42);
             let fields = g.fields_per_point();
             let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64) / 10_000
@@ -165,6 +169,10 @@ async fn main() -> anyhow::Result<()> {
                     Protocol::Lp => buf.into_bytes(),
                     Protocol::RemoteWrite => remote_write_body(&pending),
                 });
+            }
+            if oldest_first {
+                // Workers pop from the end.
+                bodies.reverse();
             }
             let total = bodies.len();
             let queue = Arc::new(std::sync::Mutex::new(bodies));

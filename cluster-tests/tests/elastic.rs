@@ -179,7 +179,8 @@ async fn t30_a_dead_node_is_replaced_from_the_surviving_replicas() -> Result<()>
         let want = cluster_tests::load::expected(&acked);
         assert!(want.keys().all(|k| got.contains_key(k)), "node {n}'s replicas lack points");
     }
-    let sent: usize = [1, 2, 4].iter().map(|&n| c.node(n).log().matches("snapshot exported for a replica").count()).sum();
+    let sent: usize =
+        [1, 2, 4].iter().map(|&n| c.node(n).log().matches("snapshot exported for a replica").count()).sum();
     assert!(sent > 0, "the rebuilt replicas were expected to arrive as snapshots");
     Ok(())
 }

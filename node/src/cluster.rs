@@ -69,13 +69,22 @@ impl Opener {
         initialize: Option<BTreeMap<NodeId, NodeAddr>>,
     ) -> Result<Arc<ShardReplica>, NodeError> {
         let (db, id) = (self.db.clone(), self.id);
-        let sm =
-            ShardStateMachine::open(db.clone(), shard, self.retention.clone(), self.engine.clone(), self.spool.clone())?;
+        let sm = ShardStateMachine::open(
+            db.clone(),
+            shard,
+            self.retention.clone(),
+            self.engine.clone(),
+            self.spool.clone(),
+        )?;
         let engine = sm.engine();
+        let sm_gone = sm.gone();
         let group = shard_group(shard);
         let log = LogStore::with_syncer(db.clone(), group, self.syncer.clone());
         if sm.interrupted_import() {
-            tracing::warn!(shard, "the replica starts empty after an interrupted snapshot install; its leader sends one again");
+            tracing::warn!(
+                shard,
+                "the replica starts empty after an interrupted snapshot install; its leader sends one again"
+            );
             log.reset().map_err(|e| NodeError::Raft(format!("shard {shard}: emptying the log: {e}")))?;
         }
         let log_cache = log.cache();
@@ -96,7 +105,7 @@ impl Opener {
         let writer =
             ShardWriter::spawn(shard, raft.clone(), &self.write, self.metrics.clone(), self.shutdown.subscribe());
         let query_cache = Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(self.cache_entries)));
-        Ok(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache }))
+        Ok(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache, sm_gone }))
     }
 }
 
@@ -128,7 +137,8 @@ impl Cluster {
         let ids: Vec<NodeId> = members.keys().copied().collect();
         let placement =
             if ids.is_empty() { Vec::new() } else { initial_placement(&ids, config.shards, config.replication_factor) };
-        let channels = Channels::with_snapshot_rate(config.rebalance.max_bytes_per_sec);
+        let channels = Channels::with_snapshot_rate(config.rebalance.max_bytes_per_sec)
+            .with_chunk_timeout(Duration::from_millis(config.raft.install_snapshot_timeout_ms));
         let syncer = pharos_raft::syncer::Syncer::start(db.clone());
         let raft_config = config.raft.to_openraft("pharos").map_err(|e| NodeError::Raft(e.to_string()))?;
         let retention = Arc::new(Retention::new(config.retention.clone())?);
@@ -263,6 +273,13 @@ impl Cluster {
     async fn close_replica(&self, shard: u32) -> Result<(), NodeError> {
         let Some(r) = self.replicas.remove(shard) else { return Ok(()) };
         r.raft.shutdown().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        // Applies already queued still run after shutdown: deleting under them would corrupt what they
+        // read and leave what they write behind.
+        if tokio::time::timeout(Duration::from_secs(60), r.sm_gone.clone().wait()).await.is_err() {
+            return Err(NodeError::Raft(format!(
+                "shard {shard}: the replica's state machine did not stop within 60 s; its data is kept"
+            )));
+        }
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
             LogStore::new(db.clone(), shard_group(shard)).destroy().map_err(|e| NodeError::Raft(e.to_string()))?;

@@ -192,6 +192,12 @@ impl CallError {
         )
     }
 
+    /// Whether waiting may help: a retryable refusal, a group that had no reachable leader for a while
+    /// (an election, a loaded machine), or a full queue.
+    pub fn transient(&self) -> bool {
+        self.retryable() || matches!(self, CallError::NoLeader { .. } | CallError::Overloaded { .. })
+    }
+
     /// The leader the refusing node named, if any.
     pub fn leader_hint(&self) -> Option<NodeId> {
         match self {

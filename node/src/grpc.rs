@@ -410,7 +410,10 @@ impl Admin for AdminService {
                 r.node_id, r.node_id
             )));
         }
-        let joiner = r.formats.clone().map_or_else(pharos_storage::formats::Formats::before_advertising, crate::join::formats_from_proto);
+        let joiner = r
+            .formats
+            .clone()
+            .map_or_else(pharos_storage::formats::Formats::before_advertising, crate::join::formats_from_proto);
         if let Some(why) = crate::rebalance::join_refusal(&state, &joiner, r.node_id) {
             return Err(Status::failed_precondition(format!("this node cannot join: {why}")));
         }

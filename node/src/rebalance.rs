@@ -28,9 +28,9 @@ use crate::error::{chain, CallError, Group};
 use crate::membership::{Members, MembershipOp};
 use crate::meta::Meta;
 use crate::placement::{Move, NodeState};
-use pharos_storage::formats::Formats;
 use crate::rpc::{fan_out, Client};
 use crate::shard_rpc::{ShardRequest, ShardResponse};
+use pharos_storage::formats::Formats;
 
 pub const PLAN_DOC: &str = "rebalance";
 pub const NODES_DOC: &str = "nodes";
@@ -384,8 +384,30 @@ impl Rebalancer {
         self.client.membership(Group::Shard(shard), &MembershipOp::Members, self.settings.meta_within).await
     }
 
+    /// Sets the shard's voters, waiting out a busy or leaderless shard until `deadline` (a loaded cluster
+    /// must not roll back a move whose data was already shipped); a retry after an attempt whose answer
+    /// was lost finds the voters already set.
+    async fn set_voters(&self, shard: u32, target: &BTreeSet<NodeId>, deadline: Instant) -> Result<(), CallError> {
+        let op = MembershipOp::SetVoters(target.clone());
+        loop {
+            match self.client.membership(Group::Shard(shard), &op, self.settings.meta_within).await {
+                Err(e) if e.transient() && Instant::now() < deadline => {
+                    tracing::debug!(shard, cause = %chain(&e), "changing a shard's voters; waiting for the shard");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Ok(m) = self.members(shard).await {
+                        if m.voters == *target && !m.joint {
+                            return Ok(());
+                        }
+                    }
+                }
+                r => return r.map(|_| ()),
+            }
+        }
+    }
+
     async fn drive(&self, mv: Move) -> Result<(), String> {
         let e = |e: CallError| chain(&e);
+        let deadline = Instant::now() + self.settings.move_timeout;
         match mv {
             Move::Replica { shard, from, to } => {
                 let group = Group::Shard(shard);
@@ -405,9 +427,15 @@ impl Rebalancer {
                     .await
                     .map_err(e)?;
                 self.step(shard, "catching up").await;
-                let deadline = Instant::now() + self.settings.move_timeout;
                 loop {
-                    let m = self.members(shard).await.map_err(e)?;
+                    let m = match self.members(shard).await {
+                        Ok(m) => m,
+                        Err(err) if err.transient() && Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                        Err(err) => return Err(e(err)),
+                    };
                     // Caught up: within what one replication round carries.
                     if m.matched.contains_key(&to) && m.behind(to) <= 16 {
                         break;
@@ -425,11 +453,7 @@ impl Rebalancer {
                     self.lead_elsewhere(shard, f, &target).await;
                 }
                 self.step(shard, "changing membership").await;
-                self.client
-                    .membership(group, &MembershipOp::SetVoters(target), self.settings.meta_within)
-                    .await
-                    .map_err(e)?;
-                Ok(())
+                self.set_voters(shard, &target, deadline).await.map_err(e)
             }
             Move::Drop { shard, from } => {
                 let now = self.members(shard).await.map_err(e)?;
@@ -439,9 +463,7 @@ impl Rebalancer {
                 }
                 self.lead_elsewhere(shard, from, &target).await;
                 self.step(shard, "changing membership").await;
-                let op = MembershipOp::SetVoters(target);
-                self.client.membership(Group::Shard(shard), &op, self.settings.meta_within).await.map_err(e)?;
-                Ok(())
+                self.set_voters(shard, &target, deadline).await.map_err(e)
             }
             Move::Leader { shard, to, .. } => {
                 self.step(shard, "moving leadership").await;
@@ -592,11 +614,18 @@ impl Rebalancer {
                 return;
             }
             let res = if !seen_done {
-                self.update(seen, SEEN_DOC, |s: &mut BTreeSet<NodeId>| s.insert(node), |_| vec![]).await.map(|_| seen_done = true)
-            } else {
-                self.update(formats, FORMATS_DOC, |f: &mut BTreeMap<NodeId, Formats>| f.insert(node, mine.clone()), |_| vec![])
+                self.update(seen, SEEN_DOC, |s: &mut BTreeSet<NodeId>| s.insert(node), |_| vec![])
                     .await
-                    .map(|_| ())
+                    .map(|_| seen_done = true)
+            } else {
+                self.update(
+                    formats,
+                    FORMATS_DOC,
+                    |f: &mut BTreeMap<NodeId, Formats>| f.insert(node, mine.clone()),
+                    |_| vec![],
+                )
+                .await
+                .map(|_| ())
             };
             match res {
                 // The local copy of the meta state may not show the change yet: wait for it rather than

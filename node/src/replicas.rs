@@ -27,6 +27,8 @@ pub struct ShardReplica {
     pub writer: ShardWriter,
     /// Answers of whole buckets for repeated dashboard queries (pharos-query's cache).
     pub query_cache: Arc<std::sync::Mutex<pharos_query::cache::ShardCache>>,
+    /// Resolves when openraft's state machine task for this replica has ended (after shutdown).
+    pub sm_gone: pharos_raft::shard_sm::Gone,
 }
 
 impl ShardReplica {

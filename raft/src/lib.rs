@@ -35,8 +35,11 @@ pub struct RaftSettings {
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Time allowed for each snapshot chunk to reach and be written by a follower.
+    /// Time allowed for each snapshot chunk but the last to reach and be written by a follower.
     pub install_snapshot_timeout_ms: u64,
+    /// Time allowed for the last chunk of a snapshot: the follower answers it once it has imported the
+    /// whole snapshot, which takes seconds per GB (a shard of tens of GB on a busy disk: minutes).
+    pub snapshot_import_timeout_ms: u64,
     /// Build a snapshot (which checkpoints the engine) after this many entries, so the log can be purged.
     pub snapshot_after_entries: u64,
     /// Entries kept behind a snapshot, so briefly lagging followers catch up from the log.
@@ -53,6 +56,7 @@ impl Default for RaftSettings {
             election_timeout_min_ms: 800,
             election_timeout_max_ms: 1600,
             install_snapshot_timeout_ms: 10_000,
+            snapshot_import_timeout_ms: 1_800_000,
             snapshot_after_entries: 20_000,
             keep_entries_after_snapshot: 1_000,
         }
@@ -66,14 +70,16 @@ impl RaftSettings {
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
-            install_snapshot_timeout: self.install_snapshot_timeout_ms,
+            // openraft bounds every snapshot RPC by this; the network bounds each chunk but the last by
+            // `install_snapshot_timeout_ms` itself (`Channels::chunk_timeout`).
+            install_snapshot_timeout: self.snapshot_import_timeout_ms.max(self.install_snapshot_timeout_ms),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.keep_entries_after_snapshot,
             // openraft times each AppendEntries out at `heartbeat_interval`: keep one RPC small enough to be sent,
             // fsynced and answered well within it even on a loaded machine.
             max_payload_entries: 4,
             // Snapshots go in 1 MiB chunks: the send throttle (`rebalance.max_bytes_per_sec`) waits between
-            // chunks, and each chunk must reach the follower within `install_snapshot_timeout`.
+            // chunks, and each chunk must reach the follower within `install_snapshot_timeout_ms`.
             snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         };

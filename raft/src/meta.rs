@@ -380,7 +380,11 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
         Ok(Box::new(tokio::fs::File::from_std(f)))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         use std::io::Read;
         let mut data = Vec::new();
         crate::spool::received(*snapshot)
@@ -396,7 +400,8 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let Some((meta, data)) = self.snapshot.lock().expect("snapshot lock").clone() else { return Ok(None) };
-        let f = self.spool.file_with(&data).await.map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let f =
+            self.spool.file_with(&data).await.map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(f) }))
     }
 }
@@ -417,7 +422,11 @@ impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
             snapshot_id: format!("meta-{}", self.applied.map(|l| l.index).unwrap_or(0)),
         };
         *self.current.lock().expect("snapshot lock") = Some((meta.clone(), self.bytes.clone()));
-        let f = self.spool.file_with(&self.bytes).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let f = self
+            .spool
+            .file_with(&self.bytes)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         Ok(Snapshot { meta, snapshot: Box::new(f) })
     }
 }

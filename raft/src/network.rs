@@ -31,6 +31,9 @@ pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
     /// Bounds the bytes per second of snapshot chunks this node sends, all groups together.
     pub snapshots: Throttle,
+    /// Time allowed for each snapshot chunk but the last (None: openraft's bound for every snapshot RPC).
+    /// The last waits for the follower's import, bounded by openraft's `install_snapshot_timeout`.
+    pub chunk_timeout: Option<Duration>,
 }
 
 /// A rate limit shared by senders: each reserves its bytes and waits for its turn, so the total rate stays
@@ -72,6 +75,11 @@ impl Channels {
     /// Channels whose snapshot chunks go out at most `bytes_per_sec` (0: no limit).
     pub fn with_snapshot_rate(bytes_per_sec: u64) -> Channels {
         Channels { snapshots: Throttle::new(bytes_per_sec), ..Default::default() }
+    }
+
+    /// These channels, bounding each snapshot chunk but the last by `t`.
+    pub fn with_chunk_timeout(self, t: Duration) -> Channels {
+        Channels { chunk_timeout: Some(t), ..self }
     }
 
     pub fn get(&self, addr: &str) -> Result<InternalClient<Channel>, TransportError> {
@@ -193,7 +201,7 @@ impl GroupClient {
         &self,
         rpc: Rpc,
         payload: Result<Vec<u8>, crate::wire::WireError>,
-        option: &RPCOption,
+        ttl: Duration,
     ) -> Result<Resp, RPCError<NodeId, NodeAddr, RaftError<NodeId, E>>>
     where
         Resp: DeserializeOwned,
@@ -209,7 +217,7 @@ impl GroupClient {
                 Rpc::Snapshot => client.install_snapshot(request).await,
             }
         };
-        let reply: RaftReply = match tokio::time::timeout(option.hard_ttl(), fut).await {
+        let reply: RaftReply = match tokio::time::timeout(ttl, fut).await {
             Err(_) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&TransportError(format!(
                     "rpc to node {} timed out",
@@ -239,7 +247,7 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
-        self.call(Rpc::Append, frame_append(&rpc, &self.cache), &option).await
+        self.call(Rpc::Append, frame_append(&rpc, &self.cache), option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -249,7 +257,12 @@ impl RaftNetwork<TypeConfig> for GroupClient {
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId, InstallSnapshotError>>>
     {
         self.channels.snapshots.take(rpc.data.len()).await;
-        self.call(Rpc::Snapshot, crate::wire::encode(&rpc), &option).await
+        // The last chunk is answered after the follower imported the whole snapshot: openraft's bound.
+        let ttl = match self.channels.chunk_timeout {
+            Some(t) if !rpc.done => t.min(option.hard_ttl()),
+            _ => option.hard_ttl(),
+        };
+        self.call(Rpc::Snapshot, crate::wire::encode(&rpc), ttl).await
     }
 
     async fn vote(
@@ -257,7 +270,7 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, crate::wire::encode(&rpc), &option).await
+        self.call(Rpc::Vote, crate::wire::encode(&rpc), option.hard_ttl()).await
     }
 }
 

@@ -37,6 +37,8 @@ pub struct ShardStateMachine {
     interrupted_import: bool,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// Dropped with the state machine: see [`ShardStateMachine::gone`].
+    alive: tokio::sync::watch::Sender<()>,
     /// Where the last snapshot built or installed ends (None before the first: openraft then builds one
     /// itself where it needs it).
     current: Arc<Mutex<Option<SnapshotMeta>>>,
@@ -90,6 +92,7 @@ impl ShardStateMachine {
             interrupted_import,
             applied,
             membership,
+            alive: tokio::sync::watch::Sender::new(()),
             current: Arc::new(Mutex::new(None)),
         })
     }
@@ -100,6 +103,13 @@ impl ShardStateMachine {
     /// the lost snapshot may already be purged, so the leader has to send a snapshot again.
     pub fn interrupted_import(&self) -> bool {
         self.interrupted_import
+    }
+
+    /// Resolves once this state machine is dropped, i.e. openraft's state machine task has ended. That
+    /// task goes on with the applies already queued after `Raft::shutdown` returns: wait for this before
+    /// deleting a replica's data, or an apply may write into (or read from) a range being deleted.
+    pub fn gone(&self) -> Gone {
+        Gone(self.alive.subscribe())
     }
 
     /// The engine, for readers (take the read lock for as short as possible).
@@ -163,7 +173,11 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         Ok(Box::new(tokio::fs::File::from_std(f)))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         let sig = Some(meta.signature());
         let file = spool::received(*snapshot).await.map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         let applied = meta.last_log_id;
@@ -233,6 +247,16 @@ fn export_to_spool(
     file.rewind().map_err(|e| StorageIOError::read_snapshot(sig(), &e))?;
     tracing::info!(shard, bytes, snapshot = %meta.snapshot_id, "snapshot exported for a replica");
     Ok((meta, file))
+}
+
+/// See [`ShardStateMachine::gone`].
+#[derive(Clone)]
+pub struct Gone(tokio::sync::watch::Receiver<()>);
+
+impl Gone {
+    pub async fn wait(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
 }
 
 pub struct ShardSnapshotBuilder {

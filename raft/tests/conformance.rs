@@ -37,8 +37,14 @@ impl StoreBuilder<TypeConfig, LogStore, ShardStateMachine, TempDir> for ShardBui
     async fn build(&self) -> Result<(TempDir, LogStore, ShardStateMachine), StorageError> {
         let dir = TempDir::new().expect("temp dir");
         let db = pharos_storage::db::open(dir.path(), &Default::default()).expect("open rocksdb");
-        let sm = ShardStateMachine::open(db.clone(), 3, Arc::new(Retention::default()), EngineOptions::default(), spool(&dir))
-            .expect("open engine");
+        let sm = ShardStateMachine::open(
+            db.clone(),
+            3,
+            Arc::new(Retention::default()),
+            EngineOptions::default(),
+            spool(&dir),
+        )
+        .expect("open engine");
         Ok((dir, LogStore::new(db, 4), sm))
     }
 }

@@ -15,7 +15,8 @@ use pharos_raft::{NodeAddr, Raft, RaftSettings};
 async fn actor_runs_while_leader_and_stops_with_the_group() {
     let dir = tempfile::TempDir::new().unwrap();
     let db = pharos_storage::db::open(dir.path(), &Default::default()).unwrap();
-    let sm = MetaStateMachine::open(db.clone(), 0, pharos_raft::spool::Spool::new(dir.path().join("spool")).unwrap()).unwrap();
+    let sm = MetaStateMachine::open(db.clone(), 0, pharos_raft::spool::Spool::new(dir.path().join("spool")).unwrap())
+        .unwrap();
     let cfg = RaftSettings::default().to_openraft("t").unwrap();
     let log = LogStore::new(db, 0);
     let net = Network { group: 0, channels: Channels::default(), cache: log.cache() };

@@ -19,8 +19,9 @@ const SHARD: u32 = 3;
 fn open(dir: &TempDir) -> (Arc<rocksdb::DB>, ShardStateMachine) {
     let db = pharos_storage::db::open(&dir.path().join("db"), &Default::default()).expect("open rocksdb");
     let spool = Spool::new(dir.path().join("spool")).expect("spool");
-    let sm = ShardStateMachine::open(db.clone(), SHARD, Arc::new(Retention::default()), EngineOptions::default(), spool)
-        .expect("open shard");
+    let sm =
+        ShardStateMachine::open(db.clone(), SHARD, Arc::new(Retention::default()), EngineOptions::default(), spool)
+            .expect("open shard");
     (db, sm)
 }
 
