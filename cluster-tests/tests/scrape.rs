@@ -227,11 +227,11 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t20_three_nodes_share_targets_and_take_over_a_killed_nodes_targets() -> Result<()> {
-    const INTERVAL_MS: i64 = 3000;
-    let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
-    let _apps = app_exporter(&ports).await?;
+/// `n` prometheus_client targets scraped every 3 s by a new 3-node cluster: the exporter process, the
+/// targets' ports, the cluster.
+async fn three_nodes_scraping(n: usize) -> Result<(Proc, Vec<u16>, Cluster)> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let apps = app_exporter(&ports).await?;
     let dir = tempfile::TempDir::new()?;
     let cfg = dir.path().join("scrape.yml");
     let list: Vec<String> = ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
@@ -242,9 +242,16 @@ async fn t20_three_nodes_share_targets_and_take_over_a_killed_nodes_targets() ->
             list.join(", ")
         ),
     )?;
-    let mut c = Cluster::start(3, "").await?;
+    let c = Cluster::start(3, "").await?;
     let (ok, out) = ctl(&c, 0, &["scrape", "apply", cfg.to_str().unwrap()])?;
     assert!(ok, "{out}");
+    Ok((apps, ports, c))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_three_nodes_share_targets_and_take_over_a_killed_nodes_targets() -> Result<()> {
+    const INTERVAL_MS: i64 = 3000;
+    let (_apps, ports, mut c) = three_nodes_scraping(9).await?;
 
     // Every target has one owner, the same from every node, and is up; owners spread over the nodes.
     let owners = wait_for(Duration::from_secs(40), "every target up, owned by one node", || async {
@@ -283,11 +290,7 @@ async fn t20_three_nodes_share_targets_and_take_over_a_killed_nodes_targets() ->
     let survivor = c.nodes.iter().position(|n| n.id != victim).unwrap();
     tokio::time::sleep(Duration::from_millis(6 * INTERVAL_MS as u64)).await;
     let after_owners = wait_for(Duration::from_secs(30), "the killed node's targets owned by the others", || async {
-        let list = targets(&c, survivor).await?;
-        let owners: BTreeMap<String, u64> = list
-            .iter()
-            .filter_map(|t| Some((t["labels"]["instance"].as_str()?.to_string(), t["owner"].as_u64()?)))
-            .collect();
+        let owners = crate::owners(&c, survivor).await?;
         Ok((owners.len() == ports.len() && owners.values().all(|o| *o != victim)).then_some(owners))
     })
     .await?;
@@ -324,21 +327,7 @@ async fn owners(c: &Cluster, node: usize) -> Result<BTreeMap<String, u64>> {
 async fn t30_a_joining_node_takes_only_its_share_of_targets_keeping_their_phase() -> Result<()> {
     const INTERVAL_MS: i64 = 3000;
     // 24 targets: a fourth node's share of the ring is empty with probability (3/4)^24, about 0.1%.
-    let ports: Vec<u16> = (0..24).map(|_| free_port()).collect();
-    let _apps = app_exporter(&ports).await?;
-    let dir = tempfile::TempDir::new()?;
-    let cfg = dir.path().join("scrape.yml");
-    let list: Vec<String> = ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
-    std::fs::write(
-        &cfg,
-        format!(
-            "scrape_configs:\n  - job_name: app\n    scrape_interval: 3s\n    static_configs:\n      - targets: [{}]\n",
-            list.join(", ")
-        ),
-    )?;
-    let mut c = Cluster::start(3, "").await?;
-    let (ok, out) = ctl(&c, 0, &["scrape", "apply", cfg.to_str().unwrap()])?;
-    assert!(ok, "{out}");
+    let (_apps, ports, mut c) = three_nodes_scraping(24).await?;
     let before = wait_for(Duration::from_secs(40), "every target owned by one of three nodes", || async {
         let o = owners(&c, 0).await?;
         Ok((o.len() == ports.len()).then_some(o))

@@ -2,7 +2,7 @@
 //! directory (never /tmp, which may be memory). The system deletes each file when it is closed, also after a
 //! crash, so nothing is left to clean up.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -16,10 +16,6 @@ impl Spool {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         Ok(Spool { dir: Arc::new(dir) })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// A new empty file, gone once closed.
