@@ -181,6 +181,8 @@ fn log_lines() -> usize {
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     pub http: reqwest::Client,
+    /// A token the helpers (`status`, `pharosctl`) present, for clusters with auth on.
+    pub token: Option<String>,
 }
 
 impl Cluster {
@@ -206,7 +208,8 @@ impl Cluster {
             p.start()?;
             nodes.push(p);
         }
-        let c = Cluster { nodes, http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()? };
+        let c =
+            Cluster { nodes, http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?, token: None };
         c.wait_healthy(Duration::from_secs(60)).await?;
         Ok(c)
     }
@@ -244,8 +247,12 @@ impl Cluster {
     /// fails.
     pub fn pharosctl(&self, via: u64, args: &[&str]) -> Result<String> {
         let n = self.nodes.iter().find(|n| n.id == via).context("node")?;
-        let out =
-            Command::new(pharos_bin().with_file_name("pharosctl")).arg("--addr").arg(&n.grpc).args(args).output()?;
+        let mut cmd = Command::new(pharos_bin().with_file_name("pharosctl"));
+        cmd.arg("--addr").arg(&n.grpc).env_remove("PHAROS_TOKEN");
+        if let Some(t) = &self.token {
+            cmd.env("PHAROS_TOKEN", t);
+        }
+        let out = cmd.args(args).output()?;
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         if !out.status.success() {
             bail!("pharosctl {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
@@ -278,7 +285,11 @@ impl Cluster {
     pub async fn status(&self, id: u64) -> Result<StatusResponse> {
         let n = self.nodes.iter().find(|n| n.id == id).context("node")?;
         let mut c = AdminClient::connect(format!("http://{}", n.grpc)).await?;
-        Ok(c.status(StatusRequest { local: false }).await?.into_inner())
+        let mut req = tonic::Request::new(StatusRequest { local: false });
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("authorization", format!("Bearer {t}").parse()?);
+        }
+        Ok(c.status(req).await?.into_inner())
     }
 
     /// POSTs line protocol (ms precision) to a node; returns the HTTP status and body.

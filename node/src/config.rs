@@ -73,6 +73,10 @@ pub struct ServerFlags {
     /// info,openraft=warn].
     #[arg(long, visible_alias = "log-level", env = "PHAROS_LOG")]
     pub log: Option<String>,
+    /// Every API needs a token (`[auth] enabled = true`); the first admin token comes from `[auth]
+    /// admin_token`, `admin_token_file` or PHAROS_ADMIN_TOKEN.
+    #[arg(long)]
+    pub auth: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,14 +225,68 @@ impl Default for ScrapeSettings {
     }
 }
 
-/// Access control for changes to the cluster's configuration.
+/// Access control: tokens with roles on every API, and the credential nodes present to each other.
+/// See docs/security.md.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// When set, changing rules, routing or silences over the Admin API needs `authorization: Bearer
-    /// <token>` (pharosctl `--token` or `PHAROS_TOKEN`). Unset: anyone who reaches the gRPC port may.
-    /// Also read from the environment variable `PHAROS_ADMIN_TOKEN`.
+    /// Every API needs a token of the right role (flag `--auth`). Off: only changes to the cluster's
+    /// configuration need the admin token, and only when one is set.
+    pub enabled: bool,
+    /// The first admin credential (tokens made with `pharosctl token create` are the others). Also read from
+    /// `admin_token_file` or the environment variable `PHAROS_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
+    /// A file holding the admin token (its first line), for secrets kept out of config files.
+    pub admin_token_file: Option<PathBuf>,
+    /// The secret every node presents on node-to-node calls (Raft, forwarding, the internal service), the
+    /// same on every node. When unset, it is derived from the admin token. Also read from
+    /// `cluster_secret_file` or `PHAROS_CLUSTER_SECRET`. Checked when auth is on or when it is set here.
+    pub cluster_secret: Option<String>,
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// Fills the secrets from their files and the environment (a value in the file wins).
+    fn resolve(&mut self) -> Result<(), ConfigError> {
+        fn first_line(path: &std::path::Path, what: &'static str) -> Result<String, ConfigError> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(what, format!("cannot read {}: {e}", path.display())))?;
+            let line = text.lines().next().unwrap_or("").trim().to_string();
+            if line.is_empty() {
+                return Err(invalid(what, format!("{} is empty", path.display())));
+            }
+            Ok(line)
+        }
+        if self.admin_token.is_none() {
+            if let Some(p) = &self.admin_token_file {
+                self.admin_token = Some(first_line(p, "auth.admin_token_file")?);
+            }
+        }
+        if self.admin_token.is_none() {
+            self.admin_token = std::env::var("PHAROS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+        }
+        if self.cluster_secret.is_none() {
+            if let Some(p) = &self.cluster_secret_file {
+                self.cluster_secret = Some(first_line(p, "auth.cluster_secret_file")?);
+            }
+        }
+        if self.cluster_secret.is_none() {
+            self.cluster_secret = std::env::var("PHAROS_CLUSTER_SECRET").ok().filter(|t| !t.is_empty());
+        }
+        if self.enabled && self.admin_token.is_none() && self.cluster_secret.is_none() {
+            return Err(invalid(
+                "auth",
+                "auth is on but no admin credential is set: set [auth] admin_token or admin_token_file, or the \
+                 environment variable PHAROS_ADMIN_TOKEN (more tokens: pharosctl token create)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this node refuses node-to-node calls without the cluster secret.
+    pub fn checks_peers(&self) -> bool {
+        self.enabled || self.cluster_secret.is_some()
+    }
 }
 
 /// Limits on what one request may carry.
@@ -451,9 +509,8 @@ impl Config {
         if flags.join.is_some() {
             c.join = flags.join.clone();
         }
-        if c.auth.admin_token.is_none() {
-            c.auth.admin_token = std::env::var("PHAROS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
-        }
+        c.auth.enabled |= flags.auth;
+        c.auth.resolve()?;
         c.validate()?;
         Ok(c)
     }
@@ -466,6 +523,18 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(invalid("node_id", "must be > 0"));
+        }
+        if self.auth.enabled {
+            // Raw line protocol over TCP or UDP carries no credential: with auth on, only this machine may use it.
+            for (what, addr) in [("line_tcp_addr", self.line_tcp_addr), ("line_udp_addr", self.line_udp_addr)] {
+                if addr.is_some_and(|a| !a.ip().is_loopback()) {
+                    return Err(invalid(
+                        what,
+                        "line protocol over TCP and UDP carries no credential, so with auth on it may only listen \
+                         on a loopback address; send line protocol to /write with a token instead",
+                    ));
+                }
+            }
         }
         if self.rebalance.max_bytes_per_sec != 0 && self.rebalance.max_bytes_per_sec < 1 << 20 {
             // A 1 MiB chunk must reach its follower within the snapshot timeout, throttle wait included.

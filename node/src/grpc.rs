@@ -12,6 +12,8 @@ use pharos_raft::meta::{MetaCommand, MetaResponse};
 use pharos_storage::{line_protocol, Precision, SmolStr};
 use tonic::{Request, Response, Status};
 
+use crate::auth::tokens::{new_secret, sha256_hex, TokenDoc, TokenRecord, TOKENS_DOC};
+use crate::auth::{Access, Credentials, Role};
 use crate::clock::now_ms;
 use crate::error::WriteError;
 use crate::ingest::{Batch, Source};
@@ -92,21 +94,22 @@ pub struct AdminService {
 }
 
 impl AdminService {
-    /// Changes to rules, routing and silences need the admin token when one is configured.
-    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.node.config.auth.admin_token else { return Ok(()) };
-        let given = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let given = given.strip_prefix("Bearer ").unwrap_or("");
-        // Compared in constant time, so the answer's timing does not reveal a prefix of the token.
-        let same =
-            given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
-        if same {
-            Ok(())
-        } else if given.is_empty() {
-            Err(Status::unauthenticated("this change needs the admin token: pharosctl --token TOKEN (or PHAROS_TOKEN)"))
-        } else {
-            Err(Status::permission_denied("the admin token is wrong"))
+    /// Changes the token list by compare-and-set on its version (again when another change won the race).
+    async fn change_tokens<R>(&self, mut change: impl FnMut(&mut TokenDoc) -> Result<R, Status>) -> Result<R, Status> {
+        for _ in 0..20 {
+            let stored = self.node.meta.state().doc(TOKENS_DOC);
+            let mut doc = TokenDoc::parse(&stored.bytes);
+            let out = change(&mut doc)?;
+            let cmd =
+                MetaCommand::PutDoc { kind: TOKENS_DOC.into(), bytes: doc.to_bytes(), expect: Some(stored.version) };
+            match self.node.client.meta_write(&cmd, META_WRITE_WITHIN).await {
+                Ok(MetaResponse::Conflict(_)) => continue,
+                Ok(MetaResponse::Rejected(why)) => return Err(Status::failed_precondition(why)),
+                Ok(_) => return Ok(out),
+                Err(e) => return Err(Status::unavailable(format!("storing the tokens: {}", crate::error::chain(&e)))),
+            }
         }
+        Err(Status::aborted("too many concurrent token changes; try again"))
     }
 
     async fn meta(&self, cmd: MetaCommand, what: &str) -> Result<(), Status> {
@@ -115,6 +118,15 @@ impl AdminService {
             Ok(MetaResponse::Rejected(why) | MetaResponse::Conflict(why)) => Err(Status::failed_precondition(why)),
             Err(e) => Err(Status::unavailable(format!("storing {what}: {}", crate::error::chain(&e)))),
         }
+    }
+}
+
+fn token_info(t: &TokenRecord) -> TokenInfo {
+    TokenInfo {
+        name: t.name.clone(),
+        role: t.role.as_str().into(),
+        created_ms: t.created_ms,
+        expires_ms: t.expires_ms.unwrap_or(0),
     }
 }
 
@@ -275,9 +287,6 @@ impl Admin for AdminService {
     /// Validates a rule file (every query must plan) and, unless `dry_run`, stores it in the meta group.
     async fn apply_rules(&self, req: Request<ApplyRulesRequest>) -> Result<Response<ApplyRulesResponse>, Status> {
         let dry_run = req.get_ref().dry_run;
-        if !dry_run {
-            self.authorize(&req)?;
-        }
         let req = req.into_inner();
         let (groups, rules) = crate::alerting::validate(None, &req.text).map_err(Status::invalid_argument)?;
         let version = if dry_run {
@@ -309,9 +318,6 @@ impl Admin for AdminService {
     /// Validates a routing configuration and, unless `dry_run`, stores it in the meta group.
     async fn apply_routing(&self, req: Request<ApplyRoutingRequest>) -> Result<Response<ApplyRoutingResponse>, Status> {
         let dry_run = req.get_ref().dry_run;
-        if !dry_run {
-            self.authorize(&req)?;
-        }
         let req = req.into_inner();
         let receivers = crate::alerting::validate_routing(None, &req.text).map_err(Status::invalid_argument)?;
         if !dry_run {
@@ -327,7 +333,6 @@ impl Admin for AdminService {
     }
 
     async fn add_silence(&self, req: Request<AddSilenceRequest>) -> Result<Response<AddSilenceResponse>, Status> {
-        self.authorize(&req)?;
         let info = req.into_inner().silence.ok_or_else(|| Status::invalid_argument("a silence is required"))?;
         let silence = crate::alerting::silence_from_proto(info, now_ms()).map_err(Status::invalid_argument)?;
         let json = serde_json::to_string(&silence).expect("silences serialize");
@@ -351,7 +356,6 @@ impl Admin for AdminService {
         &self,
         req: Request<ExpireSilenceRequest>,
     ) -> Result<Response<ExpireSilenceResponse>, Status> {
-        self.authorize(&req)?;
         let id = req.into_inner().id;
         let mut silence = crate::alerting::silences(&self.node.meta)
             .into_iter()
@@ -367,9 +371,6 @@ impl Admin for AdminService {
     /// Validates a scrape configuration and, unless `dry_run`, stores it in the meta group.
     async fn apply_scrape(&self, req: Request<ApplyScrapeRequest>) -> Result<Response<ApplyScrapeResponse>, Status> {
         let dry_run = req.get_ref().dry_run;
-        if !dry_run {
-            self.authorize(&req)?;
-        }
         let req = req.into_inner();
         let cfg = pharos_scrape::parse_config(&req.text).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if !dry_run {
@@ -396,7 +397,6 @@ impl Admin for AdminService {
 
     /// A node joining (`pharos server --join`): needs the admin token, like every cluster change.
     async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<StatusResponse>, Status> {
-        self.authorize(&req)?;
         let r = req.into_inner();
         if r.grpc_addr.is_empty() {
             return Err(Status::invalid_argument("a joining node must give its gRPC address"));
@@ -462,7 +462,6 @@ impl Admin for AdminService {
     }
 
     async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RebalanceResponse>, Status> {
-        self.authorize(&req)?;
         let r = req.into_inner();
         let state = if r.dead { NodeState::Dead } else { NodeState::Draining };
         let (plan_id, moves) =
@@ -471,7 +470,6 @@ impl Admin for AdminService {
     }
 
     async fn drain_node(&self, req: Request<DrainNodeRequest>) -> Result<Response<RebalanceResponse>, Status> {
-        self.authorize(&req)?;
         let r = req.into_inner();
         let (plan_id, moves) = self
             .node
@@ -488,7 +486,6 @@ impl Admin for AdminService {
             let moves = self.node.rebalancer.plan_now().await;
             return Ok(Response::new(RebalanceResponse { moves: moves.iter().map(move_info).collect(), plan_id: 0 }));
         }
-        self.authorize(&req)?;
         let r = req.into_inner();
         let (plan_id, moves) =
             self.node.rebalancer.start(r.max_concurrent).await.map_err(Status::failed_precondition)?;
@@ -501,7 +498,13 @@ impl Admin for AdminService {
         req: Request<RebalanceStatusRequest>,
     ) -> Result<Response<RebalanceStatusResponse>, Status> {
         if req.get_ref().cancel {
-            self.authorize(&req)?;
+            // Status is a read; cancelling changes the cluster, so it needs what a change needs.
+            let creds = Credentials::from_headers(&req.metadata().clone().into_headers());
+            let what = "/pharos.v1.Admin/RebalanceStatus (cancel)";
+            self.node
+                .auth
+                .check(Access::Change, &creds, "grpc", what, req.remote_addr())
+                .map_err(|d| d.grpc_status())?;
             self.node.rebalancer.cancel().await.map_err(Status::failed_precondition)?;
         }
         let (p, _) = crate::rebalance::Plan::read(&self.node.meta.state());
@@ -524,6 +527,38 @@ impl Admin for AdminService {
             cancelled: p.cancelled,
             max_concurrent: p.max_concurrent,
         }))
+    }
+
+    /// Makes a token and answers its secret, once: only the secret's hash is stored.
+    async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
+        let r = req.into_inner();
+        let role = Role::parse(&r.role).map_err(Status::invalid_argument)?;
+        crate::auth::tokens::check_name(&r.name).map_err(Status::invalid_argument)?;
+        let secret = new_secret().map_err(Status::internal)?;
+        let now = now_ms();
+        let record = TokenRecord {
+            name: r.name,
+            role,
+            sha256: sha256_hex(&secret),
+            created_ms: now,
+            expires_ms: (r.expires_in_ms > 0).then(|| now.saturating_add(r.expires_in_ms.min(i64::MAX as u64) as i64)),
+        };
+        let info = token_info(&record);
+        self.change_tokens(|doc| doc.create(record.clone()).map_err(Status::already_exists)).await?;
+        Ok(Response::new(CreateTokenResponse { secret, token: Some(info) }))
+    }
+
+    async fn list_tokens(&self, _req: Request<ListTokensRequest>) -> Result<Response<ListTokensResponse>, Status> {
+        let mut tokens: Vec<TokenInfo> =
+            TokenDoc::parse(&self.node.meta.state().doc(TOKENS_DOC).bytes).tokens.iter().map(token_info).collect();
+        tokens.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(&self, req: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
+        let name = req.into_inner().name;
+        self.change_tokens(|doc| doc.revoke(&name).map_err(Status::not_found)).await?;
+        Ok(Response::new(RevokeTokenResponse {}))
     }
 }
 

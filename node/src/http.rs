@@ -26,37 +26,88 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use pharos_storage::line_protocol;
 use pharos_storage::{Point, Precision, SmolStr};
 use serde_json::json;
 
-use crate::error::chain;
+use crate::auth::{Access, Auth, Credentials};
 use crate::error::WriteError;
+use crate::error::{chain, CallError};
 use crate::ingest::{Batch, Ingested, Source};
 use crate::node::Node;
 use crate::rpc::fan_out;
 use crate::shard_rpc::{RawRead, ShardRequest, ShardResponse};
 
+/// One HTTP route: its path, the methods it answers, and what a caller needs to use it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+    pub access: Access,
+}
+
+/// Every route with its access decision and its handler: the router is built from this list only, so no
+/// route can exist without a decision.
+fn routes() -> Vec<(Route, MethodRouter<Arc<Node>>)> {
+    use Access::{Change, Public, Read, Write};
+    let r = |path, methods, access| Route { path, methods, access };
+    vec![
+        (r("/write", &["POST"], Write), post(write_v1)),
+        (r("/api/v2/write", &["POST"], Write), post(write_v2)),
+        (r("/api/v1/write", &["POST"], Write), post(remote_write)),
+        (r("/query", &["GET", "POST"], Read), get(query).post(query)),
+        // Liveness and readiness probes answer without a token (they reveal only whether shards have leaders).
+        (r("/ping", &["GET", "HEAD"], Public), get(ping).head(ping)),
+        (r("/health", &["GET"], Public), get(health)),
+        (r("/metrics", &["GET"], Read), get(metrics)),
+        (r("/api/v1/export", &["GET"], Read), get(export)),
+        (r("/api/alerts", &["GET"], Read), get(alerts)),
+        (r("/api/silences", &["GET"], Read), get(silences)),
+        (r("/api/v1/targets", &["GET"], Read), get(targets)),
+        (r("/targets", &["GET"], Read), get(targets)),
+        (r("/api/v1/admin/compact", &["POST"], Change), post(compact)),
+    ]
+}
+
+/// The routes and their access decisions (for docs and the test that calls each route with each role).
+pub fn route_table() -> Vec<Route> {
+    routes().into_iter().map(|(r, _)| r).collect()
+}
+
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/write", post(write_v1))
-        .route("/api/v2/write", post(write_v2))
-        .route("/query", get(query).post(query))
-        .route("/api/v1/write", post(remote_write))
-        .route("/ping", get(ping).head(ping))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/export", get(export))
-        .route("/api/alerts", get(alerts))
-        .route("/api/silences", get(silences))
-        .route("/api/v1/targets", get(targets))
-        .route("/api/v1/admin/compact", post(compact))
-        .route("/targets", get(targets))
-        .layer(DefaultBodyLimit::disable())
-        .with_state(node)
+    let mut router = Router::new();
+    for (route, handler) in routes() {
+        let check = (node.auth.clone(), route.access);
+        router = router.route(route.path, handler.route_layer(middleware::from_fn_with_state(check, authorize)));
+    }
+    router.layer(DefaultBodyLimit::disable()).with_state(node)
+}
+
+/// The access check in front of every route: 401 without a valid credential, 403 for the wrong role.
+async fn authorize(
+    State((auth, access)): State<(Arc<Auth>, Access)>,
+    mut req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let from = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let creds = Credentials::from_headers(req.headers()).with_query(req.uri().query());
+    match auth.check(access, &creds, "http", req.uri().path(), from) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(d) => {
+            let mut r = error_response(d.http_status(), d.message());
+            if d.http_status() == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"pharos\""));
+            }
+            r
+        }
+    }
 }
 
 fn now_ns() -> i64 {
@@ -465,16 +516,29 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
         }
     }
     let linearizable = q.get("stale").is_none_or(|v| v != "true");
-    let req = Arc::new(ShardRequest::ReadRaw(RawRead { measurement, tags, start, end }));
+    // The query limits bound an export as they bound a query: each shard stops at them, and so does the total.
+    let (max_series, max_points) = (node.config.query.max_series, node.config.query.max_points);
+    let req = Arc::new(ShardRequest::ReadRaw(RawRead { measurement, tags, start, end, max_series, max_points }));
     let answers = fan_out(0..node.router.shards(), |&s| {
         let (client, req) = (node.client.clone(), req.clone());
         async move { client.shard_request(s, &req, linearizable, Duration::from_secs(10)).await }
     })
     .await;
     let mut out = String::new();
+    let mut samples = 0u64;
     for (_, res) in answers {
         match res {
             Ok(ShardResponse::Raw(series)) => {
+                samples += series.iter().map(|s| s.ts.len() as u64).sum::<u64>();
+                if samples > max_points {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "the export reads more than {max_points} samples ([query] max_points): narrow it with \
+                             where=, start= and end="
+                        ),
+                    );
+                }
                 for s in series {
                     let measurement = SmolStr::from(&s.measurement);
                     let tags: Vec<(SmolStr, SmolStr)> = s.tags.iter().map(|(k, v)| (k.into(), v.into())).collect();
@@ -491,6 +555,12 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
                 }
             }
             Ok(_) => {}
+            Err(CallError::Invalid { why }) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("{why}; narrow it with where=, start= and end="),
+                )
+            }
             Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, chain(&e)),
         }
     }

@@ -32,6 +32,8 @@ pub enum Source {
     Udp,
     Scrape,
     Rule,
+    /// The audit trail of admin changes.
+    Audit,
 }
 
 impl Source {
@@ -44,6 +46,7 @@ impl Source {
             Source::Udp => "udp",
             Source::Scrape => "scrape",
             Source::Rule => "rule",
+            Source::Audit => "audit",
         }
     }
 }

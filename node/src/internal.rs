@@ -26,6 +26,8 @@ pub struct InternalService {
     pub replicas: Arc<Replicas>,
     pub client: Arc<Client>,
     pub metrics: Arc<Metrics>,
+    /// The limits every written point obeys, forwarded or not.
+    pub limits: crate::config::Limits,
 }
 
 impl InternalService {
@@ -70,6 +72,18 @@ impl Internal for InternalService {
         } else {
             pharos_storage::packed::decode(&r.packed).map_err(|e| Status::invalid_argument(e.to_string()))?
         };
+        // A forwarded part obeys the limits a direct request does (its coordinator checked them; a peer on an
+        // older version, or one whose limits differ, may not have).
+        if points.len() > self.limits.max_points_per_request {
+            return Err(Status::invalid_argument(format!(
+                "more than {} points in one request",
+                self.limits.max_points_per_request
+            )));
+        }
+        let (line, now) = (self.limits.line(), crate::clock::now_ms());
+        if let Some((i, e)) = points.iter().enumerate().find_map(|(i, p)| line.check(p, now).err().map(|e| (i, e))) {
+            return Err(Status::invalid_argument(format!("point {i}: {e}")));
+        }
         let (me, group) = (self.replicas.me(), Group::Shard(r.shard));
         let result = match self.replicas.get(r.shard) {
             None => Err(CallError::NoReplica { node: me, group, leader: None }),

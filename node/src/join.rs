@@ -69,6 +69,15 @@ pub async fn node_id(config: &Config) -> Result<(NodeId, bool), NodeError> {
     Ok((id, fresh))
 }
 
+/// A member's Admin service, called with this node's cluster secret (a node joining or starting is a peer,
+/// not a user).
+fn peer_admin(config: &Config, addr: &str) -> Result<AdminClient<pharos_raft::network::PeerChannel>, String> {
+    let channels = pharos_raft::network::Channels::default()
+        .with_secret(crate::auth::node_secret(&config.auth).as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok(AdminClient::new(channels.channel(addr).map_err(|e| e.to_string())?))
+}
+
 /// For a founding node starting on a new data directory: asks the other founding members whether this
 /// node's id has run in the cluster before (then its data is lost, and it is refused). Members that do not
 /// answer within a second are not waited for (a new cluster starting together).
@@ -80,7 +89,7 @@ async fn refuse_if_seen(config: &Config) -> Result<(), NodeError> {
             continue;
         }
         let ask = async {
-            let mut c = AdminClient::connect(format!("http://{addr}")).await.ok()?;
+            let mut c = peer_admin(config, &addr).ok()?;
             let req = pharos_proto::v1::StatusRequest { local: true };
             Some(c.status(req).await.ok()?.into_inner().seen)
         };
@@ -121,9 +130,7 @@ async fn add_node(
     fresh: bool,
 ) -> Result<NodeId, NodeError> {
     let join_err = |code, why: String| NodeError::Join { addr: addr.to_string(), code, why };
-    let mut client = AdminClient::connect(format!("http://{addr}"))
-        .await
-        .map_err(|e| join_err(tonic::Code::Unavailable, format!("cannot connect: {}", crate::error::chain(&e))))?;
+    let mut client = peer_admin(config, addr).map_err(|e| join_err(tonic::Code::InvalidArgument, e))?;
     let mut req = tonic::Request::new(AddNodeRequest {
         node_id: id,
         grpc_addr: config.advertised_grpc(),

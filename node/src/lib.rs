@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! Lower modules never import higher ones (no import cycle; `rust_cycles.py` checks):
-//! - [`clock`], [`config`], [`metrics`], [`routing`] (series -> shard), [`error`] (node errors, the wire's
+//! - [`clock`], [`config`], [`auth`] (who may call what), [`metrics`], [`routing`] (series -> shard), [`error`] (node errors, the wire's
 //!   [`error::CallError`]);
 //! - [`writer`]: the per-replica group-commit actor and maintenance; [`replicas`]: the local replicas and the
 //!   leader services run on each while it leads; [`meta`]: this node's meta-group member and its applied
@@ -24,6 +24,7 @@
 //! ```
 
 pub mod alerting;
+pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub scraped_samples: IntCounter,
     pub scrape_write_failures: IntCounter,
     pub notification_latency_seconds: HistogramVec,
+    pub auth_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -106,6 +107,11 @@ impl Metrics {
                 "Samples (point fields) committed through this node as coordinator",
             ),
             samples_rejected: cv("samples_rejected_total", "Samples refused at apply", &["reason"]),
+            auth_refusals: cv(
+                "auth_refusals_total",
+                "Calls refused by the access check, by interface (http, grpc, internal) and reason",
+                &["interface", "reason"],
+            ),
             write_requests: cv("write_requests_total", "Write requests by protocol and outcome", &["protocol", "code"]),
             commit_seconds,
             queue_depth: gv("write_queue_depth", "Write requests waiting in a shard leader's queue", &["shard"]),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pharos_raft::NodeId;
 
 use crate::alerting::Alerting;
+use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::ingest::Ingest;
@@ -34,4 +35,6 @@ pub struct Node {
     pub alerting: Arc<Alerting>,
     pub scraping: Arc<Scraping>,
     pub rebalancer: Arc<Rebalancer>,
+    /// Who may call what (every HTTP route and gRPC method is checked by it).
+    pub auth: Arc<Auth>,
 }

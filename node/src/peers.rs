@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use pharos_proto::internal::internal_client::InternalClient;
 use pharos_raft::network::Channels;
+use pharos_raft::network::PeerChannel;
 use pharos_raft::{NodeAddr, NodeId};
-use tonic::transport::Channel;
 
 use crate::error::Group;
 use crate::meta::Meta;
@@ -68,7 +68,7 @@ impl Peers {
     }
 
     /// The pooled channel to a gRPC address (connected lazily, kept across calls).
-    pub fn channel(&self, addr: &str) -> Result<InternalClient<Channel>, pharos_raft::network::TransportError> {
+    pub fn channel(&self, addr: &str) -> Result<InternalClient<PeerChannel>, pharos_raft::network::TransportError> {
         self.channels.get(addr)
     }
 
@@ -76,7 +76,7 @@ impl Peers {
     pub fn admin(
         &self,
         addr: &str,
-    ) -> Result<pharos_proto::v1::admin_client::AdminClient<Channel>, pharos_raft::network::TransportError> {
+    ) -> Result<pharos_proto::v1::admin_client::AdminClient<PeerChannel>, pharos_raft::network::TransportError> {
         Ok(pharos_proto::v1::admin_client::AdminClient::new(self.channels.channel(addr)?))
     }
 

@@ -165,7 +165,7 @@ impl Client {
         &self,
         node: NodeId,
         group: Group,
-    ) -> Result<(String, pb::internal_client::InternalClient<tonic::transport::Channel>), CallError> {
+    ) -> Result<(String, pb::internal_client::InternalClient<pharos_raft::network::PeerChannel>), CallError> {
         let Some(addr) = self.peers.addr(node) else {
             return Err(CallError::Unreachable {
                 node,

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use tracing::info;
 
 use crate::alerting::Alerting;
+use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::NodeError;
@@ -76,6 +77,7 @@ pub async fn run(
     }
     let node = wire(Arc::new(config), shutdown.clone()).await?;
     node.metrics.up.set(1);
+    warn_if_open(&node.config);
     let leadership_log = tokio::spawn(crate::logging::leadership_changes(node.clone()));
     info!(node = node.id, http = %node.config.http_addr, grpc = %node.config.grpc_addr, data = %node.config.data_dir.display(), "pharos started");
 
@@ -85,12 +87,14 @@ pub async fn run(
     // itself. Without it, small replies (Raft acks, forwarded query results) wait on Nagle and delayed ACKs.
     let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
+        .layer(crate::auth::grpc::AuthLayer { auth: node.auth.clone() })
         .add_service(
             InternalServer::new(InternalService {
                 meta: node.meta.clone(),
                 replicas: node.replicas.clone(),
                 client: node.client.clone(),
                 metrics: node.metrics.clone(),
+                limits: node.config.limits.clone(),
             })
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20),
@@ -102,7 +106,8 @@ pub async fn run(
             let _ = grpc_stop.recv().await;
         });
     let mut http_stop = stop_tx.subscribe();
-    let http = axum::serve(http_listener, crate::http::router(node.clone())).with_graceful_shutdown(async move {
+    let app = crate::http::router(node.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let http = axum::serve(http_listener, app).with_graceful_shutdown(async move {
         let _ = http_stop.recv().await;
     });
     if let Some(l) = line_tcp {
@@ -192,6 +197,7 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         }
         _ => config,
     };
+    let (auth, audit) = Auth::new(&config.auth, cluster.meta.subscribe(), metrics.auth_refusals.clone());
     let router = Router::new(config.shards);
     let (meta, replicas, client) = (cluster.meta.clone(), cluster.replicas.clone(), cluster.client.clone());
     let writes =
@@ -235,6 +241,7 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         pharos_raft::leadership::spawn_while_leader(&meta.raft, move || r.clone().run());
     }
     cluster.spawn_reconciler();
+    tokio::spawn(audit_series(audit, ingest.clone()));
     let scraping = crate::scrape::start(ScrapeContext {
         config: config.clone(),
         metrics: metrics.clone(),
@@ -256,7 +263,47 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         alerting,
         scraping,
         rebalancer,
+        auth: Arc::new(auth),
     }))
+}
+
+/// Writes each admin change into the cluster as a sample of `pharos_audit` (tags `who`, `what`, `from`:
+/// the caller's address without its port), so the audit trail can be queried like any series.
+async fn audit_series(mut events: tokio::sync::mpsc::UnboundedReceiver<crate::auth::AuditEvent>, ingest: Arc<Ingest>) {
+    use pharos_storage::{Point, SmolStr};
+    while let Some(e) = events.recv().await {
+        let mut tags: Vec<(SmolStr, SmolStr)> =
+            vec![("what".into(), e.what.as_str().into()), ("who".into(), e.who.as_str().into())];
+        if let Some(from) = e.from {
+            tags.push(("from".into(), from.ip().to_string().into()));
+        }
+        tags.sort();
+        let point =
+            Point { measurement: "pharos_audit".into(), tags, fields: vec![("count".into(), 1.0)], timestamp: e.at_ms };
+        let batch = crate::ingest::Batch {
+            source: crate::ingest::Source::Audit,
+            precision: None,
+            points: vec![point],
+            then_invalid: false,
+        };
+        if let Err(err) = ingest.ingest(batch).await {
+            tracing::warn!(who = e.who, what = e.what, error = %err, "could not store an audit record (its log line stands)");
+        }
+    }
+}
+
+/// A node other machines can reach, with nobody asked who they are, says so loudly once at start.
+fn warn_if_open(config: &Config) {
+    let open = |a: &SocketAddr| !a.ip().is_loopback();
+    if !config.auth.enabled && (open(&config.http_addr) || open(&config.grpc_addr)) {
+        tracing::warn!(
+            http = %config.http_addr,
+            grpc = %config.grpc_addr,
+            "AUTH IS OFF on a non-loopback address: anyone who reaches these ports can read, write and change \
+             the cluster. Turn it on with --auth (or [auth] enabled = true) and an [auth] admin_token; see \
+             docs/security.md"
+        );
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

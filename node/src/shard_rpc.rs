@@ -36,6 +36,10 @@ pub struct RawRead {
     pub tags: Vec<(String, String)>,
     pub start: i64,
     pub end: i64,
+    /// The most series and samples this shard may read (`[query] max_series`, `max_points`). Last, so a
+    /// node of the version before them reads the request and ignores them.
+    pub max_series: u64,
+    pub max_points: u64,
 }
 
 /// Raw samples of one series (the query engine's type, so both read paths share it).
@@ -134,11 +138,12 @@ pub async fn execute_local(
                 fields: FieldSel::All,
                 start: rr.start,
                 end: rr.end,
-                limits: ShardLimits { max_series: u64::MAX, max_points: u64::MAX },
+                limits: ShardLimits { max_series: rr.max_series, max_points: rr.max_points },
             });
             match on_engine(&r, me, move |e| pharos_query::shard::run(e, &q)).await? {
                 Ok(ShardAnswer::Raw { series, .. }) => Ok(ShardResponse::Raw(series)),
                 Ok(_) => Err(failed(me, shard, "raw read answered with another kind".into())),
+                Err(e) if e.is_client_error() => Err(CallError::Invalid { why: e.to_string() }),
                 Err(e) => Err(failed(me, shard, e.to_string())),
             }
         }

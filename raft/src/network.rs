@@ -20,6 +20,8 @@ use pharos_proto::internal::internal_client::InternalClient;
 use pharos_proto::internal::{RaftReply, RaftRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::log_store::LogCache;
@@ -34,7 +36,28 @@ pub struct Channels {
     /// Time allowed for each snapshot chunk but the last (None: openraft's bound for every snapshot RPC).
     /// The last waits for the follower's import, bounded by openraft's `install_snapshot_timeout`.
     pub chunk_timeout: Option<Duration>,
+    /// The cluster secret, presented on every call to a peer (metadata [`PEER_HEADER`]).
+    credential: Credential,
 }
+
+/// The metadata key carrying the cluster secret on node-to-node calls.
+pub const PEER_HEADER: &str = "x-pharos-cluster-secret";
+
+/// Adds the cluster secret to each outgoing call, when this node has one.
+#[derive(Clone, Default)]
+pub struct Credential(Option<AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Credential {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut().insert(PEER_HEADER, v.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// A pooled channel to a peer that presents the cluster secret.
+pub type PeerChannel = InterceptedService<Channel, Credential>;
 
 /// A rate limit shared by senders: each reserves its bytes and waits for its turn, so the total rate stays
 /// under the limit (no burst credit is saved up while idle). Unlimited when the rate is 0.
@@ -82,14 +105,30 @@ impl Channels {
         Channels { chunk_timeout: Some(t), ..self }
     }
 
-    pub fn get(&self, addr: &str) -> Result<InternalClient<Channel>, TransportError> {
+    /// These channels, presenting `secret` to every peer (None: nothing).
+    pub fn with_secret(self, secret: Option<&str>) -> Result<Channels, TransportError> {
+        let credential = match secret {
+            None => Credential(None),
+            Some(s) => Credential(Some(
+                s.parse().map_err(|_| TransportError("the cluster secret must be printable ASCII".into()))?,
+            )),
+        };
+        Ok(Channels { credential, ..self })
+    }
+
+    pub fn get(&self, addr: &str) -> Result<InternalClient<PeerChannel>, TransportError> {
         Ok(InternalClient::new(self.channel(addr)?)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20))
     }
 
-    /// The pooled channel to a node's gRPC address (connected lazily), for any of its services.
-    pub fn channel(&self, addr: &str) -> Result<Channel, TransportError> {
+    /// The pooled channel to a node's gRPC address (connected lazily), for any of its services, presenting
+    /// the cluster secret.
+    pub fn channel(&self, addr: &str) -> Result<PeerChannel, TransportError> {
+        Ok(InterceptedService::new(self.raw(addr)?, self.credential.clone()))
+    }
+
+    fn raw(&self, addr: &str) -> Result<Channel, TransportError> {
         let mut map = self.inner.lock().expect("channel map lock");
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());

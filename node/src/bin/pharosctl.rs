@@ -12,9 +12,9 @@ use pharos_proto::v1::query_client::QueryClient;
 use pharos_proto::v1::write_client::WriteClient;
 use pharos_proto::v1::{
     value, AddSilenceRequest, AlertsRequest, ApplyRoutingRequest, ApplyRulesRequest, ApplyScrapeRequest,
-    DrainNodeRequest, ExpireSilenceRequest, GetRoutingRequest, GetRulesRequest, GetScrapeRequest, ListSilencesRequest,
-    QueryRequest, RebalanceRequest, RebalanceStatusRequest, RemoveNodeRequest, SilenceInfo, StatusRequest,
-    TargetsRequest, WriteRequest,
+    CreateTokenRequest, DrainNodeRequest, ExpireSilenceRequest, GetRoutingRequest, GetRulesRequest, GetScrapeRequest,
+    ListSilencesRequest, ListTokensRequest, QueryRequest, RebalanceRequest, RebalanceStatusRequest, RemoveNodeRequest,
+    RevokeTokenRequest, SilenceInfo, StatusRequest, TargetsRequest, WriteRequest,
 };
 
 #[derive(Parser)]
@@ -23,7 +23,8 @@ struct Cli {
     /// gRPC address of any node (its --grpc-addr, not the HTTP port).
     #[arg(long, global = true, env = "PHAROS_ADDR", default_value = "127.0.0.1:8087")]
     addr: String,
-    /// Admin token, needed to change rules, routing or silences on a cluster that sets `auth.admin_token`.
+    /// API token (`pharosctl token create` makes them; the first is the cluster's `[auth] admin_token`): reads
+    /// need role read, writes write, changes admin.
     #[arg(long, global = true, env = "PHAROS_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
@@ -80,6 +81,11 @@ enum Cmd {
     Targets {
         #[arg(long)]
         json: bool,
+    },
+    /// API tokens: make one for a role (read, write, admin), list them, revoke one.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
     },
     /// Cluster members: list them, drain one, take one out.
     Node {
@@ -225,6 +231,30 @@ enum SilenceCmd {
     Expire { id: String },
 }
 
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a token. Its secret is printed once, alone on the last line (`T=$(pharosctl token create ... | tail -1)`);
+    /// the cluster keeps only its hash.
+    Create {
+        /// A unique name (letters, digits, '_', '.', '-'), shown in logs and the audit trail.
+        #[arg(long)]
+        name: String,
+        /// read (queries, export, alerts, status), write (every ingest path) or admin (everything).
+        #[arg(long)]
+        role: String,
+        /// Refused after this long, e.g. 90d, 12h [default: never].
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Every token: name, role, created, expires (never the secret).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token now: it is refused from the next call on.
+    Revoke { name: String },
+}
+
 /// An Admin client for the node at `ep`.
 fn print_moves(what: &str, moves: &[pharos_proto::v1::Move]) {
     if moves.is_empty() {
@@ -272,7 +302,7 @@ fn print_status(p: &pharos_proto::v1::RebalanceStatusResponse) {
 }
 
 /// Prints a plan's progress until it has run (every change once), and fails when moves failed.
-async fn follow(c: &mut AdminClient<tonic::transport::Channel>, plan: u64) -> anyhow::Result<()> {
+async fn follow(c: &mut AdminClient<Conn>, plan: u64) -> anyhow::Result<()> {
     let mut last = String::new();
     loop {
         let p = c.rebalance_status(RebalanceStatusRequest { cancel: false }).await?.into_inner();
@@ -326,8 +356,40 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-async fn admin(ep: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
-    AdminClient::connect(ep.to_string()).await.map_err(|e| unreachable_error(ep, e))
+/// Every request carries the token given with `--token` (or PHAROS_TOKEN) as `authorization: Bearer`.
+#[derive(Clone)]
+struct Token(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl Token {
+    fn new(token: &Option<String>) -> anyhow::Result<Token> {
+        match token {
+            None => Ok(Token(None)),
+            Some(t) => Ok(Token(Some(
+                format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?,
+            ))),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(r)
+    }
+}
+
+type Conn = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Token>;
+
+async fn channel(ep: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(ep.to_string())
+        .with_context(|| format!("{ep} is not a valid address; pass --addr host:port"))?;
+    endpoint.connect().await.map_err(|e| unreachable_error(ep, e))
+}
+
+async fn admin(ep: &str, token: &Token) -> anyhow::Result<AdminClient<Conn>> {
+    Ok(AdminClient::with_interceptor(channel(ep).await?, token.clone()))
 }
 
 fn unreachable_error(ep: &str, e: tonic::transport::Error) -> anyhow::Error {
@@ -386,16 +448,6 @@ fn print_stored(version: u64, text: &str, none: &str) {
     } else {
         println!("# version {version}\n{text}");
     }
-}
-
-/// A request carrying the admin token, when one was given.
-fn authed<T>(msg: T, token: &Option<String>) -> anyhow::Result<tonic::Request<T>> {
-    let mut r = tonic::Request::new(msg);
-    if let Some(t) = token {
-        let v = format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?;
-        r.metadata_mut().insert("authorization", v);
-    }
-    Ok(r)
 }
 
 fn ms_to_rfc3339(ms: i64) -> String {
@@ -543,9 +595,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let ep = endpoint(&cli.addr);
+    let token = Token::new(&cli.token)?;
     match cli.cmd {
         Cmd::Status { json } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let s = c.status(StatusRequest { local: false }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             if json {
                 let v = serde_json::json!({
@@ -595,7 +648,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Node { cmd: NodeCmd::List { json } } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let s = c.status(StatusRequest { local: false }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             if json {
                 for n in &s.nodes {
@@ -623,21 +676,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Node { cmd: NodeCmd::Drain { id, no_wait } } => {
-            let mut c = admin(&ep).await?;
-            let r = c
-                .drain_node(authed(DrainNodeRequest { node_id: id }, &cli.token)?)
-                .await
-                .map_err(|s| rpc_error(&ep, s))?
-                .into_inner();
+            let mut c = admin(&ep, &token).await?;
+            let r = c.drain_node(DrainNodeRequest { node_id: id }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             print_moves(&format!("draining node {id}"), &r.moves);
             if !no_wait {
                 follow(&mut c, r.plan_id).await?;
             }
         }
         Cmd::Node { cmd: NodeCmd::Remove { id, dead, no_wait } } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let r = c
-                .remove_node(authed(RemoveNodeRequest { node_id: id, dead }, &cli.token)?)
+                .remove_node(RemoveNodeRequest { node_id: id, dead })
                 .await
                 .map_err(|s| rpc_error(&ep, s))?
                 .into_inner();
@@ -660,7 +709,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Rebalance { cmd: Some(RebalanceCmd::Status { json }), .. } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let p = c
                 .rebalance_status(RebalanceStatusRequest { cancel: false })
                 .await
@@ -678,18 +727,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_status(&p);
         }
         Cmd::Rebalance { cmd: Some(RebalanceCmd::Cancel), .. } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let p = c
-                .rebalance_status(authed(RebalanceStatusRequest { cancel: true }, &cli.token)?)
+                .rebalance_status(RebalanceStatusRequest { cancel: true })
                 .await
                 .map_err(|s| rpc_error(&ep, s))?
                 .into_inner();
             println!("rebalance {} cancelled: no new moves start; {} running finish", p.plan_id, p.running.len());
         }
         Cmd::Rebalance { cmd: None, dry_run, max_concurrent, no_wait } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let req = RebalanceRequest { dry_run, max_concurrent };
-            let req = if dry_run { tonic::Request::new(req) } else { authed(req, &cli.token)? };
             let r = c.rebalance(req).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             print_moves(if dry_run { "rebalance (dry run, nothing changes)" } else { "rebalance" }, &r.moves);
             if !dry_run && !no_wait && !r.moves.is_empty() {
@@ -703,7 +751,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 body = read_file(&file)?;
             }
-            let mut c = WriteClient::connect(ep.clone()).await.map_err(|e| unreachable_error(&ep, e))?;
+            let mut c = WriteClient::with_interceptor(channel(&ep).await?, token.clone());
             let r = c
                 .write(WriteRequest { points: Vec::new(), line_protocol: body, precision })
                 .await
@@ -721,16 +769,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             RulesCmd::Apply { file, dry_run } => {
                 let text = read_file(&file)?;
-                let mut c = admin(&ep).await?;
+                let mut c = admin(&ep, &token).await?;
                 let r = c
-                    .apply_rules(authed(ApplyRulesRequest { text, dry_run }, &cli.token)?)
+                    .apply_rules(ApplyRulesRequest { text, dry_run })
                     .await
                     .map_err(|s| rpc_error(&ep, s).context(file.clone()))?
                     .into_inner();
                 print_applied(&file, dry_run, r.version, &format!("{} groups, {} rules", r.groups, r.rules));
             }
             RulesCmd::List => {
-                let mut c = admin(&ep).await?;
+                let mut c = admin(&ep, &token).await?;
                 let r = c.get_rules(GetRulesRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
                 print_stored(r.version, &r.text, "no rules applied yet (pharosctl rules apply FILE)");
             }
@@ -745,16 +793,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             RoutingCmd::Apply { file, dry_run } => {
                 let text = read_file(&file)?;
-                let mut c = admin(&ep).await?;
+                let mut c = admin(&ep, &token).await?;
                 let r = c
-                    .apply_routing(authed(ApplyRoutingRequest { text, dry_run }, &cli.token)?)
+                    .apply_routing(ApplyRoutingRequest { text, dry_run })
                     .await
                     .map_err(|s| rpc_error(&ep, s).context(file.clone()))?
                     .into_inner();
                 print_applied(&file, dry_run, r.version, &format!("{} receivers", r.receivers));
             }
             RoutingCmd::Show => {
-                let mut c = admin(&ep).await?;
+                let mut c = admin(&ep, &token).await?;
                 let r = c.get_routing(GetRoutingRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
                 print_stored(
                     r.version,
@@ -773,22 +821,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ScrapeCmd::Apply { file, dry_run } => {
                 let text = read_file(&file)?;
-                let mut c = admin(&ep).await?;
+                let mut c = admin(&ep, &token).await?;
                 let r = c
-                    .apply_scrape(authed(ApplyScrapeRequest { text, dry_run }, &cli.token)?)
+                    .apply_scrape(ApplyScrapeRequest { text, dry_run })
                     .await
                     .map_err(|s| rpc_error(&ep, s).context(file.clone()))?
                     .into_inner();
                 print_applied(&file, dry_run, r.version, &format!("{} jobs", r.jobs));
             }
             ScrapeCmd::Show => {
-                let mut c = admin(&ep).await?;
+                let mut c = admin(&ep, &token).await?;
                 let r = c.get_scrape(GetScrapeRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
                 print_stored(r.version, &r.text, "no scrape configuration applied (pharosctl scrape apply FILE); nodes use [scrape] config_file if set");
             }
         },
         Cmd::Targets { json } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let r = c.targets(TargetsRequest { local: false }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             if json {
                 for t in &r.targets {
@@ -834,7 +882,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Alerts { state, json } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             let r = c.alerts(AlertsRequest { states: state }).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
             if json {
                 for a in &r.alerts {
@@ -872,8 +920,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Cmd::Token { cmd } => {
+            let mut c = admin(&ep, &token).await?;
+            match cmd {
+                TokenCmd::Create { name, role, expires } => {
+                    let expires_in_ms = match &expires {
+                        None => 0,
+                        Some(e) => pharos_alert::PromDuration::parse(e)
+                            .map_err(|why| anyhow::anyhow!("--expires {e:?}: {why} (e.g. 90d, 12h)"))?
+                            .ms()
+                            .max(0) as u64,
+                    };
+                    let r = c
+                        .create_token(CreateTokenRequest { name, role, expires_in_ms })
+                        .await
+                        .map_err(|s| rpc_error(&ep, s))?
+                        .into_inner();
+                    let t = r.token.unwrap_or_default();
+                    let until = if t.expires_ms == 0 { "never".to_string() } else { ms_to_rfc3339(t.expires_ms) };
+                    println!("token {} (role {}, expires {until}); its secret, shown only now:", t.name, t.role);
+                    println!("{}", r.secret);
+                }
+                TokenCmd::List { json } => {
+                    let r = c.list_tokens(ListTokensRequest {}).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
+                    let until = |ms: i64| if ms == 0 { "never".to_string() } else { ms_to_rfc3339(ms) };
+                    for t in &r.tokens {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"name": t.name, "role": t.role, "created_ms": t.created_ms,
+                                    "expires_ms": t.expires_ms})
+                            );
+                        } else {
+                            println!(
+                                "{:<24} {:<6} created {}  expires {}",
+                                t.name,
+                                t.role,
+                                ms_to_rfc3339(t.created_ms),
+                                until(t.expires_ms)
+                            );
+                        }
+                    }
+                    if r.tokens.is_empty() && !json {
+                        println!("no tokens (the admin token in the nodes' configuration is not listed)");
+                    }
+                }
+                TokenCmd::Revoke { name } => {
+                    c.revoke_token(RevokeTokenRequest { name: name.clone() }).await.map_err(|s| rpc_error(&ep, s))?;
+                    println!("token {name} revoked");
+                }
+            }
+        }
         Cmd::Silence { cmd } => {
-            let mut c = admin(&ep).await?;
+            let mut c = admin(&ep, &token).await?;
             match cmd {
                 SilenceCmd::Add { matchers, duration, start, author, comment } => {
                     let dur = pharos_alert::PromDuration::parse(&duration)
@@ -899,7 +998,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         state: String::new(),
                     };
                     let r = c
-                        .add_silence(authed(AddSilenceRequest { silence: Some(info) }, &cli.token)?)
+                        .add_silence(AddSilenceRequest { silence: Some(info) })
                         .await
                         .map_err(|s| rpc_error(&ep, s))?
                         .into_inner();
@@ -933,15 +1032,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 SilenceCmd::Expire { id } => {
-                    c.expire_silence(authed(ExpireSilenceRequest { id: id.clone() }, &cli.token)?)
-                        .await
-                        .map_err(|s| rpc_error(&ep, s))?;
+                    c.expire_silence(ExpireSilenceRequest { id: id.clone() }).await.map_err(|s| rpc_error(&ep, s))?;
                     println!("expired {id}");
                 }
             }
         }
         Cmd::Query { query, format, stale } => {
-            let mut c = QueryClient::connect(ep.clone()).await.map_err(|e| unreachable_error(&ep, e))?;
+            let mut c = QueryClient::with_interceptor(channel(&ep).await?, token.clone());
             let (all, failure) = run_query(&mut c, &ep, &query, stale).await?;
             print_series(&all, format);
             if failure.is_none() {
@@ -958,7 +1055,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Runs a query and gathers its series (raw queries stream each series in pieces); a statement's failure
 /// after some results comes back beside them.
 async fn run_query(
-    c: &mut QueryClient<tonic::transport::Channel>,
+    c: &mut QueryClient<Conn>,
     ep: &str,
     query: &str,
     stale: bool,
@@ -1023,7 +1120,7 @@ fn projected_names(e: &pharos_query::ast::Expr, out: &mut Vec<(String, pharos_qu
 }
 
 /// The first column of every row of a one-statement query's answer (names listed by SHOW ... KEYS).
-async fn first_column(c: &mut QueryClient<tonic::transport::Channel>, ep: &str, query: &str) -> Option<Vec<String>> {
+async fn first_column(c: &mut QueryClient<Conn>, ep: &str, query: &str) -> Option<Vec<String>> {
     match run_query(c, ep, query, true).await {
         Ok((series, None)) => {
             Some(series.iter().flat_map(|s| s.rows.iter().filter_map(|r| r.first().cloned())).collect())
@@ -1034,13 +1131,7 @@ async fn first_column(c: &mut QueryClient<tonic::transport::Channel>, ep: &str, 
 
 /// A statement that found nothing says so: "no data" in the table output, and on stderr the reason when it
 /// is a measurement or field that does not exist (InfluxDB answers such a query with an empty result too).
-async fn explain_empty(
-    c: &mut QueryClient<tonic::transport::Channel>,
-    ep: &str,
-    query: &str,
-    all: &[Printed],
-    format: Format,
-) {
+async fn explain_empty(c: &mut QueryClient<Conn>, ep: &str, query: &str, all: &[Printed], format: Format) {
     use pharos_query::ast::{IdentKind, Source, Statement};
     let Ok(statements) = pharos_query::parse(query) else { return };
     let many = statements.len() > 1;

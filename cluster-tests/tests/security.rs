@@ -1,0 +1,296 @@
+//! Authentication and roles on real processes: three nodes with `[auth] enabled`, tokens made with
+//! pharosctl, every HTTP route and gRPC method called with every role, the node-to-node service refused to
+//! anyone without the cluster secret, a node joining with it, and real clients presenting tokens the way
+//! they do (the `influx` CLI's -username/-password, Prometheus's remote_write `authorization` and
+//! `basic_auth`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cluster_tests::{free_port, recent_ms, wait_for, Cluster};
+use pharos_node::auth::Access;
+use serde_json::Value as Json;
+
+const AUTH: &str = "[auth]\nenabled = true\nadmin_token = \"root-secret\"\n";
+
+/// Makes a token with pharosctl and returns its secret (the last line of the output).
+fn create_token(c: &Cluster, name: &str, role: &str, extra: &[&str]) -> Result<String> {
+    let mut args = vec!["token", "create", "--name", name, "--role", role];
+    args.extend_from_slice(extra);
+    let out = c.pharosctl(1, &args)?;
+    let secret = out.lines().last().context("pharosctl printed nothing")?.trim().to_string();
+    assert!(secret.starts_with("pharos_") && secret.len() > 60, "the secret alone on the last line: {out}");
+    Ok(secret)
+}
+
+/// Calls a gRPC method with an empty message; the status code it ends with.
+async fn grpc_code(addr: &str, path: &'static str, token: Option<&str>, peer: Option<&str>) -> Result<tonic::Code> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let mut g = tonic::client::Grpc::new(ch);
+    g.ready().await?;
+    let mut req = tonic::Request::new(());
+    if let Some(t) = token {
+        req.metadata_mut().insert("authorization", format!("Bearer {t}").parse()?);
+    }
+    if let Some(p) = peer {
+        req.metadata_mut().insert("x-pharos-cluster-secret", p.parse()?);
+    }
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    Ok(match g.unary(req, path, codec).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    })
+}
+
+fn allows(role: &str, access: Access) -> bool {
+    match access {
+        Access::Public => true,
+        Access::Peer => false,
+        Access::Read => matches!(role, "read" | "admin"),
+        Access::Write => matches!(role, "write" | "admin"),
+        Access::Admin | Access::Change => role == "admin",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_every_route_and_method_needs_its_role_and_peers_need_the_cluster_secret() -> Result<()> {
+    let mut c = Cluster::start(3, AUTH).await?;
+    // Without a token even a status is refused, with what to do.
+    let err = c.pharosctl(1, &["status"]).unwrap_err().to_string();
+    assert!(err.contains("needs a token") && err.contains("--token"), "{err}");
+    c.token = Some("root-secret".into());
+    let reader = create_token(&c, "grafana", "read", &[])?;
+    let writer = create_token(&c, "telegraf", "write", &[])?;
+    let ops = create_token(&c, "ops", "admin", &[])?;
+    let err = c.pharosctl(1, &["token", "create", "--name", "grafana", "--role", "read"]).unwrap_err().to_string();
+    assert!(err.contains("exists"), "{err}");
+    let listed = c.pharosctl(1, &["token", "list"])?;
+    for (name, role) in [("grafana", "read"), ("telegraf", "write"), ("ops", "admin")] {
+        assert!(listed.lines().any(|l| l.starts_with(name) && l.contains(role)), "{listed}");
+    }
+    for secret in [&reader, &writer, &ops] {
+        assert!(!listed.contains(&secret[7..]), "token list shows no secret: {listed}");
+    }
+    let tokens = [("read", reader.as_str()), ("write", writer.as_str()), ("admin", ops.as_str())];
+
+    // Every HTTP route, with every role and without a token.
+    let n1 = c.nodes[0].http.clone();
+    for route in pharos_node::http::route_table() {
+        for &method in route.methods {
+            let m = reqwest::Method::from_bytes(method.as_bytes())?;
+            let url = format!("http://{n1}{}", route.path);
+            let code = c.http.request(m.clone(), &url).send().await?.status().as_u16();
+            if route.access == Access::Public {
+                assert!(code != 401 && code != 403, "{method} {} is public: {code}", route.path);
+            } else {
+                assert_eq!(code, 401, "{method} {} without a token", route.path);
+            }
+            for (role, secret) in tokens {
+                let code = c.http.request(m.clone(), &url).bearer_auth(secret).send().await?.status().as_u16();
+                if allows(role, route.access) {
+                    assert!(code != 401 && code != 403, "{method} {} with role {role}: {code}", route.path);
+                } else {
+                    assert_eq!(code, 403, "{method} {} with role {role}", route.path);
+                }
+            }
+        }
+    }
+
+    // Every gRPC method, likewise; the node-to-node service refuses every token, admin's too.
+    let g1 = c.nodes[0].grpc.clone();
+    for &(path, access) in pharos_node::auth::grpc::METHODS {
+        let code = grpc_code(&g1, path, None, None).await?;
+        let expect_missing = if access == Access::Public { None } else { Some(tonic::Code::Unauthenticated) };
+        if let Some(e) = expect_missing {
+            assert_eq!(code, e, "{path} without a token");
+        }
+        for (role, secret) in tokens {
+            let code = grpc_code(&g1, path, Some(secret), None).await?;
+            if access == Access::Peer {
+                assert_eq!(code, tonic::Code::Unauthenticated, "{path} with role {role}");
+            } else if allows(role, access) {
+                assert!(
+                    !matches!(code, tonic::Code::Unauthenticated | tonic::Code::PermissionDenied),
+                    "{path} with role {role}: {code:?}"
+                );
+            } else {
+                assert_eq!(code, tonic::Code::PermissionDenied, "{path} with role {role}");
+            }
+        }
+        if access == Access::Peer {
+            let code = grpc_code(&g1, path, None, Some("not-the-secret")).await?;
+            assert_eq!(code, tonic::Code::Unauthenticated, "{path} with a wrong cluster secret");
+        }
+    }
+
+    // The nodes themselves talk with the cluster secret: a write through node 2 is forwarded to the shards'
+    // leaders and read back through node 3.
+    let t0 = recent_ms();
+    let body: String = (0..50).map(|i| format!("authtest,host=h{i} v={i} {}\n", t0 + i)).collect();
+    let r = c.http.post(c.nodes[1].url("/write?precision=ms")).bearer_auth(&writer).body(body).send().await?;
+    assert_eq!(r.status(), 204, "{}", r.text().await?);
+    let url = c.nodes[2].url("/api/v1/export?measurement=authtest");
+    let text = c.http.get(&url).bearer_auth(&reader).send().await?.text().await?;
+    assert_eq!(text.lines().count(), 50, "{text}");
+    // InfluxDB 1.x credentials: HTTP Basic with the token as password, and the u/p parameters.
+    let q = [("q", "SELECT count(v) FROM authtest"), ("db", "pharos")];
+    let r = c.http.get(c.nodes[2].url("/query")).query(&q).basic_auth("grafana", Some(&reader)).send().await?;
+    assert_eq!(r.status(), 200);
+    let r = c.http.get(c.nodes[2].url("/query")).query(&q).query(&[("u", "grafana"), ("p", &reader)]).send().await?;
+    assert_eq!(r.status(), 200);
+    let r = c.http.get(c.nodes[2].url("/query")).query(&q).basic_auth("grafana", Some("wrong")).send().await?;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+
+    // Revoked: refused from the next call on, on every node.
+    c.pharosctl(1, &["token", "revoke", "telegraf"])?;
+    for n in &c.nodes {
+        let w = n.url("/write?precision=ms");
+        wait_for(Duration::from_secs(10), "the revocation to reach every node", || async {
+            let r = c.http.post(&w).bearer_auth(&writer).body(format!("authtest v=1 {t0}")).send().await?;
+            Ok((r.status() == 401).then_some(()))
+        })
+        .await?;
+    }
+    // Expired.
+    let brief = create_token(&c, "brief", "read", &["--expires", "2s"])?;
+    let ping = c.nodes[0].url("/api/alerts");
+    assert_eq!(c.http.get(&ping).bearer_auth(&brief).send().await?.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = c.http.get(&ping).bearer_auth(&brief).send().await?;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await?.contains("expired"));
+
+    // Refusals are counted (and the counters need a token to read).
+    let metrics = c.http.get(c.nodes[0].url("/metrics")).bearer_auth(&reader).send().await?.text().await?;
+    for (interface, reason) in
+        [("http", "missing"), ("http", "forbidden"), ("grpc", "missing"), ("internal", "peer"), ("http", "expired")]
+    {
+        let counted = metrics.lines().any(|l| {
+            l.starts_with("pharos_auth_refusals_total")
+                && l.contains(&format!("interface=\"{interface}\""))
+                && l.contains(&format!("reason=\"{reason}\""))
+        });
+        assert!(counted, "{interface}/{reason} refusals counted:\n{metrics}");
+    }
+
+    // The audit trail: admin changes as log lines and as a series (who, what, from).
+    let audit = wait_for(Duration::from_secs(10), "the audit series", || async {
+        let q = [("q", "SELECT count(count) FROM pharos_audit GROUP BY who, what"), ("db", "pharos")];
+        let r: Json = c.http.get(c.nodes[0].url("/query")).query(&q).bearer_auth(&reader).send().await?.json().await?;
+        let text = r.to_string();
+        Ok((text.contains("CreateToken") && text.contains("RevokeToken")).then_some(text))
+    })
+    .await?;
+    assert!(audit.contains("\"who\":\"admin_token\""), "{audit}");
+    assert!(c.nodes[0].log().contains("admin change"), "the audit log line");
+
+    // A node joins: it presents the cluster secret (derived from the shared admin token) to register.
+    let id = c.join(1, None, AUTH).await?;
+    let st = c.status(id).await?;
+    assert_eq!(st.nodes.len(), 4);
+    Ok(())
+}
+
+/// Real clients present tokens their own way: the `influx` CLI (-username/-password) and Prometheus's
+/// remote_write (`authorization` and `basic_auth`); a wrong credential writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_real_clients_present_tokens() -> Result<()> {
+    let mut c = Cluster::start(1, AUTH).await?;
+    c.token = Some("root-secret".into());
+    let reader = create_token(&c, "influx-cli", "read", &[])?;
+    let writer = create_token(&c, "prometheus", "write", &[])?;
+    let (host, port) = c.nodes[0].http.rsplit_once(':').expect("host:port");
+    let t0 = recent_ms();
+    let r = c
+        .http
+        .post(c.nodes[0].url("/write?precision=ms"))
+        .bearer_auth(&writer)
+        .body(format!("m v=7 {t0}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    let influx = |user: &str, password: &str| {
+        Command::new("influx")
+            .args(["-host", host, "-port", port, "-database", "pharos", "-format", "csv"])
+            .args(["-username", user, "-password", password, "-execute", "SELECT v FROM m"])
+            .output()
+            .context("running influx (apt install influxdb-client; scripts/setup.sh does)")
+    };
+    let row = |text: &str| text.lines().any(|l| l.starts_with("m,") && (l.ends_with(",7") || l.ends_with(",7.0")));
+    let out = influx("someone", &reader)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && row(&text), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let out = influx("someone", "wrong")?;
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!row(&all) && all.contains("not valid"), "{all}");
+
+    // Prometheus scrapes itself and remote-writes three ways: a bearer token, basic auth, a wrong token.
+    let dir = tempfile::TempDir::new()?;
+    let pport = free_port();
+    std::fs::write(dir.path().join("password"), &writer)?;
+    let url = c.nodes[0].url("/api/v1/write");
+    let queue = |via: &str, auth: String| {
+        format!(
+            "  - url: {url}\n{auth}    queue_config:\n      batch_send_deadline: 500ms\n    write_relabel_configs:\n      - target_label: via\n        replacement: {via}\n"
+        )
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{pport}']\nremote_write:\n{}{}{}",
+        queue("bearer", format!("    authorization:\n      credentials: {writer}\n")),
+        queue(
+            "basic",
+            format!("    basic_auth:\n      username: prometheus\n      password_file: {}\n", dir.path().join("password").display())
+        ),
+        queue("wrong", "    authorization:\n      credentials: pharos_wrong\n".to_string()),
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config)?;
+    let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{pport}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting prometheus (apt install prometheus; scripts/setup.sh does): {e}"))?;
+    let result = async {
+        let count = |via: &'static str| {
+            let c = &c;
+            let reader = reader.clone();
+            async move {
+                let q = format!("SELECT count(value) FROM up WHERE via = '{via}'");
+                let r: Json = c
+                    .http
+                    .get(c.nodes[0].url("/query"))
+                    .query(&[("q", q.as_str())])
+                    .bearer_auth(&reader)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok::<_, anyhow::Error>(r["results"][0]["series"][0]["values"][0][1].as_i64().unwrap_or(0))
+            }
+        };
+        wait_for(Duration::from_secs(60), "samples sent with a bearer token and with basic auth", || async {
+            Ok((count("bearer").await? >= 3 && count("basic").await? >= 3).then_some(()))
+        })
+        .await?;
+        if count("wrong").await? != 0 {
+            bail!("samples sent with a wrong token were written");
+        }
+        Ok(())
+    }
+    .await;
+    let _ = prom.kill();
+    let _ = prom.wait();
+    if result.is_err() {
+        eprintln!(
+            "prometheus log:\n{}",
+            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+        );
+    }
+    result
+}
