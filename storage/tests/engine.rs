@@ -603,6 +603,25 @@ fn t70_snapshot_export_import_and_drop() {
     assert!(ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).is_err());
     assert!(ShardEngine::recover_import(&g.db, 2).unwrap());
     assert!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()).is_empty());
+    // A checked import refuses a corrupt snapshot before it deletes anything: the shard keeps its data.
+    let kept = ShardEngine::import(g.db.clone(), 2, &snap[..], g.retention.clone(), g.opts.clone()).unwrap();
+    drop(kept);
+    let mut bad = snap.clone();
+    bad.truncate(snap.len() - 3);
+    let cursor = std::io::Cursor::new(bad);
+    let err = ShardEngine::import_checked(g.db.clone(), 2, cursor, g.retention.clone(), g.opts.clone());
+    assert!(err.is_err());
+    assert!(!ShardEngine::recover_import(&g.db, 2).unwrap(), "nothing was started");
+    assert_eq!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()), before);
+    let mut foreign = snap.clone();
+    foreign[8] ^= 0xff; // the first key's last shard-id byte (after cf 1, length 4, id bytes 5..9)
+    let cursor = std::io::Cursor::new(foreign);
+    assert!(ShardEngine::import_checked(g.db.clone(), 2, cursor, g.retention.clone(), g.opts.clone()).is_err());
+    assert_eq!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()), before);
+    let cursor = std::io::Cursor::new(snap.clone());
+    let d = ShardEngine::import_checked(g.db.clone(), 2, cursor, g.retention.clone(), g.opts.clone()).unwrap();
+    assert_eq!(read_all(&d), before);
+    drop(d);
     // A stream that is read in small pieces (as from a file) imports the same.
     struct Trickle<'a>(&'a [u8]);
     impl std::io::Read for Trickle<'_> {

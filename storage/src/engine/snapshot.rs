@@ -8,9 +8,10 @@
 //! crash in the middle never leaves a mix of the old and the new data looking valid, the first write deletes
 //! the old data and sets an *import marker*, and the last write removes it, synced. A shard found with the
 //! marker ([`ShardEngine::recover_import`]) holds no usable data: it is emptied, and its replica must be
-//! given a snapshot again.
+//! given a snapshot again. Before any of that, [`ShardEngine::import_checked`] reads the whole snapshot
+//! once without writing, so a corrupt one is refused while the old data is still in place.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
@@ -100,6 +101,39 @@ impl ShardEngine {
         let mut out = Vec::new();
         export_snapshot(&self.db, self.shard, &snap, &mut out)?;
         Ok(out)
+    }
+
+    /// Reads a snapshot through without writing anything: every record whole, of a known column family and
+    /// of this shard. Returns the records' count.
+    pub fn check_snapshot(mut data: impl Read, shard: ShardId) -> Result<u64> {
+        let prefix = keys::shard_prefix(shard);
+        let (mut first, mut k, mut v, mut n) = ([0u8; 1], Vec::new(), Vec::new(), 0u64);
+        while read_record_start(&mut data, &mut first)? {
+            if first[0] as usize >= ENGINE_CFS.len() {
+                return Err(StorageError::Snapshot("truncated or corrupt snapshot (column family)".into()));
+            }
+            read_bytes(&mut data, "key", &mut k)?;
+            read_bytes(&mut data, "value", &mut v)?;
+            if !k.starts_with(&prefix) {
+                return Err(StorageError::Snapshot("snapshot holds keys of another shard".into()));
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// [`ShardEngine::import`] of a snapshot first read through by [`ShardEngine::check_snapshot`]: a corrupt
+    /// snapshot is refused with the shard's data untouched.
+    pub fn import_checked<R: Read + Seek>(
+        db: Arc<DB>,
+        shard: ShardId,
+        mut data: R,
+        retention: Arc<Retention>,
+        opts: EngineOptions,
+    ) -> Result<ShardEngine> {
+        Self::check_snapshot(&mut data, shard)?;
+        data.seek(SeekFrom::Start(0)).map_err(|e| StorageError::Snapshot(format!("reading the snapshot: {e}")))?;
+        Self::import(db, shard, data, retention, opts)
     }
 
     /// Replaces the shard's data with an exported snapshot, read as a stream, and reopens the engine on it.
