@@ -11,6 +11,9 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v clang >/dev/null || need+=(clang)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v python3 >/dev/null || need+=(python3)
+# TLS tests: certificates made with openssl (scripts/make-certs.sh), HTTPS checked with curl.
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
 # The InfluxDB 1.x command-line client: the query tests drive /query with it.
 command -v influx >/dev/null || need+=(influxdb-client)
 # Prometheus: the remote-write test points a real Prometheus server at Pharos.

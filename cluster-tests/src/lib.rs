@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,12 +58,14 @@ pub struct NodeProc {
     pub join: Option<String>,
     /// Whether `--node-id` is given (a joining node may let the cluster assign it).
     pub give_id: bool,
+    /// "https" when the node's `[tls]` is on.
+    pub scheme: &'static str,
     child: Option<Child>,
 }
 
 impl NodeProc {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.http, path)
+        format!("{}://{}{}", self.scheme, self.http, path)
     }
 
     pub fn start(&mut self) -> Result<()> {
@@ -183,11 +185,19 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// A token the helpers (`status`, `pharosctl`) present, for clusters with auth on.
     pub token: Option<String>,
+    /// The CA the helpers trust, for clusters with TLS on.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Cluster {
     /// Starts `n` nodes (a single node without --initial-cluster when n == 1) with extra TOML config.
     pub async fn start(n: usize, extra_config: &str) -> Result<Cluster> {
+        Cluster::start_with(n, extra_config, None).await
+    }
+
+    /// [`Cluster::start`] for nodes whose config turns TLS on: the helpers speak HTTPS and gRPC over TLS,
+    /// trusting `ca` (PEM).
+    pub async fn start_with(n: usize, extra_config: &str, ca: Option<&Path>) -> Result<Cluster> {
         let specs: Vec<(u64, String, String)> = (1..=n as u64)
             .map(|i| (i, format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())))
             .collect();
@@ -203,13 +213,17 @@ impl Cluster {
                 initial_cluster: ic.clone(),
                 join: None,
                 give_id: true,
+                scheme: if ca.is_some() { "https" } else { "http" },
                 child: None,
             };
             p.start()?;
             nodes.push(p);
         }
-        let c =
-            Cluster { nodes, http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?, token: None };
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(ca) = ca {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca)?)?);
+        }
+        let c = Cluster { nodes, http: http.build()?, token: None, tls_ca: ca.map(Path::to_path_buf) };
         c.wait_healthy(Duration::from_secs(60)).await?;
         Ok(c)
     }
@@ -227,6 +241,7 @@ impl Cluster {
             initial_cluster: None,
             join: Some(via_addr),
             give_id: id.is_some(),
+            scheme: if self.tls_ca.is_some() { "https" } else { "http" },
             child: None,
         };
         p.start()?;
@@ -251,6 +266,9 @@ impl Cluster {
         cmd.arg("--addr").arg(&n.grpc).env_remove("PHAROS_TOKEN");
         if let Some(t) = &self.token {
             cmd.env("PHAROS_TOKEN", t);
+        }
+        if let Some(ca) = &self.tls_ca {
+            cmd.arg("--tls-ca").arg(ca);
         }
         let out = cmd.args(args).output()?;
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -284,7 +302,12 @@ impl Cluster {
 
     pub async fn status(&self, id: u64) -> Result<StatusResponse> {
         let n = self.nodes.iter().find(|n| n.id == id).context("node")?;
-        let mut c = AdminClient::connect(format!("http://{}", n.grpc)).await?;
+        let mut ep = tonic::transport::Endpoint::from_shared(format!("{}://{}", n.scheme, n.grpc))?;
+        if let Some(ca) = &self.tls_ca {
+            let cert = tonic::transport::Certificate::from_pem(std::fs::read(ca)?);
+            ep = ep.tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(cert))?;
+        }
+        let mut c = AdminClient::new(ep.connect().await?);
         let mut req = tonic::Request::new(StatusRequest { local: false });
         if let Some(t) = &self.token {
             req.metadata_mut().insert("authorization", format!("Bearer {t}").parse()?);

@@ -138,9 +138,8 @@ impl Cluster {
         let placement =
             if ids.is_empty() { Vec::new() } else { initial_placement(&ids, config.shards, config.replication_factor) };
         let channels = Channels::with_snapshot_rate(config.rebalance.max_bytes_per_sec)
-            .with_chunk_timeout(Duration::from_millis(config.raft.install_snapshot_timeout_ms))
-            .with_secret(crate::auth::node_secret(&config.auth).as_deref())
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+            .with_chunk_timeout(Duration::from_millis(config.raft.install_snapshot_timeout_ms));
+        let channels = crate::tls::peer_channels(channels, config).map_err(NodeError::Tls)?;
         let syncer = pharos_raft::syncer::Syncer::start(db.clone());
         let raft_config = config.raft.to_openraft("pharos").map_err(|e| NodeError::Raft(e.to_string()))?;
         let retention = Arc::new(Retention::new(config.retention.clone())?);

@@ -77,6 +77,15 @@ pub struct ServerFlags {
     /// admin_token`, `admin_token_file` or PHAROS_ADMIN_TOKEN.
     #[arg(long)]
     pub auth: bool,
+    /// TLS on both listeners: this node's certificate chain, PEM (`[tls] cert_file`).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key, PEM (`[tls] key_file`).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signed the nodes' certificates, PEM (`[tls] ca_file`).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +116,7 @@ pub struct Config {
     pub raft: pharos_raft::RaftSettings,
     pub alerting: AlertingConfig,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
     pub scrape: ScrapeSettings,
     pub rebalance: RebalanceConfig,
 }
@@ -155,6 +165,7 @@ impl Default for Config {
             raft: Default::default(),
             alerting: AlertingConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
             scrape: ScrapeSettings::default(),
             rebalance: RebalanceConfig::default(),
         }
@@ -286,6 +297,54 @@ impl AuthConfig {
     /// Whether this node refuses node-to-node calls without the cluster secret.
     pub fn checks_peers(&self) -> bool {
         self.enabled || self.cluster_secret.is_some()
+    }
+}
+
+/// TLS on the HTTP and gRPC listeners, and for node-to-node calls. On when `cert_file` and `key_file` are set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// This node's certificate chain (PEM), presented on both listeners. Its names (DNS or IP) must cover
+    /// the addresses clients and the other nodes use.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// The CA (PEM) that signed the nodes' certificates: this node verifies its peers with it.
+    pub ca_file: Option<PathBuf>,
+    /// How often the certificate and key files are checked for a change (then served from the next
+    /// handshake on).
+    #[serde(with = "humantime_ms")]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { cert_file: None, key_file: None, ca_file: None, reload_interval: Duration::from_secs(10) }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    /// The files of an enabled configuration: certificate, key and CA.
+    pub fn files(&self) -> Option<(&std::path::Path, &std::path::Path, &std::path::Path)> {
+        Some((self.cert_file.as_deref()?, self.key_file.as_deref()?, self.ca_file.as_deref()?))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.cert_file, &self.key_file, &self.ca_file) {
+            (None, None, None) => Ok(()),
+            (Some(_), Some(_), Some(_)) => Ok(()),
+            (None, None, Some(_)) => Err(invalid("tls", "ca_file is set but cert_file and key_file are not")),
+            (Some(_), Some(_), None) => Err(invalid(
+                "tls",
+                "set ca_file too: the CA that signed the nodes' certificates, which this node verifies its peers \
+                 with",
+            )),
+            _ => Err(invalid("tls", "set both cert_file and key_file (and ca_file), or neither")),
+        }
     }
 }
 
@@ -510,6 +569,15 @@ impl Config {
             c.join = flags.join.clone();
         }
         c.auth.enabled |= flags.auth;
+        if flags.tls_cert.is_some() {
+            c.tls.cert_file = flags.tls_cert.clone();
+        }
+        if flags.tls_key.is_some() {
+            c.tls.key_file = flags.tls_key.clone();
+        }
+        if flags.tls_ca.is_some() {
+            c.tls.ca_file = flags.tls_ca.clone();
+        }
         c.auth.resolve()?;
         c.validate()?;
         Ok(c)
@@ -524,6 +592,7 @@ impl Config {
         if self.node_id == 0 {
             return Err(invalid("node_id", "must be > 0"));
         }
+        self.tls.validate()?;
         if self.auth.enabled {
             // Raw line protocol over TCP or UDP carries no credential: with auth on, only this machine may use it.
             for (what, addr) in [("line_tcp_addr", self.line_tcp_addr), ("line_udp_addr", self.line_udp_addr)] {

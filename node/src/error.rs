@@ -26,6 +26,8 @@ pub enum NodeError {
     StorageConfig(#[from] pharos_storage::ConfigError),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("the {0} group has no leader yet; retry shortly")]
     NoLeader(&'static str),
     #[error("forwarding to another node failed: {0}")]

@@ -93,7 +93,7 @@ async fn authorize(
     mut req: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
-    let from = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let from = req.extensions().get::<axum::extract::ConnectInfo<crate::tls::RemoteAddr>>().map(|c| c.0 .0);
     let creds = Credentials::from_headers(req.headers()).with_query(req.uri().query());
     match auth.check(access, &creds, "http", req.uri().path(), from) {
         Ok(principal) => {

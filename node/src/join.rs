@@ -72,9 +72,7 @@ pub async fn node_id(config: &Config) -> Result<(NodeId, bool), NodeError> {
 /// A member's Admin service, called with this node's cluster secret (a node joining or starting is a peer,
 /// not a user).
 fn peer_admin(config: &Config, addr: &str) -> Result<AdminClient<pharos_raft::network::PeerChannel>, String> {
-    let channels = pharos_raft::network::Channels::default()
-        .with_secret(crate::auth::node_secret(&config.auth).as_deref())
-        .map_err(|e| e.to_string())?;
+    let channels = crate::tls::peer_channels(pharos_raft::network::Channels::default(), config)?;
     Ok(AdminClient::new(channels.channel(addr).map_err(|e| e.to_string())?))
 }
 

@@ -51,5 +51,6 @@ pub mod rpc;
 pub mod scrape;
 pub mod server;
 pub mod shard_rpc;
+pub mod tls;
 pub mod write;
 pub mod writer;

@@ -12,6 +12,7 @@ use pharos_proto::v1::query_server::QueryServer;
 use pharos_proto::v1::write_server::WriteServer;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
+use tokio_stream::StreamExt;
 use tracing::info;
 
 use crate::alerting::Alerting;
@@ -41,6 +42,8 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 async fn bind(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpListener, ServeError> {
@@ -67,6 +70,15 @@ pub async fn run(
         })?),
         None => None,
     };
+    // A certificate that cannot be used stops the node before it joins anything.
+    let tls = match config.tls.files() {
+        Some((cert, key, _)) => {
+            let cert = crate::tls::ReloadingCert::load(cert, key).map_err(ServeError::Tls)?;
+            cert.clone().watch(config.tls.reload_interval);
+            Some(cert)
+        }
+        None => None,
+    };
     let (shutdown, _) = broadcast::channel::<()>(8);
     let max_msg = config.limits.max_body_bytes.max(4 << 20);
     let mut config = config;
@@ -83,10 +95,7 @@ pub async fn run(
 
     let (stop_tx, _) = broadcast::channel::<()>(2);
     let mut grpc_stop = stop_tx.subscribe();
-    // Accepted connections need TCP_NODELAY set here: the builder's setting only reaches listeners tonic binds
-    // itself. Without it, small replies (Raft acks, forwarded query results) wait on Nagle and delayed ACKs.
-    let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let grpc = tonic::transport::Server::builder()
+    let grpc_router = tonic::transport::Server::builder()
         .layer(crate::auth::grpc::AuthLayer { auth: node.auth.clone() })
         .add_service(
             InternalServer::new(InternalService {
@@ -101,22 +110,43 @@ pub async fn run(
         )
         .add_service(WriteServer::new(WriteService { node: node.clone() }).max_decoding_message_size(max_msg))
         .add_service(AdminServer::new(AdminService { node: node.clone() }))
-        .add_service(QueryServer::new(QueryService { node: node.clone() }))
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = grpc_stop.recv().await;
-        });
+        .add_service(QueryServer::new(QueryService { node: node.clone() }));
+    let grpc_shutdown = async move {
+        let _ = grpc_stop.recv().await;
+    };
+    let app = crate::http::router(node.clone()).into_make_service_with_connect_info::<crate::tls::RemoteAddr>();
     let mut http_stop = stop_tx.subscribe();
-    let app = crate::http::router(node.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let http = axum::serve(http_listener, app).with_graceful_shutdown(async move {
+    let http_shutdown = async move {
         let _ = http_stop.recv().await;
-    });
+    };
+    let (grpc_task, http_task) = match &tls {
+        Some(cert) => {
+            let grpc_tls = crate::tls::server_config(cert.clone(), &[b"h2"]).map_err(ServeError::Tls)?;
+            let rx = crate::tls::accept(grpc_listener, grpc_tls);
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(rx).map(|(s, _)| Ok::<_, std::io::Error>(s));
+            let grpc = grpc_router.serve_with_incoming_shutdown(incoming, grpc_shutdown);
+            let http_tls = crate::tls::server_config(cert.clone(), &[b"h2", b"http/1.1"]).map_err(ServeError::Tls)?;
+            let local = node.config.http_addr;
+            let listener = crate::tls::TlsListener { rx: crate::tls::accept(http_listener, http_tls), local };
+            let http = axum::serve(listener, app).with_graceful_shutdown(http_shutdown);
+            (tokio::spawn(grpc), tokio::spawn(async move { http.await }))
+        }
+        None => {
+            // Accepted connections need TCP_NODELAY set here: the builder's setting only reaches listeners tonic
+            // binds itself. Without it, small replies (Raft acks, forwarded query results) wait on Nagle and
+            // delayed ACKs.
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            let grpc = grpc_router.serve_with_incoming_shutdown(incoming, grpc_shutdown);
+            let http = axum::serve(http_listener, app).with_graceful_shutdown(http_shutdown);
+            (tokio::spawn(grpc), tokio::spawn(async move { http.await }))
+        }
+    };
     if let Some(l) = line_tcp {
         tokio::spawn(crate::line_listeners::serve_tcp(node.clone(), l, stop_tx.subscribe()));
     }
     if let Some(s) = line_udp {
         tokio::spawn(crate::line_listeners::serve_udp(node.clone(), s, stop_tx.subscribe()));
     }
-    let grpc_task = tokio::spawn(grpc);
     let member = node.meta.raft.metrics().borrow().membership_config.membership().get_node(&node.id).is_some();
     let (join_failed_tx, join_failed) = tokio::sync::oneshot::channel::<NodeError>();
     if node.config.join.is_some() && !member {
@@ -134,7 +164,6 @@ pub async fn run(
         let (rebalancer, id) = (node.rebalancer.clone(), node.id);
         tokio::spawn(async move { rebalancer.mark_seen(id).await });
     }
-    let http_task = tokio::spawn(async move { http.await });
     let gauges = {
         let node = node.clone();
         tokio::spawn(async move {

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::log_store::LogCache;
 use crate::types::{Entry, GroupId, LogId, NodeAddr, NodeId, TypeConfig, Vote};
@@ -38,6 +38,8 @@ pub struct Channels {
     pub chunk_timeout: Option<Duration>,
     /// The cluster secret, presented on every call to a peer (metadata [`PEER_HEADER`]).
     credential: Credential,
+    /// TLS to peers, verified against the cluster's CA (None: plain HTTP/2).
+    tls: Option<ClientTlsConfig>,
 }
 
 /// The metadata key carrying the cluster secret on node-to-node calls.
@@ -116,6 +118,12 @@ impl Channels {
         Ok(Channels { credential, ..self })
     }
 
+    /// These channels, speaking TLS to peers whose certificates `ca_pem` (the cluster's CA) signed.
+    pub fn with_tls(self, ca_pem: Vec<u8>) -> Channels {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+        Channels { tls: Some(tls), ..self }
+    }
+
     pub fn get(&self, addr: &str) -> Result<InternalClient<PeerChannel>, TransportError> {
         Ok(InternalClient::new(self.channel(addr)?)
             .max_decoding_message_size(256 << 20)
@@ -133,8 +141,13 @@ impl Channels {
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
-        let ep = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| TransportError(format!("bad peer address {addr}: {e}")))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| TransportError(format!("bad peer address {addr}: {e}")))?;
+        if let Some(tls) = &self.tls {
+            ep = ep.tls_config(tls.clone()).map_err(|e| TransportError(format!("TLS to {addr}: {e}")))?;
+        }
+        let ep = ep
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::{Access, Auth, Credentials, Denied};
 
@@ -88,7 +88,11 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let path = req.uri().path();
-        let from = req.extensions().get::<TcpConnectInfo>().and_then(|c| c.remote_addr());
+        let ext = req.extensions();
+        let from = ext
+            .get::<TcpConnectInfo>()
+            .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().map(|t| t.get_ref()))
+            .and_then(|c| c.remote_addr());
         let decision = match access_of(path) {
             Some(access) => {
                 let interface = if access == Access::Peer { "internal" } else { "grpc" };

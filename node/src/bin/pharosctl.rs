@@ -27,6 +27,9 @@ struct Cli {
     /// need role read, writes write, changes admin.
     #[arg(long, global = true, env = "PHAROS_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The CA (PEM) that signed the nodes' certificates: talk TLS to a node whose `[tls]` is on.
+    #[arg(long, global = true, env = "PHAROS_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -356,17 +359,28 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-/// Every request carries the token given with `--token` (or PHAROS_TOKEN) as `authorization: Bearer`.
+/// Every request carries the token given with `--token` (or PHAROS_TOKEN) as `authorization: Bearer`; with
+/// `--tls-ca`, over TLS verified against that CA.
 #[derive(Clone)]
-struct Token(Option<tonic::metadata::AsciiMetadataValue>);
+struct Token(Option<tonic::metadata::AsciiMetadataValue>, Option<tonic::transport::ClientTlsConfig>);
 
 impl Token {
-    fn new(token: &Option<String>) -> anyhow::Result<Token> {
+    fn new(token: &Option<String>, ca: &Option<std::path::PathBuf>) -> anyhow::Result<Token> {
+        let tls = match ca {
+            None => None,
+            Some(p) => {
+                let pem =
+                    std::fs::read(p).with_context(|| format!("reading the CA file {} (--tls-ca)", p.display()))?;
+                let cert = tonic::transport::Certificate::from_pem(pem);
+                Some(tonic::transport::ClientTlsConfig::new().ca_certificate(cert))
+            }
+        };
         match token {
-            None => Ok(Token(None)),
-            Some(t) => Ok(Token(Some(
-                format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?,
-            ))),
+            None => Ok(Token(None, tls)),
+            Some(t) => Ok(Token(
+                Some(format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?),
+                tls,
+            )),
         }
     }
 }
@@ -382,14 +396,17 @@ impl tonic::service::Interceptor for Token {
 
 type Conn = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Token>;
 
-async fn channel(ep: &str) -> anyhow::Result<tonic::transport::Channel> {
-    let endpoint = tonic::transport::Endpoint::from_shared(ep.to_string())
+async fn channel(ep: &str, token: &Token) -> anyhow::Result<tonic::transport::Channel> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(ep.to_string())
         .with_context(|| format!("{ep} is not a valid address; pass --addr host:port"))?;
+    if let Some(tls) = &token.1 {
+        endpoint = endpoint.tls_config(tls.clone()).context("TLS setup (--tls-ca)")?;
+    }
     endpoint.connect().await.map_err(|e| unreachable_error(ep, e))
 }
 
 async fn admin(ep: &str, token: &Token) -> anyhow::Result<AdminClient<Conn>> {
-    Ok(AdminClient::with_interceptor(channel(ep).await?, token.clone()))
+    Ok(AdminClient::with_interceptor(channel(ep, token).await?, token.clone()))
 }
 
 fn unreachable_error(ep: &str, e: tonic::transport::Error) -> anyhow::Error {
@@ -567,9 +584,11 @@ fn print_series(all: &[Printed], format: Format) {
     }
 }
 
-fn endpoint(addr: &str) -> String {
+fn endpoint(addr: &str, tls: bool) -> String {
     if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     }
@@ -594,8 +613,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ep = endpoint(&cli.addr);
-    let token = Token::new(&cli.token)?;
+    let ep = endpoint(&cli.addr, cli.tls_ca.is_some());
+    let token = Token::new(&cli.token, &cli.tls_ca)?;
     match cli.cmd {
         Cmd::Status { json } => {
             let mut c = admin(&ep, &token).await?;
@@ -751,7 +770,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 body = read_file(&file)?;
             }
-            let mut c = WriteClient::with_interceptor(channel(&ep).await?, token.clone());
+            let mut c = WriteClient::with_interceptor(channel(&ep, &token).await?, token.clone());
             let r = c
                 .write(WriteRequest { points: Vec::new(), line_protocol: body, precision })
                 .await
@@ -1038,7 +1057,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Query { query, format, stale } => {
-            let mut c = QueryClient::with_interceptor(channel(&ep).await?, token.clone());
+            let mut c = QueryClient::with_interceptor(channel(&ep, &token).await?, token.clone());
             let (all, failure) = run_query(&mut c, &ep, &query, stale).await?;
             print_series(&all, format);
             if failure.is_none() {
