@@ -154,4 +154,19 @@ mod tests {
             assert!(found.iter().any(|f| f == m), "{m} is in METHODS but not in proto/");
         }
     }
+
+    /// docs/security.md's tables name every route and method the code decides.
+    #[test]
+    fn the_security_doc_names_every_route_and_method() {
+        let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/security.md"))
+            .unwrap();
+        for (m, _) in METHODS {
+            let name = m.rsplit('/').next().unwrap();
+            let short = if m.contains(".internal.") { "Internal.*".to_string() } else { format!(".{name}`") };
+            assert!(doc.contains(&short) || doc.contains(&format!("`{}`", &m[1..].replace('/', "."))), "{m}");
+        }
+        for r in crate::http::route_table() {
+            assert!(doc.contains(&format!(" {}`", r.path)), "{} is not in docs/security.md", r.path);
+        }
+    }
 }
