@@ -43,6 +43,7 @@ use crate::labels::{is_valid_label_name, Labels};
 use crate::matcher::{parse_matchers, MatchOp, Matcher};
 use crate::route::{Destination, GroupBy, GroupTiming, Route};
 use crate::yamlpos::{key, PosIndex, Seg};
+pub use pharos_promconf::http::ClientAuth;
 
 /// PagerDuty's Events API v2 endpoint.
 pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -170,6 +171,39 @@ pub struct WebhookConfig {
     /// Most alerts in one payload (0: all); the rest are counted in `truncatedAlerts`.
     #[serde(default)]
     pub max_alerts: usize,
+    /// Credentials for the receiver (`authorization`, `basic_auth`, `bearer_token(_file)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_config: Option<HttpConfig>,
+}
+
+/// Alertmanager's `http_config`, as far as Pharos uses it: how requests to the receiver authenticate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<pharos_promconf::http::Authorization>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<pharos_promconf::http::BasicAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+}
+
+impl HttpConfig {
+    pub fn auth(&self) -> Result<Option<ClientAuth>, pharos_promconf::http::AuthError> {
+        pharos_promconf::http::client_auth(
+            self.authorization.clone(),
+            self.basic_auth.clone(),
+            self.bearer_token.clone(),
+            self.bearer_token_file.clone(),
+        )
+    }
+}
+
+/// The credentials of an optional `http_config` (None when absent; validated with the configuration).
+pub fn http_auth(c: &Option<HttpConfig>) -> Option<ClientAuth> {
+    c.as_ref().and_then(|h| h.auth().ok().flatten())
 }
 
 /// PagerDuty Events API v2.
@@ -217,6 +251,8 @@ pub struct SmsConfig {
 pub struct AlertmanagerConfig {
     #[serde(default)]
     pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_config: Option<HttpConfig>,
 }
 
 /// A problem in the routing configuration.
@@ -468,7 +504,9 @@ impl Checker<'_> {
             }
         }
         for (i, c) in r.webhook_configs.iter().enumerate() {
-            self.url(&join(path, &[key("webhook_configs"), Seg::Index(i)]), "url", &c.url);
+            let p = join(path, &[key("webhook_configs"), Seg::Index(i)]);
+            self.url(&p, "url", &c.url);
+            self.http_config(&p, &c.http_config);
         }
         for (i, c) in r.pagerduty_configs.iter_mut().enumerate() {
             let p = join(path, &[key("pagerduty_configs"), Seg::Index(i)]);
@@ -496,7 +534,19 @@ impl Checker<'_> {
             }
         }
         for (i, c) in r.alertmanager_configs.iter().enumerate() {
-            self.url(&join(path, &[key("alertmanager_configs"), Seg::Index(i)]), "url", &c.url);
+            let p = join(path, &[key("alertmanager_configs"), Seg::Index(i)]);
+            self.url(&p, "url", &c.url);
+            self.http_config(&p, &c.http_config);
+        }
+    }
+
+    fn http_config(&mut self, path: &[Seg], c: &Option<HttpConfig>) {
+        if let Some(Err(e)) = c.as_ref().map(HttpConfig::auth) {
+            let mut p = join(path, &[key("http_config")]);
+            if let Some(k) = e.key {
+                p.push(key(k));
+            }
+            self.error(&p, e.message);
         }
     }
 

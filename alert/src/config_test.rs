@@ -228,3 +228,35 @@ fn configs_round_trip_through_json() {
     let back: RoutingConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn webhook_and_alertmanager_receivers_take_credentials_from_http_config() {
+    let c = parse_routing_config(
+        "route: {receiver: r}
+receivers:
+  - name: r
+    webhook_configs:
+      - url: https://hooks.example/x
+        http_config: {authorization: {credentials: t0k}}
+      - url: https://hooks.example/y
+        http_config: {basic_auth: {username: u, password_file: /etc/p}}
+    alertmanager_configs:
+      - url: http://am:9093
+        http_config: {bearer_token: b}
+",
+    )
+    .unwrap();
+    let r = &c.receivers[0];
+    let auth = |h: &Option<HttpConfig>| http_auth(h).map(|a| format!("{a:?}"));
+    assert_eq!(http_auth(&r.webhook_configs[0].http_config).unwrap().header().unwrap(), "Bearer t0k");
+    assert!(auth(&r.webhook_configs[1].http_config).unwrap().contains("/etc/p"));
+    assert_eq!(http_auth(&r.alertmanager_configs[0].http_config).unwrap().header().unwrap(), "Bearer b");
+    let e = errors(
+        "route: {receiver: r}\nreceivers:\n  - name: r\n    webhook_configs:\n      - url: http://h\n        http_config: {bearer_token: a, basic_auth: {username: u}}\n",
+    );
+    assert!(e.iter().any(|m| m.contains("at most one of") && m.contains("http_config")), "{e:?}");
+    let e = errors(
+        "route: {receiver: r}\nreceivers:\n  - name: r\n    webhook_configs:\n      - url: http://h\n        http_config: {tls_config: {}}\n",
+    );
+    assert!(!e.is_empty(), "unknown http_config fields are refused: {e:?}");
+}

@@ -376,10 +376,11 @@ pub fn notification_key(n: &Notification) -> String {
 /// One request to make for a notification.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
-    /// `POST url` with a JSON body.
+    /// `POST url` with a JSON body (and `Authorization` from the receiver's `http_config`).
     Webhook {
         url: String,
         body: Value,
+        auth: Option<crate::config::ClientAuth>,
     },
     PagerDuty {
         url: String,
@@ -391,6 +392,7 @@ pub enum Delivery {
     Alertmanager {
         url: String,
         body: Value,
+        auth: Option<crate::config::ClientAuth>,
     },
 }
 
@@ -413,14 +415,17 @@ pub fn delivery(integration: &Integration, n: &Notification, now_ms: i64, valid_
     }
     Some(match integration.config {
         IntegrationConfig::Email(c) => Delivery::Email(email_message(m, c)),
-        IntegrationConfig::Webhook(c) => {
-            Delivery::Webhook { url: c.url.clone(), body: webhook_payload(m, c.max_alerts) }
-        }
+        IntegrationConfig::Webhook(c) => Delivery::Webhook {
+            url: c.url.clone(),
+            body: webhook_payload(m, c.max_alerts),
+            auth: crate::config::http_auth(&c.http_config),
+        },
         IntegrationConfig::PagerDuty(c) => Delivery::PagerDuty { url: c.url.clone(), body: pagerduty_event(m, c) },
         IntegrationConfig::Sms(c) => Delivery::Sms(sms_request(m, c)),
         IntegrationConfig::Alertmanager(c) => Delivery::Alertmanager {
             url: format!("{}/api/v2/alerts", c.url.trim_end_matches('/')),
             body: alertmanager_v2_alerts(m.alerts, now_ms, valid_for_ms),
+            auth: crate::config::http_auth(&c.http_config),
         },
     })
 }

@@ -345,10 +345,10 @@ fn deliveries_honour_send_resolved() {
     let receiver = Receiver {
         name: "oncall".into(),
         webhook_configs: vec![
-            WebhookConfig { url: "https://h/1".into(), send_resolved: true, max_alerts: 0 },
-            WebhookConfig { url: "https://h/2".into(), send_resolved: false, max_alerts: 0 },
+            WebhookConfig { url: "https://h/1".into(), send_resolved: true, max_alerts: 0, http_config: None },
+            WebhookConfig { url: "https://h/2".into(), send_resolved: false, max_alerts: 0, http_config: None },
         ],
-        alertmanager_configs: vec![AlertmanagerConfig { url: "http://am:9093/".into() }],
+        alertmanager_configs: vec![AlertmanagerConfig { url: "http://am:9093/".into(), http_config: None }],
         ..Default::default()
     };
     let all: Vec<String> = receiver.integrations().into_iter().map(|i| i.id).collect();
@@ -356,10 +356,10 @@ fn deliveries_honour_send_resolved() {
     let summary = |d: &[(String, Delivery)]| -> Vec<String> {
         d.iter()
             .map(|(id, x)| match x {
-                Delivery::Webhook { url, body } => {
+                Delivery::Webhook { url, body, .. } => {
                     format!("{id} {url} {} {}", body["status"], body["alerts"].as_array().unwrap().len())
                 }
-                Delivery::Alertmanager { url, body } => format!("{id} {url} {}", body.as_array().unwrap().len()),
+                Delivery::Alertmanager { url, body, .. } => format!("{id} {url} {}", body.as_array().unwrap().len()),
                 other => format!("{other:?}"),
             })
             .collect()

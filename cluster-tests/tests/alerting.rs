@@ -188,6 +188,9 @@ receivers:
   - name: everyone
     webhook_configs:
       - url: {hook}
+        http_config:
+          authorization:
+            credentials: h00k-t0ken
     pagerduty_configs:
       - routing_key: R0UT1NG
         url: {pd}
@@ -265,6 +268,7 @@ receivers:
     assert_eq!(body["alerts"][0]["labels"]["severity"], "page");
     assert_eq!(body["alerts"][0]["annotations"]["summary"], "load of a is 10");
     assert!(fired.key.starts_with("everyone/"), "a stable notification key: {:?}", fired.key);
+    assert_eq!(fired.authorization, "Bearer h00k-t0ken", "the receiver's http_config credentials");
     let list = alerts(&c, 0).await?;
     let a = find(&list, "a", "firing").context("a firing in /api/alerts")?;
     let since = parse_time(&a["activeSince"]).unwrap();

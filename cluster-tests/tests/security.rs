@@ -366,6 +366,44 @@ async fn t30_tls_on_every_listener_and_between_nodes_and_certificates_reload() -
     let out = Command::new(&ctl).args(["--addr", &c.nodes[0].grpc, "--token", "root-secret", "status"]).output()?;
     assert!(!out.status.success(), "pharosctl without --tls-ca: {out:?}");
 
+    // Scraping a secured target: node 1's own /metrics over HTTPS (verified with the CA) with HTTP Basic
+    // credentials read from a file; a wrong password leaves the target down with the reason.
+    let scraper = create_token(&c, "scraper", "read", &[])?;
+    std::fs::write(certs.path().join("scrape-token"), format!("{scraper}\n"))?;
+    let target = &c.nodes[0].http;
+    let job = |name: &str, auth: &str| {
+        format!(
+            "  - job_name: {name}\n    scrape_interval: 1s\n    scheme: https\n    {auth}\n    tls_config: {{ca_file: {}}}\n    static_configs: [{{targets: ['{target}']}}]\n",
+            ca.display()
+        )
+    };
+    let scrape = format!(
+        "scrape_configs:\n{}{}",
+        job(
+            "secured",
+            &format!("basic_auth: {{username: prometheus, password_file: {}/scrape-token}}", certs.path().display())
+        ),
+        job("wrong", "basic_auth: {username: prometheus, password: pharos_wrong}"),
+    );
+    let file = certs.path().join("scrape.yml");
+    std::fs::write(&file, scrape)?;
+    c.pharosctl(1, &["scrape", "apply", file.to_str().unwrap()])?;
+    let last_up = |job: &'static str| {
+        let (c, url) = (&c, c.nodes[0].url("/query"));
+        async move {
+            let q = format!("SELECT last(value) FROM up WHERE job = '{job}'");
+            let r: Json =
+                c.http.get(&url).query(&[("q", q.as_str())]).bearer_auth("root-secret").send().await?.json().await?;
+            Ok::<_, anyhow::Error>(r["results"][0]["series"][0]["values"][0][1].as_f64())
+        }
+    };
+    wait_for(Duration::from_secs(30), "both secured-target jobs scraped", || async {
+        Ok((last_up("secured").await? == Some(1.0) && last_up("wrong").await? == Some(0.0)).then_some(()))
+    })
+    .await?;
+    let targets = c.pharosctl(1, &["targets"])?;
+    assert!(targets.contains("401"), "the wrong password's target says why it is down: {targets}");
+
     // Renewed under the same CA: served from the next handshakes on, no restart; nodes still talk.
     assert!(served_subject(&c.nodes[0].http, &ca)?.contains("first"));
     make_certs(certs.path(), "renewed")?;

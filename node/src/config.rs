@@ -583,6 +583,15 @@ impl Config {
         Ok(c)
     }
 
+    /// This configuration with its secrets replaced by `<redacted>` (what `pharos config` prints).
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        for s in [&mut c.auth.admin_token, &mut c.auth.cluster_secret].into_iter().flatten() {
+            *s = "<redacted>".into();
+        }
+        c
+    }
+
     /// The URL notifications link to.
     pub fn external_url(&self) -> String {
         self.alerting.external_url.clone().unwrap_or_else(|| format!("http://{}", self.http_addr))
@@ -681,6 +690,40 @@ mod tests {
         std::fs::write(&path, "nodeid = 2\n").unwrap();
         let err = Config::load(&ServerFlags { config: Some(path), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains("nodeid"), "unknown keys are named: {err}");
+    }
+
+    #[test]
+    fn auth_and_tls_settings_are_checked_and_secrets_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let secret = dir.path().join("admin");
+        std::fs::write(&secret, "from-file\n").unwrap();
+        let load = |text: &str, flags: ServerFlags| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&ServerFlags { config: Some(path.clone()), ..flags })
+        };
+        let text = format!("[auth]\nenabled = true\nadmin_token_file = {:?}\n", secret.display().to_string());
+        let c = load(&text, ServerFlags::default()).unwrap();
+        assert_eq!(c.auth.admin_token.as_deref(), Some("from-file"));
+        let printed = toml::to_string_pretty(&c.redacted()).unwrap();
+        assert!(!printed.contains("from-file") && printed.contains("<redacted>"), "{printed}");
+        // Auth without any admin credential, or with raw line protocol on a public address, is refused.
+        let none = load("", ServerFlags { auth: true, ..Default::default() });
+        if std::env::var("PHAROS_ADMIN_TOKEN").is_err() && std::env::var("PHAROS_CLUSTER_SECRET").is_err() {
+            assert!(none.unwrap_err().to_string().contains("admin_token"));
+        }
+        let udp =
+            load(&text, ServerFlags { line_udp_addr: Some("0.0.0.0:8089".parse().unwrap()), ..Default::default() });
+        assert!(udp.unwrap_err().to_string().contains("loopback"));
+        let half = load("[tls]\ncert_file = \"a.crt\"\nkey_file = \"a.key\"\n", ServerFlags::default());
+        assert!(half.unwrap_err().to_string().contains("ca_file"));
+        let flags = ServerFlags {
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            tls_ca: Some("ca".into()),
+            ..Default::default()
+        };
+        assert!(load("", flags).unwrap().tls.enabled());
     }
 
     #[test]

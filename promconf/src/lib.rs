@@ -5,8 +5,10 @@
 //! |--------------|--------------------------------------------------------------------------------|
 //! | [`duration`] | Prometheus durations (`1h30m`, `15s`, `500ms`), parsed and printed canonically |
 //! | [`yamlpos`]  | line numbers of YAML entries by path, for error messages                       |
+//! | [`http`]     | outgoing requests' credentials: `authorization`, `basic_auth`, `bearer_token`  |
 
 pub mod duration;
+pub mod http;
 pub mod yamlpos;
 
 pub use duration::{DurationError, PromDuration};

@@ -79,16 +79,31 @@ async fn snapshots_stream_through_files_and_a_cut_off_install_empties_the_replic
     let again = dst.get_current_snapshot().await.unwrap().expect("installed");
     assert_eq!(bytes_of(*again.snapshot).await, data);
 
-    // An install cut off part way (a truncated file here; a crash does the same): the replica does not open
-    // with a mix of old and new data, it opens empty and says so.
+    // A corrupt snapshot (a truncated file) is refused before anything is deleted: the replica keeps its data.
     let cut_dir = TempDir::new().unwrap();
     let (_, mut cut) = open(&cut_dir);
     cut.apply((1..=3).map(|i| entry(i, 10))).await.unwrap();
     let mut recv = cut.begin_receiving_snapshot().await.unwrap();
     recv.write_all(&data[..data.len() / 2]).await.unwrap();
     assert!(cut.install_snapshot(&snap.meta, recv).await.is_err());
-    assert!(!cut.interrupted_import());
+    assert_eq!(series(&cut), 10);
     drop(cut);
+    let (db, cut) = open(&cut_dir);
+    assert!(!cut.interrupted_import());
+    assert_eq!(series(&cut), 10);
+    drop(cut);
+
+    // An import cut off part way (a crash in the middle; here the engine's unchecked import of a truncated
+    // stream): the replica does not open with a mix of old and new data, it opens empty and says so.
+    let cut_short = pharos_storage::ShardEngine::import(
+        db.clone(),
+        SHARD,
+        &data[..data.len() / 2],
+        Arc::new(Retention::default()),
+        EngineOptions::default(),
+    );
+    assert!(cut_short.is_err());
+    drop(db);
     let (db, mut cut) = open(&cut_dir);
     assert!(cut.interrupted_import());
     assert_eq!(series(&cut), 0);

@@ -25,6 +25,9 @@
 //!     dns_sd_configs: [{names: ['_node._tcp.example.com'], type: SRV, refresh_interval: 30s}]
 //!     relabel_configs: [...]       # see crate::relabel
 //!     metric_relabel_configs: [...]
+//!     authorization: {type: Bearer, credentials_file: /etc/pharos/t}  # or credentials: ...
+//!     basic_auth: {username: u, password_file: /etc/pharos/p}         # (one of these two, or bearer_token(_file))
+//!     tls_config: {ca_file: ca.crt, cert_file: c.crt, key_file: c.key, insecure_skip_verify: false, min_version: TLS12}
 //! ```
 //!
 //! [`parse_config`] applies Prometheus's defaults and checks: unknown fields are errors, durations use
@@ -39,7 +42,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -136,6 +139,37 @@ pub struct JobConfig {
     pub dns_sd_configs: Vec<DnsSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
     pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// Credentials and TLS for the job's scrapes.
+    pub http: HttpClientConfig,
+}
+
+/// How a job's scrapes authenticate and verify their targets: Prometheus's `authorization`, `basic_auth`,
+/// `bearer_token` / `bearer_token_file` and `tls_config`. Secret files are read at every scrape (a rotated
+/// secret is used from the next scrape on).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpClientConfig {
+    pub auth: Option<ClientAuth>,
+    pub tls: TlsClientConfig,
+}
+
+pub use pharos_promconf::http::{ClientAuth, Secret};
+
+/// `tls_config`: the CA to verify targets with (else the system's), a client certificate, and whether to
+/// skip verification.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsClientConfig {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    /// `TLS12` or `TLS13`.
+    pub min_version: Option<String>,
+}
+
+impl TlsClientConfig {
+    pub fn is_default(&self) -> bool {
+        *self == TlsClientConfig::default()
+    }
 }
 
 impl JobConfig {
@@ -161,6 +195,7 @@ impl JobConfig {
             dns_sd_configs: vec![],
             relabel_configs: vec![],
             metric_relabel_configs: vec![],
+            http: HttpClientConfig::default(),
         }
     }
 
@@ -258,6 +293,11 @@ pub fn parse_config_file(path: &Path) -> Result<ScrapeConfig, ConfigError> {
     })?;
     let mut config = parse(&text).map_err(|e| ConfigError { file: file.clone(), ..e })?;
     let dir = path.parent().unwrap_or(Path::new(""));
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = dir.join(&*p);
+        }
+    };
     for job in &mut config.scrape_configs {
         for sd in &mut job.file_sd_configs {
             for f in &mut sd.files {
@@ -265,6 +305,13 @@ pub fn parse_config_file(path: &Path) -> Result<ScrapeConfig, ConfigError> {
                     *f = dir.join(&*f).display().to_string();
                 }
             }
+        }
+        if let Some(p) = job.http.auth.as_mut().and_then(ClientAuth::files_mut) {
+            resolve(p);
+        }
+        let tls = &mut job.http.tls;
+        for p in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file].into_iter().flatten() {
+            resolve(p);
         }
     }
     Ok(config)
@@ -331,6 +378,22 @@ struct RawJob {
     dns_sd_configs: Option<Vec<RawDnsSd>>,
     relabel_configs: Option<Vec<RawRelabelConfig>>,
     metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    authorization: Option<pharos_promconf::http::Authorization>,
+    basic_auth: Option<pharos_promconf::http::BasicAuth>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    tls_config: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    server_name: Option<String>,
+    insecure_skip_verify: Option<bool>,
+    min_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -611,6 +674,12 @@ impl Checker<'_> {
 
         let relabel_configs = self.relabels(rj.relabel_configs, &at("relabel_configs"), job)?;
         let metric_relabel_configs = self.relabels(rj.metric_relabel_configs, &at("metric_relabel_configs"), job)?;
+        let auth =
+            self.client_auth(rj.authorization, rj.basic_auth, rj.bearer_token, rj.bearer_token_file, path, job)?;
+        let tls = match rj.tls_config {
+            None => TlsClientConfig::default(),
+            Some(t) => self.tls(t, &at("tls_config"), job)?,
+        };
 
         Ok(JobConfig {
             job_name: name.clone(),
@@ -636,6 +705,53 @@ impl Checker<'_> {
             dns_sd_configs,
             relabel_configs,
             metric_relabel_configs,
+            http: HttpClientConfig { auth, tls },
+        })
+    }
+
+    /// At most one way to authenticate, each with its secret given once (inline or as a file).
+    fn client_auth(
+        &self,
+        authorization: Option<pharos_promconf::http::Authorization>,
+        basic: Option<pharos_promconf::http::BasicAuth>,
+        bearer: Option<String>,
+        bearer_file: Option<String>,
+        path: &[Seg],
+        job: Option<&str>,
+    ) -> Result<Option<ClientAuth>, ConfigError> {
+        pharos_promconf::http::client_auth(authorization, basic, bearer, bearer_file).map_err(|e| {
+            let at = match e.key {
+                Some(k) => [path, &[key(k)]].concat(),
+                None => path.to_vec(),
+            };
+            self.error(&at, job, e.message)
+        })
+    }
+
+    fn tls(&self, t: RawTls, p: &[Seg], job: Option<&str>) -> Result<TlsClientConfig, ConfigError> {
+        if t.server_name.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(self.error(
+                p,
+                job,
+                "tls_config.server_name is not supported yet: address the target by a name its certificate holds",
+            ));
+        }
+        if t.cert_file.is_some() != t.key_file.is_some() {
+            return Err(self.error(p, job, "tls_config: cert_file and key_file go together"));
+        }
+        let min_version = match t.min_version.as_deref() {
+            None | Some("") => None,
+            Some(v @ ("TLS12" | "TLS13")) => Some(v.to_string()),
+            Some(other) => {
+                return Err(self.error(p, job, format!("tls_config.min_version {other:?}: use TLS12 or TLS13")))
+            }
+        };
+        Ok(TlsClientConfig {
+            ca_file: t.ca_file.map(PathBuf::from),
+            cert_file: t.cert_file.map(PathBuf::from),
+            key_file: t.key_file.map(PathBuf::from),
+            insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+            min_version,
         })
     }
 

@@ -181,7 +181,7 @@ fn errors_name_the_line_and_job() {
     let cases: &[(&str, &str)] = &[
         (
             "scrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n",
-            "line 3: job \"a\": scrape_configs[0]: unknown field `scrape_intervall`, expected one of `job_name`, `scrape_interval`, `scrape_timeout`, `metrics_path`, `scheme`, `params`, `honor_labels`, `honor_timestamps`, `sample_limit`, `label_limit`, `label_name_length_limit`, `label_value_length_limit`, `body_size_limit`, `static_configs`, `file_sd_configs`, `http_sd_configs`, `dns_sd_configs`, `relabel_configs`, `metric_relabel_configs`",
+            "line 3: job \"a\": scrape_configs[0]: unknown field `scrape_intervall`, expected one of `job_name`, `scrape_interval`, `scrape_timeout`, `metrics_path`, `scheme`, `params`, `honor_labels`, `honor_timestamps`, `sample_limit`, `label_limit`, `label_name_length_limit`, `label_value_length_limit`, `body_size_limit`, `static_configs`, `file_sd_configs`, `http_sd_configs`, `dns_sd_configs`, `relabel_configs`, `metric_relabel_configs`, `authorization`, `basic_auth`, `bearer_token`, `bearer_token_file`, `tls_config`",
         ),
         (
             "scrape_config_files: [jobs/*.yml]\n",
@@ -306,4 +306,41 @@ scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['h:9
     let c = parse_config(text).expect("a whole prometheus.yml");
     assert_eq!(c.scrape_configs.len(), 1);
     assert_eq!(c.scrape_configs[0].scrape_interval, std::time::Duration::from_secs(15));
+}
+
+#[test]
+fn credentials_and_tls_for_secured_targets() {
+    let c = ok("scrape_configs:
+  - job_name: a
+    authorization: {credentials_file: /etc/t}
+    tls_config: {ca_file: /etc/ca.crt, min_version: TLS13}
+  - job_name: b
+    basic_auth: {username: u, password: p}
+    tls_config: {cert_file: c.crt, key_file: c.key, insecure_skip_verify: true}
+  - job_name: c
+    bearer_token: t0k
+");
+    let a = &c.scrape_configs[0].http;
+    assert_eq!(
+        a.auth,
+        Some(ClientAuth::Header { scheme: "Bearer".into(), credentials: Secret::File("/etc/t".into()) })
+    );
+    assert_eq!(a.tls.ca_file.as_deref(), Some(std::path::Path::new("/etc/ca.crt")));
+    assert_eq!(a.tls.min_version.as_deref(), Some("TLS13"));
+    let b = &c.scrape_configs[1].http;
+    assert_eq!(b.auth.as_ref().unwrap().header().unwrap(), "Basic dTpw");
+    assert!(b.tls.insecure_skip_verify && b.tls.cert_file.is_some());
+    assert_eq!(c.scrape_configs[2].http.auth.as_ref().unwrap().header().unwrap(), "Bearer t0k");
+    assert!(c.scrape_configs[2].http.tls.is_default());
+
+    let e = err("scrape_configs:\n  - job_name: a\n    bearer_token: x\n    basic_auth: {username: u}\n");
+    assert!(e.contains("at most one of") && e.contains("line 2"), "{e}");
+    let e = err("scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: p, password_file: f}\n");
+    assert!(e.contains("mutually exclusive") && e.contains("line 3"), "{e}");
+    let e = err("scrape_configs:\n  - job_name: a\n    tls_config: {cert_file: c.crt}\n");
+    assert!(e.contains("go together"), "{e}");
+    let e = err("scrape_configs:\n  - job_name: a\n    tls_config: {server_name: x}\n");
+    assert!(e.contains("server_name"), "{e}");
+    let e = err("scrape_configs:\n  - job_name: a\n    tls_config: {min_version: TLS10}\n");
+    assert!(e.contains("TLS12 or TLS13"), "{e}");
 }

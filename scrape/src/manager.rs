@@ -378,7 +378,7 @@ impl Inner {
             if own && entry.task.is_none() {
                 debug!(job = %entry.target.job, url = %entry.target.url, "starting scrape loop");
                 entry.task = Some(self.runtime.spawn(run_loop(LoopCtx {
-                    client: self.client.clone(),
+                    client: crate::scrape::client_for(&entry.config, &self.client),
                     sink: self.sink.clone(),
                     target: entry.target.clone(),
                     config: entry.config.clone(),
@@ -405,7 +405,8 @@ async fn watch_job(inner: Weak<Inner>, job: String, generation: u64, mut watcher
 }
 
 struct LoopCtx {
-    client: reqwest::Client,
+    /// The job's client, or why it could not be built (then each scrape reports that).
+    client: Result<reqwest::Client, String>,
     sink: mpsc::Sender<ScrapeBatch>,
     target: Arc<Target>,
     config: Arc<JobConfig>,
@@ -463,7 +464,10 @@ async fn run_loop(ctx: LoopCtx) {
     loop {
         ticker.tick().await;
         let now_ms = slot_ms(unix_ms(), interval, offset);
-        let mut outcome = scrape(&ctx.client, &ctx.target, &ctx.config, now_ms).await;
+        let mut outcome = match &ctx.client {
+            Ok(client) => scrape(client, &ctx.target, &ctx.config, now_ms).await,
+            Err(e) => crate::scrape::not_attempted(&ctx.target, e.clone(), now_ms),
+        };
         if outcome.health == Health::Up {
             // scrape_series_added: series not seen in the previous successful scrape.
             let report_start = outcome.samples.len().saturating_sub(5);

@@ -53,6 +53,49 @@ pub fn default_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// The client a job's scrapes use: `shared` unless the job's `tls_config` asks for its own CA, client
+/// certificate, verification or minimum version. An error names the file that could not be used.
+pub fn client_for(cfg: &JobConfig, shared: &reqwest::Client) -> Result<reqwest::Client, String> {
+    let tls = &cfg.http.tls;
+    if tls.is_default() {
+        return Ok(shared.clone());
+    }
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).map_err(|e| format!("tls_config: cannot read the {what} {}: {e}", p.display()))
+    };
+    let mut b = reqwest::Client::builder()
+        .gzip(true)
+        .no_proxy()
+        .user_agent(user_agent())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .danger_accept_invalid_certs(tls.insecure_skip_verify);
+    if let Some(ca) = &tls.ca_file {
+        let pem = read(ca, "CA file")?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("tls_config: {} is not a PEM certificate: {e}", ca.display()))?
+        {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        let mut pem = read(cert, "client certificate")?;
+        pem.push(b'\n');
+        pem.extend(read(key, "client key")?);
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            format!("tls_config: the client certificate {} or key {}: {e}", cert.display(), key.display())
+        })?;
+        b = b.identity(id);
+    }
+    if let Some(v) = &tls.min_version {
+        b = b.min_tls_version(if v == "TLS13" {
+            reqwest::tls::Version::TLS_1_3
+        } else {
+            reqwest::tls::Version::TLS_1_2
+        });
+    }
+    b.build().map_err(|e| format!("tls_config: {}", error_chain(&e)))
+}
+
 /// The health of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Health {
@@ -98,6 +141,15 @@ pub async fn scrape(client: &reqwest::Client, target: &Target, cfg: &JobConfig, 
         Ok((body, content_type)) => process(&body, &content_type, target, cfg, now_ms),
         Err(e) => Processed { error: Some(e), ..Processed::default() },
     };
+    outcome(processed, duration, target, now_ms)
+}
+
+/// A scrape that could not be attempted (its job's client could not be built): down, with the reason.
+pub fn not_attempted(target: &Target, error: String, now_ms: i64) -> ScrapeOutcome {
+    outcome(Processed { error: Some(error), ..Processed::default() }, Duration::ZERO, target, now_ms)
+}
+
+fn outcome(processed: Processed, duration: Duration, target: &Target, now_ms: i64) -> ScrapeOutcome {
     let ok = processed.error.is_none();
     let mut samples = if ok { processed.samples } else { Vec::new() };
     let report = [
@@ -139,14 +191,16 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// GETs the body and its content type.
 async fn fetch(client: &reqwest::Client, target: &Target, cfg: &JobConfig) -> Result<(Vec<u8>, String), String> {
-    let mut resp = client
+    let mut req = client
         .get(&target.url)
         .header(reqwest::header::ACCEPT, ACCEPT_HEADER)
         .header(reqwest::header::USER_AGENT, user_agent())
-        .header("X-Prometheus-Scrape-Timeout-Seconds", format_seconds(target.timeout))
-        .send()
-        .await
-        .map_err(|e| format!("GET {}: {}", target.url, error_chain(&e)))?;
+        .header("X-Prometheus-Scrape-Timeout-Seconds", format_seconds(target.timeout));
+    // Secret files are read at every scrape, so a rotated secret is used from the next one on.
+    if let Some(auth) = &cfg.http.auth {
+        req = req.header(reqwest::header::AUTHORIZATION, auth.header()?);
+    }
+    let mut resp = req.send().await.map_err(|e| format!("GET {}: {}", target.url, error_chain(&e)))?;
     let status = resp.status();
     if status != reqwest::StatusCode::OK {
         return Err(format!("server returned HTTP status {status}"));

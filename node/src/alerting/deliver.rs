@@ -45,10 +45,16 @@ impl Sender {
 
     pub async fn send(&self, d: &Delivery, key: &str) -> Result<(), SendError> {
         match d {
-            Delivery::Webhook { url, body }
-            | Delivery::PagerDuty { url, body }
-            | Delivery::Alertmanager { url, body } => {
+            Delivery::PagerDuty { url, body } => {
                 self.check(self.http.post(url).header(KEY_HEADER, key).json(body).send().await, url).await
+            }
+            Delivery::Webhook { url, body, auth } | Delivery::Alertmanager { url, body, auth } => {
+                let mut req = self.http.post(url).header(KEY_HEADER, key).json(body);
+                if let Some(a) = auth {
+                    // A secret file that cannot be read now may be readable at the next try.
+                    req = req.header(reqwest::header::AUTHORIZATION, a.header().map_err(SendError::Retry)?);
+                }
+                self.check(req.send().await, url).await
             }
             Delivery::Sms(s) => self.sms(s, key).await,
             Delivery::Email(m) => self.email(m, key).await,

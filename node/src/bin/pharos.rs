@@ -38,7 +38,8 @@ fn main() -> anyhow::Result<()> {
         }
     };
     if print_only {
-        print!("{}", toml::to_string_pretty(&config)?);
+        // Secrets (from the file, a secret file or the environment) are not printed.
+        print!("{}", toml::to_string_pretty(&config.redacted())?);
         return Ok(());
     }
     pharos_node::logging::init(&flags, &config);
