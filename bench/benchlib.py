@@ -3,10 +3,19 @@ processes, and starting and stopping `pharos` nodes (release build) in a work di
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
+
+# The CA to trust for https:// URLs (set_ca), for nodes with TLS on.
+_context = None
+
+
+def set_ca(path):
+    global _context
+    _context = ssl.create_default_context(cafile=path) if path else None
 
 
 def log(msg):
@@ -21,14 +30,17 @@ def free_port():
     return p
 
 
-def http_get(url):
-    with urllib.request.urlopen(url, timeout=30) as r:
+def http_get(url, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=30, context=_context) as r:
         return r.read().decode()
 
 
-def http_post(url, body, ctype="text/plain"):
-    req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": ctype}, method="POST")
-    with urllib.request.urlopen(req, timeout=60) as r:
+def http_post(url, body, ctype="text/plain", token=None):
+    headers = {"Content-Type": ctype, **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=60, context=_context) as r:
         return r.status
 
 
@@ -57,9 +69,10 @@ def release_binaries(names):
     return paths
 
 
-def start_nodes(binary, work, n, name="n", extra=()):
+def start_nodes(binary, work, n, name="n", extra=(), scheme="http", env=None):
     """Starts `n` pharos nodes (one cluster; a single node without --initial-cluster) in `work`, each with the
-    `extra` arguments, waits for /health, and returns (processes, HTTP base URLs, gRPC addresses)."""
+    `extra` arguments (and environment `env` added), waits for /health, and returns (processes, HTTP base
+    URLs, gRPC addresses). `scheme` is https for nodes with TLS on (see set_ca)."""
     hp = [free_port() for _ in range(n)]
     gp = [free_port() for _ in range(n)]
     ic = ",".join(f"{i + 1}=127.0.0.1:{gp[i]}" for i in range(n))
@@ -72,8 +85,8 @@ def start_nodes(binary, work, n, name="n", extra=()):
         if n > 1:
             args += ["--initial-cluster", ic]
         procs.append(subprocess.Popen(args, stdout=open(d + ".log", "w"), stderr=subprocess.STDOUT,
-                                      start_new_session=True))
-    urls = [f"http://127.0.0.1:{p}" for p in hp]
+                                      start_new_session=True, env={**os.environ, **(env or {})}))
+    urls = [f"{scheme}://127.0.0.1:{p}" for p in hp]
     for u in urls:
         for _ in range(300):
             try:

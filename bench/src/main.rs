@@ -52,6 +52,12 @@ enum Cmd {
         /// later batches arrive older than its newest sample (out of order, as after an outage).
         #[arg(long)]
         oldest_first: bool,
+        /// A write token, sent as `Authorization: Bearer` (for a node with auth on).
+        #[arg(long, env = "PHAROS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A CA (PEM) to trust, for an https:// URL (a node with TLS on).
+        #[arg(long)]
+        ca: Option<std::path::PathBuf>,
     },
     /// Bytes per sample on disk for a data set applied into one shard.
     Size {
@@ -136,7 +142,7 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Write { url, set, hosts, steps, batch, conc, protocol, oldest_first } => {
+        Cmd::Write { url, set, hosts, steps, batch, conc, protocol, oldest_first, token, ca } => {
             let mut g = Generator::new(set, hosts, 42);
             let fields = g.fields_per_point();
             let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64) / 10_000
@@ -178,8 +184,16 @@ async fn main() -> anyhow::Result<()> {
             let queue = Arc::new(std::sync::Mutex::new(bodies));
             let done = Arc::new(AtomicU64::new(0));
             let errors = Arc::new(AtomicU64::new(0));
-            let client =
-                reqwest::Client::builder().timeout(Duration::from_secs(120)).pool_max_idle_per_host(conc).build()?;
+            let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(120)).pool_max_idle_per_host(conc);
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca)?)?);
+            }
+            if let Some(t) = &token {
+                let mut headers = reqwest::header::HeaderMap::new();
+                headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {t}").parse()?);
+                builder = builder.default_headers(headers);
+            }
+            let client = builder.build()?;
             let write_url = match protocol {
                 Protocol::Lp => format!("{}/write?precision=ms", url.trim_end_matches('/')),
                 Protocol::RemoteWrite => format!("{}/api/v1/write", url.trim_end_matches('/')),

@@ -187,6 +187,20 @@ async fn t10_every_route_and_method_needs_its_role_and_peers_need_the_cluster_se
     assert!(audit.contains("\"who\":\"admin_token\""), "{audit}");
     assert!(c.nodes[0].log().contains("admin change"), "the audit log line");
 
+    // Readers see the routing configuration with its secrets replaced; admins see it whole.
+    let dir = tempfile::TempDir::new()?;
+    let routing = dir.path().join("routing.yml");
+    std::fs::write(
+        &routing,
+        "route: {receiver: r}\nreceivers:\n  - name: r\n    webhook_configs:\n      - url: http://127.0.0.1:9/hook\n        http_config: {authorization: {credentials: hook-s3cret}}\n",
+    )?;
+    c.pharosctl(1, &["routing", "apply", routing.to_str().unwrap()])?;
+    let whole = c.pharosctl(1, &["routing", "show"])?;
+    assert!(whole.contains("hook-s3cret"), "{whole}");
+    let redacted = c.pharosctl(1, &["--token", &reader, "routing", "show"])?;
+    assert!(!redacted.contains("hook-s3cret") && redacted.contains("<secret>"), "{redacted}");
+    assert!(redacted.contains("http://127.0.0.1:9/hook"), "{redacted}");
+
     // A node joins: it presents the cluster secret (derived from the shared admin token) to register.
     let id = c.join(1, None, AUTH).await?;
     let st = c.status(id).await?;

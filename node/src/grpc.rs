@@ -94,6 +94,18 @@ pub struct AdminService {
 }
 
 impl AdminService {
+    /// A stored configuration as this caller may see it: whole for those who may change it, else with its
+    /// secrets replaced.
+    fn shown<T>(&self, req: &Request<T>, text: String) -> String {
+        let principal =
+            req.extensions().get::<crate::auth::Principal>().cloned().unwrap_or(crate::auth::Principal::Anyone);
+        if text.is_empty() || self.node.auth.may_see_secrets(&principal) {
+            text
+        } else {
+            pharos_promconf::redact::redact_yaml(&text)
+        }
+    }
+
     /// Changes the token list by compare-and-set on its version (again when another change won the race).
     async fn change_tokens<R>(&self, mut change: impl FnMut(&mut TokenDoc) -> Result<R, Status>) -> Result<R, Status> {
         for _ in 0..20 {
@@ -327,9 +339,10 @@ impl Admin for AdminService {
         Ok(Response::new(ApplyRoutingResponse { version, receivers: receivers as u32 }))
     }
 
-    async fn get_routing(&self, _req: Request<GetRoutingRequest>) -> Result<Response<GetRoutingResponse>, Status> {
+    /// The routing configuration; with its secrets replaced for callers who may not change it.
+    async fn get_routing(&self, req: Request<GetRoutingRequest>) -> Result<Response<GetRoutingResponse>, Status> {
         let r = self.node.meta.state().routing.clone();
-        Ok(Response::new(GetRoutingResponse { text: r.text, version: r.version }))
+        Ok(Response::new(GetRoutingResponse { text: self.shown(&req, r.text), version: r.version }))
     }
 
     async fn add_silence(&self, req: Request<AddSilenceRequest>) -> Result<Response<AddSilenceResponse>, Status> {
@@ -380,9 +393,10 @@ impl Admin for AdminService {
         Ok(Response::new(ApplyScrapeResponse { version, jobs: cfg.scrape_configs.len() as u32 }))
     }
 
-    async fn get_scrape(&self, _req: Request<GetScrapeRequest>) -> Result<Response<GetScrapeResponse>, Status> {
+    /// The scrape configuration; with its secrets replaced for callers who may not change it.
+    async fn get_scrape(&self, req: Request<GetScrapeRequest>) -> Result<Response<GetScrapeResponse>, Status> {
         let r = self.node.meta.state().scrape.clone();
-        Ok(Response::new(GetScrapeResponse { text: r.text, version: r.version }))
+        Ok(Response::new(GetScrapeResponse { text: self.shown(&req, r.text), version: r.version }))
     }
 
     async fn targets(&self, req: Request<TargetsRequest>) -> Result<Response<TargetsResponse>, Status> {

@@ -19,13 +19,13 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/pharos.v1.Admin/GetRules", Access::Read),
     ("/pharos.v1.Admin/Alerts", Access::Read),
     ("/pharos.v1.Admin/ApplyRouting", Access::Change),
-    // Routing and scrape configurations can hold receivers' and targets' credentials.
-    ("/pharos.v1.Admin/GetRouting", Access::Admin),
+    // Routing and scrape configurations hold receivers' and targets' credentials: readers see them replaced.
+    ("/pharos.v1.Admin/GetRouting", Access::Read),
     ("/pharos.v1.Admin/AddSilence", Access::Change),
     ("/pharos.v1.Admin/ListSilences", Access::Read),
     ("/pharos.v1.Admin/ExpireSilence", Access::Change),
     ("/pharos.v1.Admin/ApplyScrape", Access::Change),
-    ("/pharos.v1.Admin/GetScrape", Access::Admin),
+    ("/pharos.v1.Admin/GetScrape", Access::Read),
     ("/pharos.v1.Admin/Targets", Access::Read),
     ("/pharos.v1.Admin/AddNode", Access::Change),
     ("/pharos.v1.Admin/RemoveNode", Access::Change),

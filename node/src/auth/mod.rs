@@ -303,6 +303,15 @@ impl Auth {
         self.enabled
     }
 
+    /// Whether this caller may see the secrets in the cluster's configuration: those who may change it (and
+    /// anyone on a node that asks nobody).
+    pub fn may_see_secrets(&self, p: &Principal) -> bool {
+        match p {
+            Principal::Anyone => !self.enabled && self.admin_hash.is_none(),
+            p => p.may(Access::Admin),
+        }
+    }
+
     /// Decides one call. `what` (the route or method) and `from` only go into refusal logs and the audit trail.
     pub fn check(
         &self,
@@ -335,7 +344,8 @@ impl Auth {
         }
         let guarded = self.enabled || (matches!(access, Access::Admin | Access::Change) && self.admin_hash.is_some());
         if !guarded {
-            return Ok(Principal::Anyone);
+            // Nobody is asked; a valid token still says who calls (what they may see depends on it).
+            return Ok(creds.token.as_ref().and_then(|t| self.resolve(t).ok()).unwrap_or(Principal::Anyone));
         }
         let Some(secret) = &creds.token else { return Err(Denied::Missing) };
         let principal = self.resolve(secret)?;
@@ -539,6 +549,12 @@ mod tests {
         let config = AuthConfig { admin_token: Some("root".into()), ..Default::default() };
         let (guarded, _tx, _) = auth_with(config, vec![token("reader", Role::Read, "r-secret", None)]);
         assert_eq!(check(&guarded, Access::Read, &none), Ok(Principal::Anyone));
+        assert!(!guarded.may_see_secrets(&Principal::Anyone), "an admin token is set: only admins see secrets");
+        let admin = check(&guarded, Access::Read, &bearer("root")).unwrap();
+        assert!(guarded.may_see_secrets(&admin));
+        let reader = check(&guarded, Access::Read, &bearer("r-secret")).unwrap();
+        assert!(!guarded.may_see_secrets(&reader));
+        assert!(open.may_see_secrets(&Principal::Anyone), "a node that asks nobody hides nothing");
         assert_eq!(check(&guarded, Access::Write, &none), Ok(Principal::Anyone));
         // Nodes of a cluster from before the cluster secret call each other without it.
         assert_eq!(check(&guarded, Access::Peer, &none), Ok(Principal::Peer));
