@@ -153,11 +153,29 @@ pub struct EmailConfig {
     pub auth_username: Option<String>,
     #[serde(default)]
     pub auth_password: Option<String>,
-    /// STARTTLS required (default true, as Alertmanager).
+    /// STARTTLS required (default true, as Alertmanager). A smarthost on port 465 speaks TLS from the first
+    /// byte (implicit TLS) whatever this says.
     #[serde(default)]
     pub require_tls: Option<bool>,
+    /// How the server's certificate is verified (default: the Mozilla roots and the smarthost's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<EmailTlsConfig>,
     #[serde(default)]
     pub send_resolved: bool,
+}
+
+/// An email receiver's `tls_config`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTlsConfig {
+    /// A CA (PEM) to trust besides the Mozilla roots: a mail server with a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The name the certificate must hold, when not the smarthost's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// A JSON POST shaped like Alertmanager's webhook payload.

@@ -296,6 +296,7 @@ pub struct EmailMessage {
     pub auth_username: Option<String>,
     pub auth_password: Option<String>,
     pub require_tls: bool,
+    pub tls: crate::config::EmailTlsConfig,
     pub subject: String,
     pub body: String,
 }
@@ -354,6 +355,7 @@ pub fn email_message(n: &Notification, cfg: &EmailConfig) -> EmailMessage {
         auth_username: cfg.auth_username.clone(),
         auth_password: cfg.auth_password.clone(),
         require_tls: cfg.require_tls.unwrap_or(true),
+        tls: cfg.tls_config.clone().unwrap_or_default(),
         subject: n.title(),
         body: email_body(n),
     }

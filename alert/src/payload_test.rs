@@ -249,6 +249,7 @@ fn email_subject_and_body() {
         auth_username: Some("u".into()),
         auth_password: None,
         require_tls: None,
+        tls_config: None,
         send_resolved: true,
     };
     let m = email_message(&note(&a[..], &g), &cfg);

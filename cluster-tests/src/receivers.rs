@@ -144,12 +144,30 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn start() -> Result<SmtpServer> {
+        SmtpServer::start_with(&[], None).await
+    }
+
+    /// A server that requires STARTTLS with this certificate and key (PEM), or (`implicit`) speaks TLS from
+    /// the first byte, on `port` (any free one when None).
+    pub async fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        implicit: bool,
+        port: Option<u16>,
+    ) -> Result<SmtpServer> {
+        let (c, k) = if implicit { ("--smtpscert", "--smtpskey") } else { ("--tlscert", "--tlskey") };
+        let args = [c.to_string(), cert.display().to_string(), k.to_string(), key.display().to_string()];
+        SmtpServer::start_with(&args, port).await
+    }
+
+    async fn start_with(extra: &[String], port: Option<u16>) -> Result<SmtpServer> {
         let dir = TempDir::new()?;
         let maildir = dir.path().join("mail");
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new("/usr/bin/python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &addr, "-c", "aiosmtpd.handlers.Mailbox"])
+            .args(extra)
             .arg(&maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(dir.path().join("smtp.log"))?))

@@ -353,6 +353,16 @@ fn alert_on_high_load(
     for_: &str,
     hook_url: &str,
 ) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> {
+    alert_on_high_load_to(c, for_, &format!("    webhook_configs:\n      - url: {hook_url}\n"))
+}
+
+/// [`alert_on_high_load`] notifying the receiver `hook` whose integrations are `integrations` (YAML, indented
+/// as under a receiver).
+fn alert_on_high_load_to(
+    c: &Cluster,
+    for_: &str,
+    integrations: &str,
+) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> {
     let dir = tempfile::TempDir::new()?;
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, LOAD_RULES.replace("FOR", for_))?;
@@ -360,7 +370,7 @@ fn alert_on_high_load(
     std::fs::write(
         &routing,
         format!(
-            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {hook_url}\n"
+            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1m\nreceivers:\n  - name: hook\n{integrations}"
         ),
     )?;
     let (ok, out) = ctl(c, &["rules", "apply", rules.to_str().unwrap()])?;
@@ -398,6 +408,46 @@ async fn t25_a_receiver_down_for_two_minutes_gets_the_notification_when_back() -
         got.at - back
     );
     assert_eq!(got.json()["status"], "firing");
+    stop.store(true, Ordering::SeqCst);
+    w.await?;
+    Ok(())
+}
+
+/// Email to mail servers with certificates from a private CA: over STARTTLS and over implicit TLS (port
+/// 465), each verified with `tls_config.ca_file`; a server whose CA the receiver does not name gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_email_over_starttls_and_implicit_tls_verified_with_a_private_ca() -> Result<()> {
+    let certs = tempfile::TempDir::new()?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-certs.sh");
+    let out = std::process::Command::new(script).arg(certs.path()).arg("smtp").output()?;
+    assert!(out.status.success(), "{out:?}");
+    let (cert, key, ca) = (certs.path().join("node.crt"), certs.path().join("node.key"), certs.path().join("ca.crt"));
+    let starttls = SmtpServer::start_tls(&cert, &key, false, None).await?;
+    let implicit = SmtpServer::start_tls(&cert, &key, true, Some(465))
+        .await
+        .context("implicit TLS is chosen by port 465 (as Alertmanager does): the test binds it, which needs root")?;
+    let untrusted = SmtpServer::start_tls(&cert, &key, false, None).await?;
+    let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"2s\"\n").await?;
+    let email = |to: &str, smarthost: &str, tls: &str| {
+        format!("      - to: {to}\n        from: pharos@example.com\n        smarthost: {smarthost}\n{tls}")
+    };
+    let with_ca = format!("        tls_config: {{ca_file: {}}}\n", ca.display());
+    let integrations = format!(
+        "    email_configs:\n{}{}{}",
+        email("starttls@example.com", &starttls.addr, &with_ca),
+        email("implicit@example.com", &implicit.addr, &with_ca),
+        email("untrusted@example.com", &untrusted.addr, ""),
+    );
+    let (stop, w) = alert_on_high_load_to(&c, "0s", &integrations)?;
+    for (server, what) in [(&starttls, "STARTTLS"), (&implicit, "implicit TLS")] {
+        let got = wait_for(Duration::from_secs(30), &format!("an email over {what}"), || async {
+            Ok(server.messages().into_iter().find(|m| m.contains("FIRING")))
+        })
+        .await?;
+        assert!(got.contains("HighLoad"), "{got}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(untrusted.messages().is_empty(), "a certificate from an unknown CA is refused");
     stop.store(true, Ordering::SeqCst);
     w.await?;
     Ok(())

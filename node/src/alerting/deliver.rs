@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use pharos_alert::payload::{EmailMessage, SmsRequest};
 use pharos_alert::Delivery;
@@ -101,14 +102,15 @@ impl Sender {
             builder = builder.to(to.parse().map_err(|e| SendError::Permanent(format!("to {to:?}: {e}")))?);
         }
         let msg = builder.body(m.body.clone()).map_err(|e| SendError::Permanent(format!("building the email: {e}")))?;
-        let mut transport = if m.require_tls {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| SendError::Permanent(format!("smarthost {host}: {e}")))?
-        } else {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        // Port 465 speaks TLS from the first byte (as Alertmanager decides); otherwise STARTTLS, required
+        // unless `require_tls: false` (then no TLS: a trusted local relay).
+        let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port);
+        if port == 465 {
+            transport = transport.tls(Tls::Wrapper(tls_parameters(host, &m.tls)?));
+        } else if m.require_tls {
+            transport = transport.tls(Tls::Required(tls_parameters(host, &m.tls)?));
         }
-        .port(port)
-        .timeout(Some(self.timeout));
+        let mut transport = transport.timeout(Some(self.timeout));
         if let Some(user) = &m.auth_username {
             transport =
                 transport.credentials(Credentials::new(user.clone(), m.auth_password.clone().unwrap_or_default()));
@@ -122,6 +124,21 @@ impl Sender {
             Err(e) => Err(SendError::Retry(format!("SMTP {}: {:#}", m.smarthost, anyhow::Error::new(e)))),
         }
     }
+}
+
+/// TLS towards a mail server: its certificate checked against the Mozilla roots and `tls_config.ca_file`,
+/// for the smarthost's name or `tls_config.server_name`.
+fn tls_parameters(host: &str, tls: &pharos_alert::config::EmailTlsConfig) -> Result<TlsParameters, SendError> {
+    let name = tls.server_name.clone().unwrap_or_else(|| host.to_string());
+    let mut b = TlsParameters::builder(name).dangerous_accept_invalid_certs(tls.insecure_skip_verify);
+    if let Some(ca) = &tls.ca_file {
+        // Unreadable now, perhaps readable at the next try.
+        let pem = std::fs::read(ca).map_err(|e| SendError::Retry(format!("tls_config.ca_file {ca}: {e}")))?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| SendError::Permanent(format!("tls_config.ca_file {ca}: not a PEM certificate: {e}")))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().map_err(|e| SendError::Permanent(format!("TLS settings for {host}: {e}")))
 }
 
 fn split_host_port(s: &str) -> Option<(&str, u16)> {
