@@ -373,6 +373,27 @@ async fn t30_tls_on_every_listener_and_between_nodes_and_certificates_reload() -
     let out = curl(&[], &format!("http://{}/ping", c.nodes[0].http))?;
     assert!(!out.status.success(), "plain HTTP to the TLS port gets no answer: {out:?}");
 
+    // The internal service wants a node's certificate besides the cluster secret: the right secret over TLS
+    // without a client certificate is refused.
+    let secret = pharos_node::auth::node_secret(&pharos_node::config::AuthConfig {
+        admin_token: Some("root-secret".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&ca)?));
+    let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", c.nodes[0].grpc))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let mut g = tonic::client::Grpc::new(ch);
+    g.ready().await?;
+    let mut req = tonic::Request::new(());
+    req.metadata_mut().insert("x-pharos-cluster-secret", secret.parse()?);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/pharos.internal.v1.Internal/ForwardMeta");
+    let refused = g.unary(req, path, tonic_prost::ProstCodec::<(), ()>::default()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
     // pharosctl over TLS with the CA; without it, it cannot connect.
     let st = c.pharosctl(1, &["status"])?;
     assert!(st.contains("node"), "{st}");

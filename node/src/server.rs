@@ -72,11 +72,10 @@ pub async fn run(
     };
     // A certificate that cannot be used stops the node before it joins anything.
     let tls = match config.tls.files() {
-        Some((cert, key, _)) => {
-            let cert = crate::tls::ReloadingCert::load(cert, key).map_err(ServeError::Tls)?;
-            cert.clone().watch(config.tls.reload_interval);
-            Some(cert)
-        }
+        Some((cert, key, ca)) => Some((
+            crate::tls::node_cert(cert, key, config.tls.reload_interval).map_err(ServeError::Tls)?,
+            crate::tls::read_ca(ca).map_err(ServeError::Tls)?,
+        )),
         None => None,
     };
     let (shutdown, _) = broadcast::channel::<()>(8);
@@ -120,12 +119,15 @@ pub async fn run(
         let _ = http_stop.recv().await;
     };
     let (grpc_task, http_task) = match &tls {
-        Some(cert) => {
-            let grpc_tls = crate::tls::server_config(cert.clone(), &[b"h2"]).map_err(ServeError::Tls)?;
+        Some((cert, roots)) => {
+            // Nodes present their certificates on the gRPC port (mutual TLS); users need none.
+            let grpc_tls =
+                crate::tls::server_config(cert.clone(), &[b"h2"], Some(roots.clone())).map_err(ServeError::Tls)?;
             let rx = crate::tls::accept(grpc_listener, grpc_tls);
             let incoming = tokio_stream::wrappers::ReceiverStream::new(rx).map(|(s, _)| Ok::<_, std::io::Error>(s));
             let grpc = grpc_router.serve_with_incoming_shutdown(incoming, grpc_shutdown);
-            let http_tls = crate::tls::server_config(cert.clone(), &[b"h2", b"http/1.1"]).map_err(ServeError::Tls)?;
+            let http_tls =
+                crate::tls::server_config(cert.clone(), &[b"h2", b"http/1.1"], None).map_err(ServeError::Tls)?;
             let local = node.config.http_addr;
             let listener = crate::tls::TlsListener { rx: crate::tls::accept(http_listener, http_tls), local };
             let http = axum::serve(listener, app).with_graceful_shutdown(http_shutdown);
@@ -226,7 +228,8 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         }
         _ => config,
     };
-    let (auth, audit) = Auth::new(&config.auth, cluster.meta.subscribe(), metrics.auth_refusals.clone());
+    let (auth, audit) =
+        Auth::new(&config.auth, config.tls.enabled(), cluster.meta.subscribe(), metrics.auth_refusals.clone());
     let router = Router::new(config.shards);
     let (meta, replicas, client) = (cluster.meta.clone(), cluster.replicas.clone(), cluster.client.clone());
     let writes =

@@ -1,35 +1,77 @@
 //! TLS with rustls: the HTTP and gRPC listeners present a certificate read from PEM files and read again
-//! when the files change (a renewed certificate is served without a restart); node-to-node calls verify
-//! their peers against the cluster's CA (`[tls] ca_file`).
+//! when the files change (a renewed certificate is served without a restart). Between nodes it is mutual:
+//! a node calling another verifies its certificate against the cluster's CA (`[tls] ca_file`) and presents
+//! its own, which the gRPC listener verifies against the same CA; the internal service admits only callers
+//! that presented one (`auth::grpc`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 /// Node-to-node channels as this node's configuration wants them: presenting the cluster secret, and over
-/// TLS verified against the cluster's CA when TLS is on.
+/// mutual TLS with the cluster's CA when TLS is on.
 pub fn peer_channels(
     channels: pharos_raft::network::Channels,
     config: &crate::config::Config,
 ) -> Result<pharos_raft::network::Channels, String> {
     let mut channels =
         channels.with_secret(crate::auth::node_secret(&config.auth).as_deref()).map_err(|e| e.to_string())?;
-    if let Some((_, _, ca)) = config.tls.files() {
-        let pem = std::fs::read(ca).map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?;
-        channels = channels.with_tls(pem);
+    if let Some((cert, key, ca)) = config.tls.files() {
+        let identity = node_cert(cert, key, config.tls.reload_interval)?;
+        channels = channels.with_tls(client_config(&read_ca(ca)?, identity)?);
     }
     Ok(channels)
+}
+
+/// The cluster's CA certificates, for verifying peers.
+pub fn read_ca(ca: &Path) -> Result<rustls::RootCertStore, String> {
+    let pem = std::fs::read(ca).map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: not a PEM certificate: {e}", ca.display()))?;
+        roots.add(cert).map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no certificate", ca.display()));
+    }
+    Ok(roots)
+}
+
+/// This node's certificate, loaded once per process (the listeners and the peer channels share it) and
+/// watched for renewal.
+pub fn node_cert(cert: &Path, key: &Path, reload: Duration) -> Result<Arc<ReloadingCert>, String> {
+    static LOADED: std::sync::Mutex<Vec<Arc<ReloadingCert>>> = std::sync::Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().expect("certificate cache lock");
+    if let Some(c) = loaded.iter().find(|c| c.cert == cert && c.key == key) {
+        return Ok(c.clone());
+    }
+    let c = ReloadingCert::load(cert, key)?;
+    c.clone().watch(reload);
+    loaded.push(c.clone());
+    Ok(c)
+}
+
+/// What a node presents and trusts when it calls a peer.
+pub fn client_config(roots: &rustls::RootCertStore, identity: Arc<ReloadingCert>) -> Result<Arc<ClientConfig>, String> {
+    let mut c = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots.clone())
+        .with_client_cert_resolver(identity);
+    c.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(c))
 }
 
 /// A certificate and key read from PEM files, with the files' modification times when read.
@@ -121,13 +163,40 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// A server configuration presenting `cert`, offering the given ALPN protocols (`h2` for gRPC).
-pub fn server_config(cert: Arc<ReloadingCert>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
-    let mut c = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+/// The same certificate, presented when this node calls a peer.
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().expect("certificate lock").0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A server configuration presenting `cert`, offering the given ALPN protocols (`h2` for gRPC). With
+/// `client_roots`, a client may present a certificate, verified against them (clients without one, users,
+/// are still served: the access check decides what each may call).
+pub fn server_config(
+    cert: Arc<ReloadingCert>,
+    alpn: &[&[u8]],
+    client_roots: Option<rustls::RootCertStore>,
+) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = match client_roots {
+        None => builder.with_no_client_auth(),
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("TLS setup (client certificates): {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut c = builder.with_cert_resolver(cert);
     c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(c))
 }

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::log_store::LogCache;
 use crate::types::{Entry, GroupId, LogId, NodeAddr, NodeId, TypeConfig, Vote};
@@ -38,8 +38,9 @@ pub struct Channels {
     pub chunk_timeout: Option<Duration>,
     /// The cluster secret, presented on every call to a peer (metadata [`PEER_HEADER`]).
     credential: Credential,
-    /// TLS to peers, verified against the cluster's CA (None: plain HTTP/2).
-    tls: Option<ClientTlsConfig>,
+    /// TLS to peers: verified against the cluster's CA, presenting this node's certificate (None: plain
+    /// HTTP/2).
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// The metadata key carrying the cluster secret on node-to-node calls.
@@ -118,10 +119,10 @@ impl Channels {
         Ok(Channels { credential, ..self })
     }
 
-    /// These channels, speaking TLS to peers whose certificates `ca_pem` (the cluster's CA) signed.
-    pub fn with_tls(self, ca_pem: Vec<u8>) -> Channels {
-        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-        Channels { tls: Some(tls), ..self }
+    /// These channels, speaking TLS to peers with this client configuration (the cluster's CA as roots, this
+    /// node's certificate for mutual TLS, ALPN `h2`).
+    pub fn with_tls(self, config: Arc<rustls::ClientConfig>) -> Channels {
+        Channels { tls: Some(tokio_rustls::TlsConnector::from(config)), ..self }
     }
 
     pub fn get(&self, addr: &str) -> Result<InternalClient<PeerChannel>, TransportError> {
@@ -141,21 +142,42 @@ impl Channels {
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| TransportError(format!("bad peer address {addr}: {e}")))?;
-        if let Some(tls) = &self.tls {
-            ep = ep.tls_config(tls.clone()).map_err(|e| TransportError(format!("TLS to {addr}: {e}")))?;
-        }
-        let ep = ep
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| TransportError(format!("bad peer address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
-        let ch = ep.connect_lazy();
+        let ch = match &self.tls {
+            None => ep.connect_lazy(),
+            // TLS by our own connector (tonic's own TLS cannot present a certificate that is renewed while
+            // the process runs); HTTP/2 runs inside it.
+            Some(tls) => {
+                let tls = tls.clone();
+                ep.connect_with_connector_lazy(tower::service_fn(move |uri: tonic::codegen::http::Uri| {
+                    connect_tls(tls.clone(), uri)
+                }))
+            }
+        };
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
+}
+
+/// A TCP connection to the URI's host and port, then a TLS handshake verifying the peer's name.
+async fn connect_tls(
+    tls: tokio_rustls::TlsConnector,
+    uri: tonic::codegen::http::Uri,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>> {
+    use std::io::{Error, ErrorKind};
+    let host = uri.host().ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("no host in {uri}")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("no port in {uri}")))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from(host)
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{uri}: {e}")))?;
+    Ok(hyper_util::rt::TokioIo::new(tls.connect(name, tcp).await?))
 }
 
 /// Creates per-target clients for one group.

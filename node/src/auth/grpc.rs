@@ -89,14 +89,15 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let path = req.uri().path();
         let ext = req.extensions();
-        let from = ext
-            .get::<TcpConnectInfo>()
-            .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().map(|t| t.get_ref()))
-            .and_then(|c| c.remote_addr());
+        let tls = ext.get::<TlsConnectInfo<TcpConnectInfo>>();
+        let from = ext.get::<TcpConnectInfo>().or_else(|| tls.map(|t| t.get_ref())).and_then(|c| c.remote_addr());
+        // The listener's verifier accepted it: a certificate here was signed by the cluster's CA.
+        let peer_cert = tls.and_then(|t| t.peer_certs()).is_some_and(|c| !c.is_empty());
         let decision = match access_of(path) {
             Some(access) => {
                 let interface = if access == Access::Peer { "internal" } else { "grpc" };
-                self.auth.check(access, &Credentials::from_headers(req.headers()), interface, path, from)
+                let creds = Credentials { peer_cert, ..Credentials::from_headers(req.headers()) };
+                self.auth.check(access, &creds, interface, path, from)
             }
             None => {
                 let d = Denied::NoDecision;

@@ -175,8 +175,9 @@ impl Denied {
             Denied::Forbidden { name, role, need } => {
                 format!("token {name:?} has role {}, and this needs {}", role.as_str(), need.as_str())
             }
-            Denied::NotPeer => "node-to-node calls need the cluster secret: give every node the same [auth] \
-                                cluster_secret (or the same admin token, from which it is derived)"
+            Denied::NotPeer => "node-to-node calls need the cluster secret (give every node the same [auth] \
+                                cluster_secret, or the same admin token, from which it is derived) and, with TLS \
+                                on, a certificate the cluster's CA signed"
                 .into(),
             Denied::NoDecision => "this endpoint has no access decision; refused".into(),
         }
@@ -203,6 +204,8 @@ impl Denied {
 pub struct Credentials {
     pub token: Option<String>,
     pub peer: Option<String>,
+    /// The caller presented a TLS client certificate the cluster's CA signed (verified in the handshake).
+    pub peer_cert: bool,
 }
 
 impl Credentials {
@@ -210,7 +213,7 @@ impl Credentials {
     pub fn from_headers(h: &http::HeaderMap) -> Credentials {
         let token = h.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_authorization);
         let peer = h.get(PEER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-        Credentials { token, peer }
+        Credentials { token, peer, peer_cert: false }
     }
 
     /// InfluxDB 1.x's `u` and `p` query parameters: the token is the password (when no header gave one).
@@ -269,6 +272,8 @@ pub struct Auth {
     peer_hash: Option<String>,
     /// Whether the internal service refuses callers without the cluster secret.
     check_peers: bool,
+    /// Whether peers must also present a certificate of the cluster's CA (TLS is on: mutual TLS).
+    peer_cert_required: bool,
     meta: watch::Receiver<Arc<MetaState>>,
     /// The token document's version and its tokens by hash.
     cache: RwLock<(u64, Arc<HashMap<String, TokenRecord>>)>,
@@ -279,8 +284,10 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// `peer_cert_required`: TLS is on, so peers present certificates (mutual TLS) besides the secret.
     pub fn new(
         config: &AuthConfig,
+        peer_cert_required: bool,
         meta: watch::Receiver<Arc<MetaState>>,
         refusals: IntCounterVec,
     ) -> (Auth, mpsc::UnboundedReceiver<AuditEvent>) {
@@ -290,6 +297,7 @@ impl Auth {
             admin_hash: config.admin_token.as_deref().map(sha256_hex),
             peer_hash: node_secret(config).as_deref().map(sha256_hex),
             check_peers: config.checks_peers(),
+            peer_cert_required,
             meta,
             cache: RwLock::new((0, Arc::new(HashMap::new()))),
             refusals,
@@ -331,15 +339,16 @@ impl Auth {
     }
 
     fn decide(&self, access: Access, creds: &Credentials) -> Result<Principal, Denied> {
-        let peer = match (&creds.peer, &self.peer_hash) {
+        let secret = match (&creds.peer, &self.peer_hash) {
             (Some(s), Some(h)) => sha256_hex(s) == *h,
             _ => false,
         };
+        let cert = !self.peer_cert_required || creds.peer_cert;
         match access {
             Access::Public => return Ok(Principal::Anyone),
-            Access::Peer if !self.check_peers || peer => return Ok(Principal::Peer),
+            Access::Peer if cert && (!self.check_peers || secret) => return Ok(Principal::Peer),
             Access::Peer => return Err(Denied::NotPeer),
-            _ if peer => return Ok(Principal::Peer),
+            _ if cert && secret => return Ok(Principal::Peer),
             _ => {}
         }
         let guarded = self.enabled || (matches!(access, Access::Admin | Access::Change) && self.admin_hash.is_some());
@@ -480,7 +489,7 @@ mod tests {
         let (tx, rx) = watch::channel(Arc::new(MetaState::default()));
         put_tokens(&tx, tokens);
         let refusals = IntCounterVec::new(prometheus::Opts::new("r", "r"), &["interface", "reason"]).unwrap();
-        (Auth::new(&config, rx, refusals.clone()).0, tx, refusals)
+        (Auth::new(&config, false, rx, refusals.clone()).0, tx, refusals)
     }
 
     fn put_tokens(tx: &watch::Sender<Arc<MetaState>>, tokens: Vec<TokenRecord>) {
@@ -495,7 +504,7 @@ mod tests {
     }
 
     fn bearer(t: &str) -> Credentials {
-        Credentials { token: Some(t.into()), peer: None }
+        Credentials { token: Some(t.into()), ..Default::default() }
     }
 
     fn check(auth: &Auth, access: Access, creds: &Credentials) -> Result<Principal, Denied> {
@@ -525,10 +534,10 @@ mod tests {
         assert_eq!(check(&auth, Access::Read, &bearer("o-secret")), Err(Denied::Expired { name: "old".into() }));
         // An admin token opens the API, not the node-to-node service; the cluster secret opens both.
         assert_eq!(check(&auth, Access::Peer, &bearer("root")), Err(Denied::NotPeer));
-        let peer = Credentials { token: None, peer: node_secret(&config) };
+        let peer = Credentials { peer: node_secret(&config), ..Default::default() };
         assert_eq!(check(&auth, Access::Peer, &peer), Ok(Principal::Peer));
         assert_eq!(check(&auth, Access::Change, &peer), Ok(Principal::Peer));
-        let wrong_peer = Credentials { token: None, peer: Some("nope".into()) };
+        let wrong_peer = Credentials { peer: Some("nope".into()), ..Default::default() };
         assert_eq!(check(&auth, Access::Peer, &wrong_peer), Err(Denied::NotPeer));
         // Revoked: gone from the next document version on.
         put_tokens(&tx, vec![token("writer", Role::Write, "w-secret", None)]);
@@ -565,8 +574,29 @@ mod tests {
         let config = AuthConfig { cluster_secret: Some("cs".into()), ..Default::default() };
         let (peers_checked, _tx, _) = auth_with(config, vec![]);
         assert_eq!(check(&peers_checked, Access::Peer, &none), Err(Denied::NotPeer));
-        let peer = Credentials { token: None, peer: Some("cs".into()) };
+        let peer = Credentials { peer: Some("cs".into()), ..Default::default() };
         assert_eq!(check(&peers_checked, Access::Peer, &peer), Ok(Principal::Peer));
+    }
+
+    #[test]
+    fn with_tls_peers_also_need_a_certificate_of_the_cluster_ca() {
+        let (tx, rx) = watch::channel(Arc::new(MetaState::default()));
+        let _keep = tx;
+        let refusals = IntCounterVec::new(prometheus::Opts::new("r", "r"), &["interface", "reason"]).unwrap();
+        let config = AuthConfig { enabled: true, admin_token: Some("root".into()), ..Default::default() };
+        let auth = Auth::new(&config, true, rx.clone(), refusals.clone()).0;
+        let secret = Credentials { peer: node_secret(&config), ..Default::default() };
+        assert_eq!(check(&auth, Access::Peer, &secret), Err(Denied::NotPeer), "the secret alone is not enough");
+        let both = Credentials { peer_cert: true, ..secret.clone() };
+        assert_eq!(check(&auth, Access::Peer, &both), Ok(Principal::Peer));
+        let cert_only = Credentials { peer_cert: true, ..Default::default() };
+        assert_eq!(check(&auth, Access::Peer, &cert_only), Err(Denied::NotPeer));
+        // Users need no certificate: their token decides.
+        assert_eq!(check(&auth, Access::Change, &bearer("root")), Ok(Principal::AdminToken));
+        // TLS on, auth off and no secret: the certificate alone opens the internal service.
+        let open = Auth::new(&AuthConfig::default(), true, rx, refusals).0;
+        assert_eq!(check(&open, Access::Peer, &cert_only), Ok(Principal::Peer));
+        assert_eq!(check(&open, Access::Peer, &Credentials::default()), Err(Denied::NotPeer));
     }
 
     #[test]
