@@ -106,9 +106,11 @@ def main():
         while written() == start:  # the loader generates its data first
             time.sleep(0.2)
         time.sleep(2)
-        w0, t0 = written(), time.time()
+        pids = [p.pid for p in procs]
+        cpu_of = lambda: [benchlib.cpu_seconds([pid]) for pid in pids]  # noqa: E731
+        w0, t0, c0 = written(), time.time(), cpu_of()
         time.sleep(10)
-        w1, t1 = written(), time.time()
+        w1, t1, c1 = written(), time.time(), cpu_of()
         before = (w1 - w0) / (t1 - t0)
         benchlib.log("moving node 3's replica to node 4 under the load")
         drain = subprocess.run([ctl, "--addr", grpcs[0], "node", "drain", "3"], capture_output=True, text=True)
@@ -117,8 +119,11 @@ def main():
                 with open(os.path.join(work, n + ".log")) as f:
                     benchlib.log(f"{n}.log, last lines:\n" + "".join(f.readlines()[-15:]))
             sys.exit(f"node drain 3 failed: {drain.stdout}{drain.stderr}")
-        w2, t2 = written(), time.time()
+        w2, t2, c2 = written(), time.time(), cpu_of()
         during = (w2 - w1) / (t2 - t1)
+        # Each node's share of the machine's CPU before and during the move: where the move's work goes.
+        cpu_before = [(b - a) / (t1 - t0) for a, b in zip(c0, c1)]
+        cpu_during = [(b - a) / (t2 - t1) for a, b in zip(c1, c2)]
         seconds = t2 - t1
         load_ran_throughout = loader.is_alive()
         loader.join()
@@ -136,6 +141,10 @@ def main():
             ("write rate during the move", f"{during:.0f} samples/s"),
             ("during / before", f"{during / before:.2f}"),
             ("failed batches of the load", f"{runs['load']['errors']}"),
+            ("CPU cores used by nodes 1-4 before the move",
+             " / ".join(f"{c:.2f}" for c in cpu_before)),
+            ("CPU cores used by nodes 1-4 during the move (the leader sends, node 4 receives)",
+             " / ".join(f"{c:.2f}" for c in cpu_during)),
         ]
         if not load_ran_throughout:
             benchlib.log("warning: the load ended before the move did; the rate during the move is too low "

@@ -353,8 +353,11 @@ fn alert_on_high_load(
     for_: &str,
     hook_url: &str,
 ) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> {
-    alert_on_high_load_to(c, for_, &format!("    webhook_configs:\n      - url: {hook_url}\n"))
+    let (stop, w, _) = alert_on_high_load_to(c, for_, &format!("    webhook_configs:\n      - url: {hook_url}\n"))?;
+    Ok((stop, w))
 }
+
+type Values = Arc<std::sync::Mutex<Vec<(String, f64)>>>;
 
 /// [`alert_on_high_load`] notifying the receiver `hook` whose integrations are `integrations` (YAML, indented
 /// as under a receiver).
@@ -362,7 +365,7 @@ fn alert_on_high_load_to(
     c: &Cluster,
     for_: &str,
     integrations: &str,
-) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> {
+) -> Result<(Arc<AtomicBool>, tokio::task::JoinHandle<()>, Values)> {
     let dir = tempfile::TempDir::new()?;
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, LOAD_RULES.replace("FOR", for_))?;
@@ -379,8 +382,8 @@ fn alert_on_high_load_to(
     assert!(ok, "{out}");
     let values = Arc::new(std::sync::Mutex::new(vec![("a".to_string(), 10.0)]));
     let stop = Arc::new(AtomicBool::new(false));
-    let w = writer(c, values, stop.clone());
-    Ok((stop, w))
+    let w = writer(c, values.clone(), stop.clone());
+    Ok((stop, w, values))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,7 +441,7 @@ async fn t40_email_over_starttls_and_implicit_tls_verified_with_a_private_ca() -
         email("implicit@example.com", &implicit.addr, &with_ca),
         email("untrusted@example.com", &untrusted.addr, ""),
     );
-    let (stop, w) = alert_on_high_load_to(&c, "0s", &integrations)?;
+    let (stop, w, _) = alert_on_high_load_to(&c, "0s", &integrations)?;
     for (server, what) in [(&starttls, "STARTTLS"), (&implicit, "implicit TLS")] {
         let got = wait_for(Duration::from_secs(30), &format!("an email over {what}"), || async {
             Ok(server.messages().into_iter().find(|m| m.contains("FIRING")))
@@ -448,6 +451,53 @@ async fn t40_email_over_starttls_and_implicit_tls_verified_with_a_private_ca() -
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(untrusted.messages().is_empty(), "a certificate from an unknown CA is refused");
+    stop.store(true, Ordering::SeqCst);
+    w.await?;
+    Ok(())
+}
+
+/// A rule group's alert actor follows its shard when a drain moves the shard's replica and leadership off
+/// the node evaluating it: the firing state moves with the Raft state (same start, no resolve sent), and the
+/// new leader evaluates from then on (a new value shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_an_alert_group_follows_its_shard_through_a_drain() -> Result<()> {
+    let hook = HttpReceiver::start().await?;
+    let config = "shards = 4\n[alerting]\nretry_max_backoff = \"1s\"\n";
+    let mut c = Cluster::start(3, config).await?;
+    c.join(1, Some(4), config).await?;
+    let (stop, w, values) =
+        alert_on_high_load_to(&c, "1s", &format!("    webhook_configs:\n      - url: {}\n", hook.url("/hook/drain")))?;
+    wait_for(Duration::from_secs(30), "a firing notification", || async {
+        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "firing"))
+    })
+    .await?;
+    let firing = wait_for(Duration::from_secs(10), "the firing alert", || async {
+        Ok(alerts(&c, 0).await?.into_iter().find(|a| a["state"] == "firing"))
+    })
+    .await?;
+    let (shard, leader) = alert_leader(&c).await?;
+    let via = if leader == 1 { 2 } else { 1 };
+    println!("alert group on shard {shard}, led by node {leader}; draining it");
+    let out = c.pharosctl(via, &["node", "drain", &leader.to_string()])?;
+    assert!(out.contains("finished"), "{out}");
+    let (shard_after, leader_after) = alert_leader(&c).await?;
+    assert_eq!(shard_after, shard);
+    assert_ne!(leader_after, leader, "the drained node leads nothing");
+    let st = c.status(via).await?;
+    let replicas = &st.shards.iter().find(|s| s.shard == shard).context("the shard")?.replicas;
+    assert!(!replicas.contains(&leader), "the drained node holds no replica of shard {shard}: {replicas:?}");
+    // The same alert, not a new one: the state moved with the shard.
+    let i = (via - 1) as usize;
+    let after = alerts(&c, i).await?.into_iter().find(|a| a["state"] == "firing").context("still firing")?;
+    assert_eq!(after["activeSince"], firing["activeSince"]);
+    assert_eq!(after["firedAt"], firing["firedAt"]);
+    // The new leader evaluates: a new value shows.
+    values.lock().unwrap()[0].1 = 20.0;
+    wait_for(Duration::from_secs(20), "the new leader's evaluation", || async {
+        Ok(alerts(&c, i).await?.into_iter().find(|a| a["state"] == "firing" && a["value"] == 20.0))
+    })
+    .await?;
+    assert!(hook.received().iter().all(|r| r.json()["status"] == "firing"), "no resolve was sent across the move");
     stop.store(true, Ordering::SeqCst);
     w.await?;
     Ok(())

@@ -69,6 +69,12 @@ fn cf_options(name: &str, o: &DbOptions, cache: &Cache) -> Options {
     opts
 }
 
+/// Options for writing SST files of a column family outside the database, to ingest (the table format and
+/// compression the column family uses).
+pub fn sst_writer_options(name: &str) -> Options {
+    cf_options(name, &DbOptions::default(), &Cache::new_lru_cache(1 << 20))
+}
+
 /// Opens (creating if needed) the node's database with every column family.
 pub fn open(path: &Path, o: &DbOptions) -> Result<Arc<DB>> {
     let mut db_opts = Options::default();
