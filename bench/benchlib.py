@@ -69,6 +69,11 @@ def release_binaries(names):
     return paths
 
 
+def node_log():
+    """The nodes' log filter: warnings, unless PHAROS_BENCH_LOG says otherwise (e.g. `info`)."""
+    return os.environ.get("PHAROS_BENCH_LOG", "warn")
+
+
 def start_nodes(binary, work, n, name="n", extra=(), scheme="http", env=None):
     """Starts `n` pharos nodes (one cluster; a single node without --initial-cluster) in `work`, each with the
     `extra` arguments (and environment `env` added), waits for /health, and returns (processes, HTTP base
@@ -81,7 +86,7 @@ def start_nodes(binary, work, n, name="n", extra=(), scheme="http", env=None):
         d = os.path.join(work, f"{name}{i + 1}")
         os.makedirs(d)
         args = [binary, "server", "--node-id", str(i + 1), "--data-dir", d, "--http-addr", f"127.0.0.1:{hp[i]}",
-                "--grpc-addr", f"127.0.0.1:{gp[i]}", "--log", "warn", *extra]
+                "--grpc-addr", f"127.0.0.1:{gp[i]}", "--log", node_log(), *extra]
         if n > 1:
             args += ["--initial-cluster", ic]
         procs.append(subprocess.Popen(args, stdout=open(d + ".log", "w"), stderr=subprocess.STDOUT,

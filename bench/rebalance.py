@@ -82,7 +82,7 @@ def main():
         d4 = os.path.join(work, "n4")
         os.makedirs(d4)
         procs.append(subprocess.Popen([pharos, "server", "--data-dir", d4, "--http-addr", f"127.0.0.1:{hp}",
-                                       "--grpc-addr", f"127.0.0.1:{gp}", "--log", "warn", "--join", grpcs[0],
+                                       "--grpc-addr", f"127.0.0.1:{gp}", "--log", benchlib.node_log(), "--join", grpcs[0],
                                        "--config", config],
                                       stdout=open(d4 + ".log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
         for _ in range(300):
@@ -154,7 +154,10 @@ def main():
             print(f"| {k} | {v} |")
     finally:
         benchlib.stop_nodes(procs)
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("PHAROS_BENCH_KEEP"):
+            benchlib.log(f"kept {work} (PHAROS_BENCH_KEEP)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
