@@ -128,6 +128,8 @@ async fn t20_drain_then_remove_a_node_under_writes() -> Result<()> {
     // Drain: node 2 keeps its membership, loses every replica and leadership.
     let out = c.pharosctl(1, &["node", "drain", "2"])?;
     assert!(out.contains("finished"), "{out}");
+    // Each move's leader exported the snapshot ahead, off its state-machine task.
+    assert!(c.nodes.iter().any(|n| n.log().contains("snapshot exported ahead of a move")));
     wait_for(Duration::from_secs(30), "node 2 drained", || placed_on(&c, 1, &[1, 3, 4], 3)).await?;
     let list = c.pharosctl(3, &["node", "list", "--json"])?;
     let two: serde_json::Value =

@@ -78,6 +78,7 @@ impl Opener {
         )?;
         let engine = sm.engine();
         let sm_gone = sm.gone();
+        let snapshots = sm.preparer();
         let group = shard_group(shard);
         let log = LogStore::with_syncer(db.clone(), group, self.syncer.clone());
         if sm.interrupted_import() {
@@ -105,7 +106,7 @@ impl Opener {
         let writer =
             ShardWriter::spawn(shard, raft.clone(), &self.write, self.metrics.clone(), self.shutdown.subscribe());
         let query_cache = Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(self.cache_entries)));
-        Ok(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache, sm_gone }))
+        Ok(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache, sm_gone, snapshots }))
     }
 }
 

@@ -42,6 +42,9 @@ pub enum MembershipOp {
         ms: u64,
     },
     ResumeWrites,
+    /// Exports the shard's snapshot now, for the replica about to be added (leader; a shard's only). Last
+    /// of the variants, so a node of an older version refuses it as unknown (the move goes on without).
+    PrepareSnapshot,
 }
 
 impl MembershipOp {
@@ -119,7 +122,8 @@ pub async fn execute_local(
         other => CallError::Unavailable { node: me, group, why: other.to_string() },
     };
     match op {
-        MembershipOp::Members => {}
+        // Only a shard's replica exports snapshots ahead (execute_here); elsewhere there is nothing to do.
+        MembershipOp::Members | MembershipOp::PrepareSnapshot => {}
         MembershipOp::AddLearner { node, addr } => {
             let now = members_of(raft);
             if !now.voters.contains(node) && !now.learners.contains(node) {
@@ -180,6 +184,16 @@ pub async fn execute_here(
     match group {
         Group::Meta => execute_local(&meta.raft, None, me, group, op).await,
         Group::Shard(s) => match replicas.get(s) {
+            Some(r) if matches!(op, MembershipOp::PrepareSnapshot) => {
+                let m = members_of(&r.raft);
+                if m.leader != Some(me) {
+                    return Err(CallError::NotLeader { node: me, group, leader: m.leader });
+                }
+                let t = std::time::Instant::now();
+                let bytes = r.snapshots.prepare().await.map_err(|why| CallError::Failed { node: me, group, why })?;
+                tracing::info!(shard = s, bytes, secs = t.elapsed().as_secs_f64(), "snapshot exported ahead of a move");
+                Ok(m)
+            }
             Some(r) => execute_local(&r.raft, Some(&r.writer), me, group, op).await,
             None => Err(CallError::NoReplica { node: me, group, leader: None }),
         },

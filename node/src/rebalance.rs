@@ -421,6 +421,16 @@ impl Rebalancer {
                     return Ok(()); // done before (a new meta leader finishing it)
                 }
                 let addr = self.addr(to)?;
+                if !now.learners.contains(&to) {
+                    // The new replica needs a snapshot: the leader exports it now, so sending it holds up
+                    // nothing (an export made when openraft asks stalls the shard's applies). Only a speed-up:
+                    // a failure (an older leader, say) is logged and the move goes on.
+                    self.step(shard, "exporting the snapshot").await;
+                    let within = self.settings.move_timeout.min(Duration::from_secs(600));
+                    if let Err(err) = self.client.membership(group, &MembershipOp::PrepareSnapshot, within).await {
+                        tracing::warn!(shard, error = %chain(&err), "could not export the snapshot ahead; the move goes on");
+                    }
+                }
                 self.step(shard, "adding learner").await;
                 self.client
                     .membership(group, &MembershipOp::AddLearner { node: to, addr }, self.settings.meta_within)

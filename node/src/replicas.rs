@@ -29,6 +29,8 @@ pub struct ShardReplica {
     pub query_cache: Arc<std::sync::Mutex<pharos_query::cache::ShardCache>>,
     /// Resolves when openraft's state machine task for this replica has ended (after shutdown).
     pub sm_gone: pharos_raft::shard_sm::Gone,
+    /// Exports the shard's snapshot ahead of a move (off openraft's state-machine task).
+    pub snapshots: pharos_raft::shard_sm::SnapshotPreparer,
 }
 
 impl ShardReplica {

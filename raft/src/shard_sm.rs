@@ -42,6 +42,55 @@ pub struct ShardStateMachine {
     /// Where the last snapshot built or installed ends (None before the first: openraft then builds one
     /// itself where it needs it).
     current: Arc<Mutex<Option<SnapshotMeta>>>,
+    /// An export made ahead for the next replica that needs a snapshot ([`SnapshotPreparer`]).
+    prepared: Arc<Mutex<Option<Prepared>>>,
+}
+
+/// An export of the shard made off openraft's state-machine task, with where it ends and when it was made.
+struct Prepared {
+    meta: SnapshotMeta,
+    file: std::fs::File,
+    at: std::time::Instant,
+}
+
+/// A prepared export older than this is not sent (a newer one is made instead).
+const PREPARED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Exports a shard's snapshot ahead of need. openraft 0.9 asks for the snapshot to send
+/// (`get_current_snapshot`) on the group's state-machine task and waits there, so an export made then
+/// holds up every apply of the shard for as long as it takes (seconds per GB). One prepared just before a
+/// new replica is added is what that call then hands out, at once.
+#[derive(Clone)]
+pub struct SnapshotPreparer {
+    db: Arc<DB>,
+    engine: SharedEngine,
+    shard: u32,
+    spool: Spool,
+    slot: Arc<Mutex<Option<Prepared>>>,
+}
+
+impl SnapshotPreparer {
+    /// Exports the shard now (on a blocking thread; applies go on), replacing any earlier export.
+    pub async fn prepare(&self) -> Result<u64, String> {
+        let (db, engine, shard, spool) = (self.db.clone(), self.engine.clone(), self.shard, self.spool.clone());
+        let (meta, file) = tokio::task::spawn_blocking(move || export_to_spool(&db, &engine, shard, &spool))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let at = std::time::Instant::now();
+        *self.slot.lock().expect("prepared snapshot lock") = Some(Prepared { meta, file, at });
+        // Not taken in time (the new replica caught up from the log): its disk space is given back.
+        let slot = self.slot.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PREPARED_FOR).await;
+            let mut slot = slot.lock().expect("prepared snapshot lock");
+            if slot.as_ref().is_some_and(|p| p.at == at) {
+                *slot = None;
+            }
+        });
+        Ok(bytes)
+    }
 }
 
 fn decode_mark(mark: &[u8]) -> Result<(Option<LogId>, StoredMembership), StorageError> {
@@ -94,7 +143,19 @@ impl ShardStateMachine {
             membership,
             alive: tokio::sync::watch::Sender::new(()),
             current: Arc::new(Mutex::new(None)),
+            prepared: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// A handle that exports this shard's snapshot ahead of need (see [`SnapshotPreparer`]).
+    pub fn preparer(&self) -> SnapshotPreparer {
+        SnapshotPreparer {
+            db: self.db.clone(),
+            engine: self.engine.clone(),
+            shard: self.shard,
+            spool: self.spool.clone(),
+            slot: self.prepared.clone(),
+        }
     }
 
     /// Whether this replica's data was emptied at open because an import of a snapshot had been cut off (a
@@ -206,11 +267,19 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         Ok(())
     }
 
-    /// A fresh export of the engine, for a replica that needs a snapshot; None until one was built or
-    /// installed (openraft asks at startup and builds one where logs were purged).
+    /// An export of the engine, for a replica that needs a snapshot: one prepared ahead
+    /// ([`SnapshotPreparer`]) when it is recent and no older than the last snapshot built, else a fresh
+    /// one; None until one was built or installed (openraft asks at startup and builds one where logs were
+    /// purged).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        if self.current.lock().expect("snapshot lock").is_none() {
-            return Ok(None);
+        let current = self.current.lock().expect("snapshot lock").clone();
+        let Some(current) = current else { return Ok(None) };
+        let prepared = self.prepared.lock().expect("prepared snapshot lock").take();
+        if let Some(p) = prepared.filter(|p| p.at.elapsed() < PREPARED_FOR && p.meta.last_log_id >= current.last_log_id)
+        {
+            tracing::info!(shard = self.shard, snapshot = %p.meta.snapshot_id, "sending the snapshot exported ahead");
+            *self.current.lock().expect("snapshot lock") = Some(p.meta.clone());
+            return Ok(Some(Snapshot { meta: p.meta, snapshot: Box::new(tokio::fs::File::from_std(p.file)) }));
         }
         let (db, engine, shard, spool) = (self.db.clone(), self.engine.clone(), self.shard, self.spool.clone());
         // Seconds of disk work for a large shard: off the async workers.

@@ -124,3 +124,28 @@ async fn snapshots_stream_through_files_and_a_cut_off_install_empties_the_replic
     let (_, cut) = open(&cut_dir);
     assert!(!cut.interrupted_import(), "recovered once");
 }
+
+/// A snapshot exported ahead (off openraft's state-machine task) is what the next request for one gets, once;
+/// one older than the last snapshot built is not used.
+#[tokio::test]
+async fn a_snapshot_exported_ahead_is_handed_out_once() {
+    let dir = TempDir::new().unwrap();
+    let (_, mut sm) = open(&dir);
+    sm.apply((1..=10).map(|i| entry(i, 50))).await.unwrap();
+    sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let preparer = sm.preparer();
+    preparer.prepare().await.unwrap();
+    // Applied after the export: a fresh export would hold entry 11; the prepared one ends at 10.
+    sm.apply([entry(11, 50)]).await.unwrap();
+    let first = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
+    assert_eq!(first.meta.last_log_id.map(|l| l.index), Some(10), "the export made ahead");
+    let second = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
+    assert_eq!(second.meta.last_log_id.map(|l| l.index), Some(11), "used once; then a fresh export");
+
+    // Prepared, then a newer snapshot built: the prepared one is stale and not sent.
+    preparer.prepare().await.unwrap();
+    sm.apply([entry(12, 50)]).await.unwrap();
+    sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let third = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
+    assert_eq!(third.meta.last_log_id.map(|l| l.index), Some(12));
+}
