@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use pharos_raft::{NodeAddr, NodeId, Raft};
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,11 @@ pub async fn execute_local(
     let refused = |e: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>| match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             CallError::NotLeader { node: me, group, leader: f.leader_id }
+        }
+        // An earlier change not committed yet (a joint configuration under load, a new leader finishing it):
+        // the same call succeeds once it is, so it is worth waiting out.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(p))) => {
+            CallError::Unavailable { node: me, group, why: p.to_string() }
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
             CallError::Failed { node: me, group, why: c.to_string() }
