@@ -252,7 +252,12 @@ impl Cluster {
             let st = self.status(via).await?;
             Ok(st.nodes.iter().find(|n| n.grpc_addr == grpc && !n.meta_role.is_empty()).map(|n| n.id))
         })
-        .await?;
+        .await
+        .map_err(|e| {
+            // Say why: the joining node's own account (it may have exited, or been refused).
+            let log = self.nodes.last().map(|n| tail(&n.log(), 30)).unwrap_or_default();
+            e.context(format!("joining node's log tail:\n{log}"))
+        })?;
         self.nodes.last_mut().expect("pushed").id = assigned;
         self.wait_healthy(Duration::from_secs(60)).await?;
         Ok(assigned)
