@@ -258,3 +258,41 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// Debian's Prometheus server on loopback with a given configuration (its own data in a temporary
+/// directory); stopped when dropped.
+pub struct PrometheusServer {
+    pub port: u16,
+    dir: TempDir,
+    child: Child,
+}
+
+impl PrometheusServer {
+    /// Starts it on `port` with `config` (prometheus.yml text).
+    pub fn start(config: &str, port: u16) -> Result<PrometheusServer> {
+        let dir = TempDir::new()?;
+        std::fs::write(dir.path().join("prometheus.yml"), config)?;
+        let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting prometheus (apt install prometheus; scripts/setup.sh does): {e}"))?;
+        Ok(PrometheusServer { port, dir, child })
+    }
+
+    /// What it logged so far (for a failing test's output).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

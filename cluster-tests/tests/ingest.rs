@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use cluster_tests::receivers::PrometheusServer;
 use cluster_tests::{free_port, recent_ms, wait_for, Cluster};
 use pharos_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
@@ -163,24 +164,14 @@ async fn prometheus_samples(http: &reqwest::Client, base: &str, selector: &str, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_a_real_prometheus_remote_writes_what_it_scraped() -> Result<()> {
     let c = Cluster::start(1, "").await?;
-    let dir = tempfile::TempDir::new()?;
     let port = free_port();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
+    let prom = PrometheusServer::start(
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 500ms\n",
             c.nodes[0].url("/api/v1/write")
         ),
+        port,
     )?;
-    let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
-    let mut prom = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("starting prometheus (apt install prometheus; scripts/setup.sh does): {e}"))?;
     let base = format!("http://127.0.0.1:{port}");
     let result = async {
         // Prometheus scrapes itself every second and pushes; wait for ten scrapes to arrive in Pharos.
@@ -208,13 +199,8 @@ async fn t20_a_real_prometheus_remote_writes_what_it_scraped() -> Result<()> {
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    let _ = prom.kill();
-    let _ = prom.wait();
     if result.is_err() {
-        eprintln!(
-            "prometheus log:\n{}",
-            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-        );
+        eprintln!("prometheus log:\n{}", prom.log());
     }
     result
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cluster_tests::receivers::PrometheusServer;
 use cluster_tests::{free_port, recent_ms, wait_for, Cluster};
 use pharos_node::auth::Access;
 use serde_json::Value as Json;
@@ -260,16 +261,7 @@ async fn t20_real_clients_present_tokens() -> Result<()> {
         ),
         queue("wrong", "    authorization:\n      credentials: pharos_wrong\n".to_string()),
     );
-    std::fs::write(dir.path().join("prometheus.yml"), config)?;
-    let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
-    let mut prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{pport}"))
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("starting prometheus (apt install prometheus; scripts/setup.sh does): {e}"))?;
+    let prom = PrometheusServer::start(&config, pport)?;
     let result = async {
         let count = |via: &'static str| {
             let c = &c;
@@ -298,13 +290,8 @@ async fn t20_real_clients_present_tokens() -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = prom.kill();
-    let _ = prom.wait();
     if result.is_err() {
-        eprintln!(
-            "prometheus log:\n{}",
-            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-        );
+        eprintln!("prometheus log:\n{}", prom.log());
     }
     result
 }

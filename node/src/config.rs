@@ -385,6 +385,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Checks structured points against these limits at `now_ms`; on the first bad one, its index and why.
+    pub fn check_points(
+        &self,
+        points: &[pharos_storage::Point],
+        now_ms: i64,
+    ) -> Result<(), (usize, pharos_storage::line_protocol::PointError)> {
+        let line = self.line();
+        points.iter().enumerate().try_for_each(|(i, p)| line.check(p, now_ms).map_err(|e| (i, e)))
+    }
+
     pub fn line(&self) -> LineLimits {
         LineLimits {
             max_line_bytes: self.max_line_bytes,

@@ -86,9 +86,7 @@ impl Ingest {
 
     /// Checks structured points against the node's limits; on the first bad one, its index and why.
     pub fn check(&self, points: &[Point]) -> Result<(), (usize, PointError)> {
-        let limits = self.config.limits.line();
-        let now = crate::clock::now_ms();
-        points.iter().enumerate().try_for_each(|(i, p)| limits.check(p, now).map_err(|e| (i, e)))
+        self.config.limits.check_points(points, crate::clock::now_ms())
     }
 
     /// Writes a request's points and reports it: counted by source and outcome, refused samples explained.

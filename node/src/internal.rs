@@ -80,8 +80,7 @@ impl Internal for InternalService {
                 self.limits.max_points_per_request
             )));
         }
-        let (line, now) = (self.limits.line(), crate::clock::now_ms());
-        if let Some((i, e)) = points.iter().enumerate().find_map(|(i, p)| line.check(p, now).err().map(|e| (i, e))) {
+        if let Err((i, e)) = self.limits.check_points(&points, crate::clock::now_ms()) {
             return Err(Status::invalid_argument(format!("point {i}: {e}")));
         }
         let (me, group) = (self.replicas.me(), Group::Shard(r.shard));

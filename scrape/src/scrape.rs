@@ -44,13 +44,12 @@ pub fn user_agent() -> String {
 
 /// A client configured for scraping: gzip, no proxies from the environment, Pharos's user agent.
 pub fn default_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .gzip(true)
-        .no_proxy()
-        .user_agent(user_agent())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .unwrap_or_default()
+    client_builder().build().unwrap_or_default()
+}
+
+/// The settings every scrape client shares.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().gzip(true).no_proxy().user_agent(user_agent()).pool_idle_timeout(Duration::from_secs(90))
 }
 
 /// The client a job's scrapes use: `shared` unless the job's `tls_config` asks for its own CA, client
@@ -63,12 +62,7 @@ pub fn client_for(cfg: &JobConfig, shared: &reqwest::Client) -> Result<reqwest::
     let read = |p: &std::path::Path, what: &str| {
         std::fs::read(p).map_err(|e| format!("tls_config: cannot read the {what} {}: {e}", p.display()))
     };
-    let mut b = reqwest::Client::builder()
-        .gzip(true)
-        .no_proxy()
-        .user_agent(user_agent())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .danger_accept_invalid_certs(tls.insecure_skip_verify);
+    let mut b = client_builder().danger_accept_invalid_certs(tls.insecure_skip_verify);
     if let Some(ca) = &tls.ca_file {
         let pem = read(ca, "CA file")?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)
