@@ -537,8 +537,11 @@ impl Rebalancer {
                 warn!(shard, node = v, cause = %chain(&e), "asking a replica to hold its elections");
             }
         }
+        // Writes pause long enough for the first try (the successor's log complete when it stands), not for
+        // all of them: a transfer that keeps failing must not hold the shard's writes for its whole 9 s (CI saw
+        // an 11 s gap so); later tries run with writes flowing.
         if let Some(l) = now.leader {
-            let _ = self.client.membership_at(l, group, &MembershipOp::PauseWrites { ms: 8_000 }).await;
+            let _ = self.client.membership_at(l, group, &MembershipOp::PauseWrites { ms: 3_000 }).await;
         }
         let quick = Duration::from_secs(1);
         let caught_up = Instant::now() + Duration::from_secs(2);
