@@ -517,10 +517,16 @@ impl Rebalancer {
     }
 
     /// Makes `to` lead the shard (openraft 0.9 has no leadership transfer, so this is one built from its
-    /// parts): the other replicas hold their elections, the leader's writer holds its queue so its log
-    /// stops growing, `to` catches up with it and starts an election; the leader steps down when it sees
-    /// the higher term, and `to`, the only candidate with the whole log, wins once the others' leader lease
-    /// runs out. Writes to the shard wait meanwhile (about an election timeout); then everything resumes.
+    /// parts): the leader's writer holds its queue so its log stops growing; once `to` holds all of it
+    /// (committed, no membership change half done) the other replicas hold their elections and `to` stands
+    /// once. The leader steps down when it sees the higher term, and `to`, the only candidate with the whole
+    /// log, wins once the others' leader lease runs out. Writes to the shard wait meanwhile (about an
+    /// election timeout); then everything resumes.
+    ///
+    /// A try never stands a candidate whose log is short (it cannot win, and without pre-vote it would
+    /// depose each leader the others elect: CI saw a shard without a leader for 13 s so), and a try that
+    /// fails releases everything at once and waits for the shard to have a leader again, so a failure costs
+    /// one election, not the whole move's time.
     async fn elect(&self, shard: u32, to: NodeId) -> Result<(), String> {
         let group = Group::Shard(shard);
         let now = self.members(shard).await.map_err(|e| chain(&e))?;
@@ -530,48 +536,57 @@ impl Rebalancer {
         if !now.voters.contains(&to) {
             return Err(format!("node {to} is not a voter of shard {shard}"));
         }
+        let Some(leader) = now.leader else { return Err(format!("shard {shard} has no leader")) };
+        let _ = self.client.membership_at(leader, group, &MembershipOp::PauseWrites { ms: 3_000 }).await;
+        let quick = Duration::from_secs(1);
+        let caught_up = Instant::now() + Duration::from_secs(2);
+        let mut ready = false;
+        while !ready && Instant::now() < caught_up {
+            match self.client.membership_at(leader, group, &MembershipOp::Members).await {
+                Ok(m) if m.leader == Some(leader) && !m.joint && m.behind(to) == 0 => ready = true,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        if !ready {
+            let _ = self.client.membership_at(leader, group, &MembershipOp::ResumeWrites).await;
+            return Err(format!("node {to} did not catch up with shard {shard}'s leader (node {leader}) within 2s"));
+        }
         let others: Vec<NodeId> = now.voters.iter().copied().filter(|v| *v != to).collect();
         for v in &others {
-            let hold = MembershipOp::HoldElections { ms: 12_000 };
+            // Released below; the timeout only matters when this node dies mid-move.
+            let hold = MembershipOp::HoldElections { ms: 6_000 };
             if let Err(e) = self.client.membership_at(*v, group, &hold).await {
                 warn!(shard, node = v, cause = %chain(&e), "asking a replica to hold its elections");
             }
         }
-        // Writes pause long enough for the first try (the successor's log complete when it stands), not for
-        // all of them: a transfer that keeps failing must not hold the shard's writes for its whole 9 s (CI saw
-        // an 11 s gap so); later tries run with writes flowing.
-        if let Some(l) = now.leader {
-            let _ = self.client.membership_at(l, group, &MembershipOp::PauseWrites { ms: 3_000 }).await;
-        }
-        let quick = Duration::from_secs(1);
-        let caught_up = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < caught_up {
-            match self.client.membership(group, &MembershipOp::Members, quick).await {
-                Ok(m) if m.behind(to) == 0 => break,
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(9);
-        let mut outcome = Err(format!("node {to} did not take over leadership of shard {shard} within 9s"));
-        'tries: while Instant::now() < deadline {
-            if let Err(e) = self.client.membership_at(to, group, &MembershipOp::Elect).await {
-                warn!(shard, node = to, cause = %chain(&e), "asking a replica to take over");
-            }
-            let settle = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < settle {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let seen = self.client.membership_at(to, group, &MembershipOp::Members).await;
-                if matches!(seen, Ok(m) if m.leader == Some(to)) {
-                    outcome = Ok(());
-                    break 'tries;
+        let mut outcome = Err(format!("node {to} did not take over leadership of shard {shard} within 4s"));
+        match self.client.membership_at(to, group, &MembershipOp::Elect).await {
+            Err(e) => outcome = Err(format!("asking node {to} to take over shard {shard}: {}", chain(&e))),
+            Ok(_) => {
+                let settle = Instant::now() + Duration::from_secs(4);
+                while Instant::now() < settle {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let seen = self.client.membership_at(to, group, &MembershipOp::Members).await;
+                    if matches!(seen, Ok(m) if m.leader == Some(to)) {
+                        outcome = Ok(());
+                        break;
+                    }
                 }
             }
         }
         for v in &others {
             let _ = self.client.membership_at(*v, group, &MembershipOp::ResumeElections).await;
         }
-        if let Some(l) = now.leader {
-            let _ = self.client.membership_at(l, group, &MembershipOp::ResumeWrites).await;
+        let _ = self.client.membership_at(leader, group, &MembershipOp::ResumeWrites).await;
+        if outcome.is_err() {
+            // The next try starts from a group with a leader (any), not from a running election.
+            let settled = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < settled {
+                match self.client.membership(group, &MembershipOp::Members, quick).await {
+                    Ok(m) if m.leader.is_some() => break,
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
         }
         outcome
     }
