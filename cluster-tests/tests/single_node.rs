@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Result;
-use cluster_tests::{recent_ms, tail, Cluster};
+use cluster_tests::{recent_ms, tail, wait_for, Cluster};
 
 fn lines(host: &str, from: i64, n: i64) -> String {
     (0..n)
@@ -205,5 +205,74 @@ async fn t20_compaction_purges_the_log_and_keeps_every_sample() -> Result<()> {
     assert_eq!(c.export(1, "cpu", false).await?, before);
     let (code, body) = c.write(1, lines("later", 0, 5)).await?;
     assert_eq!(code, 204, "writes go on after recovery: {body}");
+    Ok(())
+}
+
+/// Writes `batches` requests of 1,000 lines (2,000 samples, one host, 1 s apart) each, all acknowledged.
+async fn write_batches(c: &Cluster, prefix: &str, batches: usize) -> Result<()> {
+    for k in 0..batches {
+        let body: String = (0..1000)
+            .map(|i| {
+                format!("cpu,host={prefix}{k} usage={},idle={}i {}\n", i as f64 * 0.25, 100 - i, recent_ms() + i * 1000)
+            })
+            .collect();
+        let (code, body) = c.write(1, body).await?;
+        assert_eq!(code, 204, "{body}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_an_idle_node_gives_the_log_space_back_by_itself() -> Result<()> {
+    let mut c = Cluster::start(1, "[raft]\nidle_snapshot_ms = 1500\n").await?;
+    write_batches(&c, "h", 100).await?;
+    let before = c.export(1, "cpu", false).await?;
+    assert_eq!(before.len(), 100 * 1000 * 2);
+    let data = c.nodes[0].dir.path().join("data");
+    let loaded = dir_bytes(&data);
+    // No admin call: the log keeper snapshots each idle group, purges its log and compacts what it freed.
+    wait_for(Duration::from_secs(60), "every shard's log purged to what it applied", || async {
+        let st = c.status(1).await?;
+        Ok(st.shards.iter().all(|s| s.purged_index > 0 && s.applied_index - s.purged_index <= 3).then_some(()))
+    })
+    .await?;
+    let idle = wait_for(Duration::from_secs(30), "the data directory to shrink", || async {
+        let now = dir_bytes(&data);
+        Ok((now * 2 < loaded).then_some(now))
+    })
+    .await?;
+    println!("data directory after the load {loaded} bytes, idle {idle} bytes");
+    // The purged log is not needed: a crash now recovers everything from the snapshots.
+    c.node(1).kill();
+    c.node(1).start()?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    assert_eq!(c.export(1, "cpu", false).await?, before);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_a_busy_node_snapshots_and_purges_by_bytes() -> Result<()> {
+    // Never idle for the keeper; 256 KiB of log per snapshot, 64 KiB kept behind it.
+    let cfg = "[raft]\nidle_snapshot_ms = 3600000\nsnapshot_after_bytes = 262144\nkeep_bytes_after_snapshot = 65536\n";
+    let mut c = Cluster::start(1, cfg).await?;
+    let mut written = 0;
+    let purged = wait_for(Duration::from_secs(90), "a shard's log purged while writes go on", || {
+        written += 1;
+        let c = &c;
+        let k = written;
+        async move {
+            write_batches(c, &format!("b{k}-"), 5).await?;
+            let st = c.status(1).await?;
+            Ok(st.shards.iter().map(|s| s.purged_index).max().filter(|p| *p > 0))
+        }
+    })
+    .await?;
+    println!("purged up to index {purged} after {written} rounds of writes");
+    let before = c.export(1, "cpu", false).await?;
+    assert_eq!(before.len(), written * 5 * 1000 * 2);
+    c.node(1).kill();
+    c.node(1).start()?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    assert_eq!(c.export(1, "cpu", false).await?, before);
     Ok(())
 }

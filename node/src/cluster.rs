@@ -353,10 +353,9 @@ impl Cluster {
     /// Shrinks the data directory to the data: the shards this node leads run maintenance now (sealing idle
     /// heads, building the rollups of closed periods), every local group takes a snapshot (shard engines
     /// checkpoint their heads), purges its Raft log up to it, then RocksDB flushes and compacts every column
-    /// family. Normal operation does all this by itself over time (maintenance every
-    /// `write.maintenance_interval`, a snapshot every `raft.snapshot_after_entries`); this brings a node
-    /// that just took a bulk load to that state, for measuring bytes on disk, or before a backup. Returns the
-    /// groups snapshotted.
+    /// family. Normal operation does most of this by itself (maintenance every `write.maintenance_interval`;
+    /// snapshots, purges and an idle group's compaction by the log keeper, `log_keeper.rs`); this does it
+    /// now and all of it, for measuring bytes on disk, or before a backup. Returns the groups snapshotted.
     pub async fn compact(&self, within: Duration) -> Result<usize, NodeError> {
         let now_ms = crate::clock::now_ms();
         for r in self.replicas.all() {

@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod internal;
 pub mod join;
 pub mod line_listeners;
+pub mod log_keeper;
 pub mod logging;
 pub mod membership;
 pub mod meta;

@@ -273,6 +273,7 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         pharos_raft::leadership::spawn_while_leader(&meta.raft, move || r.clone().run());
     }
     cluster.spawn_reconciler();
+    crate::log_keeper::spawn(cluster.clone(), config.raft.clone());
     tokio::spawn(audit_series(audit, ingest.clone()));
     let scraping = crate::scrape::start(ScrapeContext {
         config: config.clone(),

@@ -44,6 +44,15 @@ pub struct RaftSettings {
     pub snapshot_after_entries: u64,
     /// Entries kept behind a snapshot, so briefly lagging followers catch up from the log.
     pub keep_entries_after_snapshot: u64,
+    /// Also snapshot once the log written since the last snapshot holds this many bytes (a few large
+    /// batches reach it long before `snapshot_after_entries`).
+    pub snapshot_after_bytes: u64,
+    /// At most this many bytes of log are kept behind a snapshot (with `keep_entries_after_snapshot`,
+    /// whichever keeps less).
+    pub keep_bytes_after_snapshot: u64,
+    /// A group that applied nothing for this long snapshots, purges its log up to the snapshot and compacts
+    /// what it freed, so a node gives its space back soon after a load ends.
+    pub idle_snapshot_ms: u64,
 }
 
 impl Default for RaftSettings {
@@ -59,6 +68,9 @@ impl Default for RaftSettings {
             snapshot_import_timeout_ms: 1_800_000,
             snapshot_after_entries: 20_000,
             keep_entries_after_snapshot: 1_000,
+            snapshot_after_bytes: 128 << 20,
+            keep_bytes_after_snapshot: 64 << 20,
+            idle_snapshot_ms: 30_000,
         }
     }
 }

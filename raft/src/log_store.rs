@@ -71,6 +71,10 @@ struct CacheInner {
     /// Encoded bytes received from the leader, by index, until the append of that entry uses them.
     incoming: std::collections::BTreeMap<u64, (LogId, Arc<[u8]>)>,
     incoming_bytes: usize,
+    /// The stored size of every entry appended since this process started and not purged, oldest first
+    /// (entries from before a restart are not counted): what the log keeper purges by.
+    sizes: VecDeque<(u64, u32)>,
+    sizes_bytes: u64,
 }
 
 impl LogCache {
@@ -123,6 +127,8 @@ impl LogCache {
         }
         for (e, b) in fresh {
             let id = *e.get_log_id();
+            c.sizes.push_back((id.index, b.len() as u32));
+            c.sizes_bytes += b.len() as u64;
             let weight = decoded_weight(&e).max(b.len());
             c.decoded.push(e, weight);
             c.encoded_bytes += b.len();
@@ -144,6 +150,10 @@ impl LogCache {
             let (_, b) = c.encoded.pop_back().expect("non-empty");
             c.encoded_bytes -= b.len();
         }
+        while c.sizes.back().is_some_and(|(i, _)| *i >= index) {
+            let (_, n) = c.sizes.pop_back().expect("non-empty");
+            c.sizes_bytes -= n as u64;
+        }
     }
 
     /// Forgets entries up to and including `index` (a purged log).
@@ -155,6 +165,33 @@ impl LogCache {
             let (_, b) = c.encoded.pop_front().expect("non-empty");
             c.encoded_bytes -= b.len();
         }
+        while c.sizes.front().is_some_and(|(i, _)| *i <= index) {
+            let (_, n) = c.sizes.pop_front().expect("non-empty");
+            c.sizes_bytes -= n as u64;
+        }
+    }
+
+    /// Stored bytes of the entries after `index` (those appended since this process started).
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        let c = self.lock();
+        let before: u64 = c.sizes.iter().take_while(|(i, _)| *i <= index).map(|(_, n)| *n as u64).sum();
+        c.sizes_bytes - before
+    }
+
+    /// The highest index up to which the log can be purged so that at most `keep` bytes of entries follow it
+    /// (None when everything counted fits).
+    pub fn purge_point(&self, keep: u64) -> Option<u64> {
+        let c = self.lock();
+        let mut after = c.sizes_bytes;
+        let mut point = None;
+        for (i, n) in &c.sizes {
+            if after <= keep {
+                break;
+            }
+            after -= *n as u64;
+            point = Some(*i);
+        }
+        point
     }
 
     fn clear(&self) {
@@ -327,6 +364,13 @@ impl LogStore {
     }
 }
 
+/// Compacts a group's log up to and including `upto` (purged): RocksDB drops the files and records the
+/// purge's range deletion covers, which it otherwise keeps until its own compactions reach them.
+pub fn compact_purged(db: &DB, group: GroupId, upto: u64) {
+    let (lo, hi) = (log_key(group, 0), log_key(group, upto.saturating_add(1)));
+    db.compact_range_cf(cf(db, CF_RAFT_LOG), Some(&lo[..]), Some(&hi[..]));
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -470,6 +514,20 @@ mod tests {
 
     fn indexes(c: &EntryCache) -> Vec<u64> {
         c.entries.iter().map(|(e, _)| e.log_id.index).collect()
+    }
+
+    #[test]
+    fn sizes_follow_appends_truncations_and_purges() {
+        let c = LogCache::default();
+        let sized = |i: u64, n: usize| (entry(i), Arc::<[u8]>::from(vec![0u8; n]));
+        c.appended((1..=4).map(|i| sized(i, 100 * i as usize)).collect());
+        assert_eq!((c.bytes_after(0), c.bytes_after(2), c.bytes_after(4)), (1000, 700, 0));
+        // Keep at most 750 bytes: 3 and 4 (700) stay, so up to 2 goes; everything fits 1000.
+        assert_eq!((c.purge_point(750), c.purge_point(1000), c.purge_point(0)), (Some(2), None, Some(4)));
+        c.truncate_from(4);
+        assert_eq!((c.bytes_after(0), c.purge_point(300), c.purge_point(250)), (600, Some(2), Some(3)));
+        c.purge_to(2);
+        assert_eq!((c.bytes_after(0), c.bytes_after(3), c.purge_point(0)), (300, 0, Some(3)));
     }
 
     #[test]
