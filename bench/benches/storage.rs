@@ -38,6 +38,7 @@ fn series(kind: &str, n: usize, seed: u64) -> (Vec<i64>, Vec<f64>) {
 }
 
 fn codec_bench(c: &mut Criterion) {
+    pharos_storage::codec::allow_grid_timestamps(true);
     let mut g = c.benchmark_group("codec");
     for kind in ["random_walk", "walk_across_64", "gauge_2dec", "counter", "constant"] {
         let chunks: Vec<(Vec<i64>, Vec<f64>)> = (0..100).map(|i| series(kind, 120, i)).collect();

@@ -141,6 +141,9 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Measure what a cluster of this build writes (a node turns grid timestamps on once every member reads
+    // them).
+    pharos_storage::codec::allow_grid_timestamps(true);
     match Cli::parse().cmd {
         Cmd::Write { url, set, hosts, steps, batch, conc, protocol, oldest_first, token, ca } => {
             let mut g = Generator::new(set, hosts, 42);

@@ -52,6 +52,27 @@ pub fn formats(state: &MetaState) -> (BTreeMap<NodeId, Formats>, u64) {
     (serde_json::from_slice(&d.bytes).unwrap_or_default(), d.version)
 }
 
+/// Whether every member reads chunks with grid timestamps (members that recorded no formats run a build from
+/// before formats were advertised, which does not).
+pub fn grid_allowed(state: &MetaState) -> bool {
+    let recorded = formats(state).0;
+    let old = Formats::before_advertising();
+    pharos_storage::formats::cluster_reads_grid(state.nodes.keys().map(|id| recorded.get(id).unwrap_or(&old)))
+}
+
+/// Keeps this node's codec writing grid timestamps exactly while every member reads them.
+pub async fn follow_chunk_formats(meta: Arc<Meta>) {
+    let mut changes = meta.subscribe();
+    loop {
+        let on = grid_allowed(&meta.state());
+        if on != pharos_storage::codec::grid_timestamps_allowed() {
+            tracing::info!(on, "grid timestamps in new chunks (every member reads them: {on})");
+            pharos_storage::codec::allow_grid_timestamps(on);
+        }
+        crate::meta::changed_within(&mut changes, Duration::from_secs(5)).await;
+    }
+}
+
 /// Why a node with `joiner`'s formats cannot join, if it cannot (see [`Formats::join_refusal`]). Members
 /// that recorded none run a build from before formats were advertised.
 pub fn join_refusal(state: &MetaState, joiner: &Formats, joiner_id: NodeId) -> Option<String> {

@@ -10,10 +10,19 @@
 pub const ENTRY_FORMATS_READ: &[u32] = &[1, 2];
 /// The entry format this build's leaders write.
 pub const ENTRY_FORMAT_WRITTEN: u32 = 2;
-/// Shard snapshot formats: 1, the record stream of `engine/snapshot.rs`.
-pub const SNAPSHOT_FORMATS_READ: &[u32] = &[1];
-/// The snapshot format this build writes.
-pub const SNAPSHOT_FORMAT_WRITTEN: u32 = 1;
+/// Shard snapshot formats: 1, the record stream of `engine/snapshot.rs`; 2, the same whose chunks and heads
+/// may use grid timestamps (`codec::grid`).
+pub const SNAPSHOT_FORMATS_READ: &[u32] = &[1, 2];
+/// The snapshot format this build writes once every member reads it; until then it writes
+/// [`SNAPSHOT_FORMAT_FALLBACK`] (its nodes turn grid timestamps on only when the whole cluster reads them:
+/// [`cluster_reads_grid`]).
+pub const SNAPSHOT_FORMAT_WRITTEN: u32 = 2;
+pub const SNAPSHOT_FORMAT_FALLBACK: u32 = 1;
+
+/// Whether every member (by the formats each recorded) reads snapshots whose chunks use grid timestamps.
+pub fn cluster_reads_grid<'a>(mut members: impl Iterator<Item = &'a Formats>) -> bool {
+    members.all(|f| f.snapshots_read.contains(&2))
+}
 
 /// What one node reads and writes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,7 +68,11 @@ impl Formats {
                     m.snapshot_written, self.snapshots_read
                 ));
             }
-            if !m.entries_read.contains(&self.entry_written) || !m.snapshots_read.contains(&self.snapshot_written) {
+            // This build falls back to snapshot format 1 while a member cannot read 2.
+            let snapshot_ok = m.snapshots_read.contains(&self.snapshot_written)
+                || (self.snapshot_written == SNAPSHOT_FORMAT_WRITTEN
+                    && m.snapshots_read.contains(&SNAPSHOT_FORMAT_FALLBACK));
+            if !m.entries_read.contains(&self.entry_written) || !snapshot_ok {
                 return Some(format!(
                     "this build writes entry format {} and snapshot format {}, which node {id} cannot read \
                      (it reads entries {:?}, snapshots {:?}): upgrade the cluster's nodes first",
@@ -85,8 +98,15 @@ mod tests {
         let why = me.join_refusal([(1, &same), (7, &newer)]).unwrap();
         assert!(why.contains("node 7 writes Raft entry format 3"), "{why}");
         // A newer snapshot format.
-        let newer = Formats { snapshots_read: vec![1, 2], snapshot_written: 2, ..Formats::this_build() };
-        assert!(me.join_refusal([(3, &newer)]).unwrap().contains("snapshot format 2"));
+        let newer = Formats { snapshots_read: vec![1, 2, 3], snapshot_written: 3, ..Formats::this_build() };
+        assert!(me.join_refusal([(3, &newer)]).unwrap().contains("snapshot format 3"));
+        // A member from before grid timestamps (reads snapshot format 1 only): this build joins and falls back
+        // to format 1; an old build may not join a cluster of this build (its chunks may use the grid).
+        let before_grid = Formats { snapshots_read: vec![1], snapshot_written: 1, ..Formats::this_build() };
+        assert_eq!(me.join_refusal([(5, &before_grid)]), None);
+        assert!(before_grid.join_refusal([(1, &same)]).unwrap().contains("snapshot format 2"));
+        assert!(!cluster_reads_grid([&same, &before_grid].into_iter()));
+        assert!(cluster_reads_grid([&same, &same].into_iter()));
         // This build writes something an old member cannot read.
         let old = Formats { entries_read: vec![1], entry_written: 1, ..Formats::this_build() };
         let me_reading_old = Formats { entries_read: vec![1, 2], ..Formats::this_build() };

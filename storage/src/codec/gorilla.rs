@@ -42,6 +42,21 @@ pub fn write_int(w: &mut BitWriter, v: i64) {
     }
 }
 
+/// The bits [`write_int`] takes for `v`.
+pub fn int_bits(v: i64) -> u64 {
+    let z = zigzag(v);
+    if z == 0 {
+        return 1;
+    }
+    for (i, &width) in BUCKETS.iter().enumerate() {
+        if width == 64 || z < (1u64 << width) {
+            let prefix = if i + 1 < BUCKETS.len() { i as u64 + 2 } else { i as u64 + 1 };
+            return prefix + width as u64;
+        }
+    }
+    unreachable!("the last bucket holds anything")
+}
+
 #[inline]
 pub fn read_int(r: &mut BitReader) -> Option<i64> {
     let n = r.unary(BUCKETS.len() as u32)?;

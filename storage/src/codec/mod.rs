@@ -26,7 +26,10 @@
 //!   change of the previous value, which costs each sample its own binade's bits.
 //!
 //! Timestamp mode 1 means *regular*: every delta equals span / (count - 1), so no codes follow; mode 0
-//! means count-1 delta-of-delta codes.
+//! means count-1 delta-of-delta codes; mode 2 (*grid*, [`grid`]) means each timestamp but the first and
+//! last as its distance from the straight line between them, Rice-coded: real scrapes jitter by a few ms
+//! around a fixed interval, which costs delta-of-delta 9 bits a sample and the grid 2-4. Mode 2 is written
+//! only where the cluster reads it ([`allow_grid_timestamps`]).
 //!
 //! [`encode_chunk`] tries every encoding that can represent the data bit for bit and keeps the smallest.
 //! Byte-level tables with examples: docs/format/chunk.md.
@@ -34,10 +37,13 @@
 pub mod bits;
 pub mod decimal;
 pub mod gorilla;
+pub mod grid;
 pub mod interval;
 
 #[cfg(test)]
 mod tests;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bits::{get_uvarint, put_uvarint, unzigzag, zigzag, BitReader, BitWriter};
 pub use gorilla::HeadAppender;
@@ -85,21 +91,79 @@ fn header(enc: Encoding, ts: &[i64], out: &mut Vec<u8>) {
 
 const TS_CODES: u8 = 0;
 const TS_REGULAR: u8 = 1;
+const TS_GRID: u8 = 2;
 
-/// Writes the timestamp mode byte to `out` and, unless regular, the codes to `w`.
-fn write_timestamps(out: &mut Vec<u8>, w: &mut BitWriter, ts: &[i64]) {
-    let d0 = ts.get(1).map(|t| t.wrapping_sub(ts[0]));
-    if let Some(d0) = d0 {
-        if ts.windows(2).all(|p| p[1].wrapping_sub(p[0]) == d0) {
-            out.push(TS_REGULAR);
-            return;
+/// Whether chunks may use timestamp mode 2 (*grid*). A node turns it on once every member of its cluster
+/// reads it (snapshot format 2, `crate::formats`): sealed chunks travel in snapshots, so a replica on an
+/// older build must not be sent one it cannot decode. Reading is always on.
+static GRID: AtomicBool = AtomicBool::new(false);
+
+pub fn allow_grid_timestamps(on: bool) {
+    GRID.store(on, Ordering::Relaxed);
+}
+
+pub fn grid_timestamps_allowed() -> bool {
+    GRID.load(Ordering::Relaxed)
+}
+
+/// How a chunk's timestamps are written, decided once per chunk (every candidate encoding writes them).
+#[derive(Debug, Clone, Copy)]
+enum TsPlan {
+    Regular,
+    Codes,
+    Grid(grid::Plan),
+}
+
+impl TsPlan {
+    /// Regular when every delta is equal; else the smaller of delta-of-delta codes and (where allowed)
+    /// grid residuals.
+    fn new(ts: &[i64]) -> TsPlan {
+        let d0 = ts.get(1).map(|t| t.wrapping_sub(ts[0]));
+        if let Some(d0) = d0 {
+            if ts.windows(2).all(|p| p[1].wrapping_sub(p[0]) == d0) {
+                return TsPlan::Regular;
+            }
+        }
+        if grid_timestamps_allowed() {
+            if let Some(plan) = grid::plan(ts) {
+                if plan.bits < dod_bits(ts) {
+                    return TsPlan::Grid(plan);
+                }
+            }
+        }
+        TsPlan::Codes
+    }
+
+    /// Writes the timestamp mode byte to `out` and, unless regular, the codes to `w`.
+    fn write(&self, out: &mut Vec<u8>, w: &mut BitWriter, ts: &[i64]) {
+        match self {
+            TsPlan::Regular => out.push(TS_REGULAR),
+            TsPlan::Codes => {
+                out.push(TS_CODES);
+                let mut d = gorilla::Dod::new(ts[0]);
+                for &t in &ts[1..] {
+                    d.write(w, t);
+                }
+            }
+            TsPlan::Grid(p) => {
+                out.push(TS_GRID);
+                grid::write(w, ts, p);
+            }
         }
     }
-    out.push(TS_CODES);
-    let mut d = gorilla::Dod::new(ts[0]);
-    for &t in &ts[1..] {
-        d.write(w, t);
-    }
+}
+
+/// The bits of the delta-of-delta codes of `ts`.
+fn dod_bits(ts: &[i64]) -> u64 {
+    let mut delta = 0i64;
+    ts.windows(2)
+        .map(|p| {
+            let d = p[1].wrapping_sub(p[0]);
+            let bits = gorilla::int_bits(d.wrapping_sub(delta));
+            delta = d;
+            bits
+        })
+        .sum()
 }
 
 fn read_timestamps(mode: u8, r: &mut BitReader, h: &ChunkHeader, out: &mut Vec<i64>) -> Option<()> {
@@ -120,6 +184,7 @@ fn read_timestamps(mode: u8, r: &mut BitReader, h: &ChunkHeader, out: &mut Vec<i
                 out.push(d.read(r)?);
             }
         }
+        TS_GRID if n >= 3 => grid::read(r, h, out)?,
         _ => return None,
     }
     Some(())
@@ -134,6 +199,8 @@ pub fn encode_chunk(ts: &[i64], vals: &[f64]) -> Vec<u8> {
 /// [`encode_chunk`] for samples whose Gorilla stream exists already (a head's [`HeadAppender::stream`], which
 /// must hold exactly these samples): that stream is the Gorilla candidate instead of being encoded again.
 pub fn encode_chunk_from(ts: &[i64], vals: &[f64], gorilla_stream: Option<&[u8]>) -> Vec<u8> {
+    check_samples(ts, vals);
+    let plan = TsPlan::new(ts);
     let mut best = match gorilla_stream {
         Some(stream) => {
             let mut c = Vec::with_capacity(16 + stream.len());
@@ -141,11 +208,11 @@ pub fn encode_chunk_from(ts: &[i64], vals: &[f64], gorilla_stream: Option<&[u8]>
             c.extend_from_slice(stream);
             c
         }
-        None => encode_chunk_with(Encoding::Gorilla, ts, vals).expect("Gorilla encodes any samples"),
+        None => encode_planned(Encoding::Gorilla, ts, vals, &plan).expect("Gorilla encodes any samples"),
     };
     let mut decimal = false;
     for enc in [Encoding::Constant, Encoding::Decimal] {
-        if let Some(c) = encode_chunk_with(enc, ts, vals) {
+        if let Some(c) = encode_planned(enc, ts, vals, &plan) {
             decimal |= enc == Encoding::Decimal;
             if c.len() < best.len() {
                 best = c;
@@ -155,7 +222,7 @@ pub fn encode_chunk_from(ts: &[i64], vals: &[f64], gorilla_stream: Option<&[u8]>
     // Values that are exact decimals are served by Decimal; only the others (full-precision floats) are worth
     // a FloatBits attempt, which costs a pass per mode.
     if !decimal {
-        if let Some(c) = encode_chunk_with(Encoding::FloatBits, ts, vals) {
+        if let Some(c) = encode_planned(Encoding::FloatBits, ts, vals, &plan) {
             if c.len() < best.len() {
                 best = c;
             }
@@ -166,11 +233,19 @@ pub fn encode_chunk_from(ts: &[i64], vals: &[f64], gorilla_stream: Option<&[u8]>
 
 /// Encodes with one encoding; None when it cannot represent the samples bit for bit.
 pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<u8>> {
+    check_samples(ts, vals);
+    encode_planned(enc, ts, vals, &TsPlan::new(ts))
+}
+
+fn check_samples(ts: &[i64], vals: &[f64]) {
     assert!(
         !ts.is_empty() && ts.len() == vals.len() && ts.len() <= MAX_SAMPLES,
         "1..=65535 samples, as many values as timestamps"
     );
     debug_assert!(ts.windows(2).all(|w| w[0] < w[1]), "timestamps must increase");
+}
+
+fn encode_planned(enc: Encoding, ts: &[i64], vals: &[f64], plan: &TsPlan) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(16 + ts.len() * 2);
     match enc {
         Encoding::Gorilla => {
@@ -185,12 +260,12 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
             header(enc, ts, &mut out);
             out.extend_from_slice(&bits.to_be_bytes());
             let mut w = BitWriter::new();
-            write_timestamps(&mut out, &mut w, ts);
+            plan.write(&mut out, &mut w, ts);
             out.extend_from_slice(w.bytes());
         }
         Encoding::Decimal => {
             let (e, ms) = decimal::fit(vals)?;
-            out = mantissa_chunk(enc, ts, &[e], &ms, &decimal::MODES, false);
+            out = mantissa_chunk(enc, ts, plan, &[e], &ms, &decimal::MODES, false);
         }
         Encoding::FloatBits => {
             let ms: Vec<i64> = vals.iter().map(|v| v.to_bits() as i64).collect();
@@ -198,10 +273,10 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
             // bit-pattern delta; otherwise frame of reference first: delta codes (mode 0) only win on values
             // that rarely change, which Gorilla already stores in a bit each; delta-of-delta (mode 1) does
             // not suit values that wander.
-            let plan = interval::plan(vals).filter(|p| decimal::for_bits(&ms).is_none_or(|b| p.bits < b));
-            out = match plan {
-                Some(p) => bit_chunk(enc, ts, &[], 3, |w| interval::write(w, vals, &p)),
-                None => mantissa_chunk(enc, ts, &[], &ms, &[2, 0], true),
+            let positions = interval::plan(vals).filter(|p| decimal::for_bits(&ms).is_none_or(|b| p.bits < b));
+            out = match positions {
+                Some(p) => bit_chunk(enc, ts, plan, &[], 3, |w| interval::write(w, vals, &p)),
+                None => mantissa_chunk(enc, ts, plan, &[], &ms, &[2, 0], true),
             };
         }
     }
@@ -210,7 +285,15 @@ pub fn encode_chunk_with(enc: Encoding, ts: &[i64], vals: &[f64]) -> Option<Vec<
 
 /// The smallest chunk of integer mantissas `ms` over `modes`, tried in order (`first_fit`: keep the first mode
 /// that fits); `extra` are the payload bytes before the mode byte (Decimal's exponent).
-fn mantissa_chunk(enc: Encoding, ts: &[i64], extra: &[u8], ms: &[i64], modes: &[u8], first_fit: bool) -> Vec<u8> {
+fn mantissa_chunk(
+    enc: Encoding,
+    ts: &[i64],
+    plan: &TsPlan,
+    extra: &[u8],
+    ms: &[i64],
+    modes: &[u8],
+    first_fit: bool,
+) -> Vec<u8> {
     let mut best: Option<Vec<u8>> = None;
     for &mode in modes {
         if first_fit && best.is_some() {
@@ -219,7 +302,7 @@ fn mantissa_chunk(enc: Encoding, ts: &[i64], extra: &[u8], ms: &[i64], modes: &[
         if !decimal::fits_mode(ms, mode) {
             continue;
         }
-        let c = bit_chunk(enc, ts, extra, mode, |w| decimal::write_mantissas(w, ms, mode));
+        let c = bit_chunk(enc, ts, plan, extra, mode, |w| decimal::write_mantissas(w, ms, mode));
         if best.as_ref().is_none_or(|b| c.len() < b.len()) {
             best = Some(c);
         }
@@ -229,13 +312,20 @@ fn mantissa_chunk(enc: Encoding, ts: &[i64], extra: &[u8], ms: &[i64], modes: &[
 
 /// A chunk of header, `extra` payload bytes, the mode byte, the timestamp mode byte and a bit stream: the
 /// timestamp codes, then what `values` writes.
-fn bit_chunk(enc: Encoding, ts: &[i64], extra: &[u8], mode: u8, values: impl FnOnce(&mut BitWriter)) -> Vec<u8> {
+fn bit_chunk(
+    enc: Encoding,
+    ts: &[i64],
+    plan: &TsPlan,
+    extra: &[u8],
+    mode: u8,
+    values: impl FnOnce(&mut BitWriter),
+) -> Vec<u8> {
     let mut c = Vec::with_capacity(16 + ts.len() * 2);
     header(enc, ts, &mut c);
     c.extend_from_slice(extra);
     c.push(mode);
     let mut w = BitWriter::with_capacity(ts.len() * 2);
-    write_timestamps(&mut c, &mut w, ts);
+    plan.write(&mut c, &mut w, ts);
     values(&mut w);
     c.extend_from_slice(w.bytes());
     c

@@ -10,6 +10,8 @@ const ALL: [Encoding; 4] = [Encoding::Gorilla, Encoding::Decimal, Encoding::Cons
 /// Encodes with every applicable encoding (and the automatic choice) and checks a bit-exact round trip.
 /// Returns the encodings that applied.
 fn check(ts: &[i64], vals: &[f64]) -> Vec<Encoding> {
+    // Every test writes what a cluster of this build writes: grid timestamps allowed (never turned off here).
+    allow_grid_timestamps(true);
     let mut applied = Vec::new();
     let mut candidates: Vec<(Option<Encoding>, Vec<u8>)> = vec![(None, encode_chunk(ts, vals))];
     for enc in ALL {
@@ -83,6 +85,78 @@ fn regular_and_jittered_timestamps() {
     check(&regular(120), &vec![3.0; 120]);
     let jitter: Vec<i64> = regular(120).iter().enumerate().map(|(i, t)| t + ((i * 37) % 11) as i64 - 5).collect();
     check(&jitter, &(0..120).map(|i| i as f64 * 0.5).collect::<Vec<_>>());
+}
+
+/// Scrape times: a 2 s tick from a phase, each sample a few ms late (a deterministic pseudo-random jitter).
+fn scraped(n: usize, max_late: u64) -> Vec<i64> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n as i64)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1_700_000_000_123 + i * 2_000 + (x % (max_late + 1)) as i64
+        })
+        .collect()
+}
+
+fn ts_mode(c: &[u8]) -> u8 {
+    let (h, pos) = header_and_payload(c).unwrap();
+    match h.encoding {
+        Encoding::Constant => c[pos + 8],
+        Encoding::Decimal => c[pos + 2],
+        Encoding::FloatBits => c[pos + 1],
+        Encoding::Gorilla => panic!("Gorilla interleaves its own codes"),
+    }
+}
+
+#[test]
+fn jittered_scrapes_take_grid_timestamps() {
+    for (late, max_bits) in [(3, 3.5), (12, 5.5), (200, 10.5)] {
+        let ts = scraped(360, late);
+        let c = check(&ts, &vec![1.0; 360]);
+        assert!(c.contains(&Encoding::Constant));
+        let chunk = encode_chunk(&ts, &vec![1.0; 360]);
+        assert_eq!(ts_mode(&chunk), TS_GRID, "up to {late} ms late");
+        let bits = (chunk.len() - 8 - 1 - 10) as f64 * 8.0 / 360.0;
+        let dod = dod_bits(&ts) as f64 / 359.0;
+        println!("up to {late} ms late: {bits:.2} bits/timestamp, delta-of-delta {dod:.2}");
+        assert!(bits <= max_bits, "{bits} bits per timestamp, up to {late} ms late");
+    }
+    // Values that change ride on the same timestamps.
+    let ts = scraped(360, 5);
+    check(&ts, &(0..360).map(|i| 1e6 + i as f64 * 3.0).collect::<Vec<_>>());
+    check(&ts, &(0..360).map(|i| (i as f64).sin()).collect::<Vec<_>>());
+}
+
+#[test]
+fn grid_timestamps_survive_gaps_outliers_and_short_chunks() {
+    let vals = |n: usize| vec![2.5; n];
+    // A missed scrape: the line no longer fits the samples after it; whichever mode wins must round-trip.
+    let mut gap = scraped(200, 4);
+    gap.retain(|t| !(1_700_000_100_000..1_700_000_104_000).contains(t));
+    check(&gap, &vals(gap.len()));
+    // One sample hours off the line: its residual takes the escape.
+    let mut far: Vec<i64> = scraped(100, 2);
+    far.iter_mut().skip(50).for_each(|t| *t += 3_600_000);
+    check(&far, &vals(100));
+    let plan = grid::plan(&far).unwrap();
+    let mut w = bits::BitWriter::new();
+    grid::write(&mut w, &far, &plan);
+    assert_eq!(w.bit_len() as u64, plan.bits, "the plan counts the bits written");
+    // Three samples (one residual), and extremes of the timestamp range.
+    check(&[10, 17, 30], &vals(3));
+    check(&[i64::MIN, 0, i64::MAX], &vals(3));
+    check(&[i64::MIN, i64::MIN + 1, i64::MIN + 5, i64::MAX - 1, i64::MAX], &vals(5));
+}
+
+#[test]
+fn int_bits_counts_what_write_int_writes() {
+    for v in [0i64, 1, -1, 63, -64, 64, 2047, -2048, 5000, 1 << 19, -(1 << 40), i64::MAX, i64::MIN] {
+        let mut w = bits::BitWriter::new();
+        gorilla::write_int(&mut w, v);
+        assert_eq!(w.bit_len() as u64, gorilla::int_bits(v), "{v}");
+    }
 }
 
 #[test]
@@ -207,6 +281,7 @@ fn bits_per_sample() {
     let flat = mantissa_chunk(
         Encoding::FloatBits,
         &ts,
+        &TsPlan::new(&ts),
         &[],
         &straddling.iter().map(|v| v.to_bits() as i64).collect::<Vec<_>>(),
         &[2],
