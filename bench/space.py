@@ -89,9 +89,11 @@ def main():
     try:
         _, empty = measure(data)
         benchlib.log(f"empty node: {mb(empty[0])} MB allocated, {mb(empty[1])} MB apparent; loading {lp}")
+        c0 = benchlib.cpu_seconds([p.pid for p in procs])
         out = subprocess.run([sys.executable, os.path.join(peers, "load.py"), "--url", f"{urls[0]}/write?db=bench&precision={a.precision}", lp],
                              stdout=subprocess.PIPE, text=True, check=True)
         res = json.loads(out.stdout.strip().splitlines()[-1])
+        cpu = benchlib.cpu_seconds([p.pid for p in procs]) - c0
         benchlib.log(f"loaded: {res}")
         if res["errors"] or not res["samples"]:
             sys.exit(f"the load failed: {res.get('first_error')}")
@@ -113,7 +115,8 @@ def main():
         benchlib.stop_nodes(procs)
         subprocess.run(["rm", "-rf", work])
     compacted = rows[-1][2][0]
-    print(f"{samples:,} samples; MB allocated / apparent; B/sample and x the compacted figure from allocated blocks\n")
+    print(f"{samples:,} samples at {res['samples_per_s']:,} samples/s, {cpu * 1e6 / samples:.2f} CPU-s per M samples; "
+          "MB allocated / apparent; B/sample and x the compacted figure from allocated blocks\n")
     print("| when | total | B/sample | x compacted | WAL | MANIFEST | info LOG | SST | other |")
     print("|---|---|---|---|---|---|---|---|---|")
     for when, by, total in rows:

@@ -486,6 +486,8 @@ pub struct StorageConfig {
     pub checkpoint_interval: Duration,
     pub block_cache_bytes: usize,
     pub write_buffer_bytes: usize,
+    /// Bound of RocksDB's write-ahead logs (also each new log's preallocation).
+    pub wal_bytes: u64,
     /// Build 1-minute rollups of a period once it is this old (default: a day before raw data expires).
     #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub minute_rollup_after: Option<Duration>,
@@ -520,6 +522,7 @@ impl Default for StorageConfig {
             checkpoint_interval: Duration::from_millis(e.checkpoint_interval_ms as u64),
             block_cache_bytes: d.block_cache_bytes,
             write_buffer_bytes: d.write_buffer_bytes,
+            wal_bytes: d.wal_bytes,
             minute_rollup_after: None,
         }
     }
@@ -539,6 +542,7 @@ impl StorageConfig {
         pharos_storage::db::DbOptions {
             block_cache_bytes: self.block_cache_bytes,
             write_buffer_bytes: self.write_buffer_bytes,
+            wal_bytes: self.wal_bytes,
             ..Default::default()
         }
     }

@@ -14,9 +14,6 @@
 //! - once an idle group is purged, it compacts that group's log range and, for a shard, its heads (each
 //!   checkpoint rewrote them), so the files those deletions cover go now, not at RocksDB's next compaction;
 //!   once every group is idle, the memtables are flushed, so no write-ahead log stays behind.
-//!
-//! It also sets RocksDB's write-ahead log bound: scaled to the data held while the node is busy, the
-//! smallest when idle (`pharos_storage::db::fit_wal_to_data`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,24 +75,14 @@ pub fn spawn(cluster: Arc<Cluster>, settings: RaftSettings) -> tokio::task::Join
             for g in &groups {
                 idle &= keep(&cluster, &settings, g, &mut seen).await;
             }
-            // A node that went idle flushes its memtables once, with the smallest log bound, so the logs
-            // RocksDB deletes are not followed by a new one preallocated for a busy node.
-            let flush = idle && !flushed;
-            flushed = idle;
-            let db = cluster.db.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                let bound = pharos_storage::db::fit_wal_to_data(&db, idle)?;
-                if flush {
-                    pharos_storage::db::flush_all(&db)?;
+            // A node that went idle flushes its memtables once, so RocksDB deletes the write-ahead logs.
+            if idle && !flushed {
+                let db = cluster.db.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || pharos_storage::db::flush_all(&db)).await {
+                    warn!(cause = %e, "idle node: flushing memtables");
                 }
-                Ok::<_, pharos_storage::StorageError>(bound)
-            })
-            .await;
-            match res {
-                Ok(Ok(bound)) => debug!(bound, flush, "write-ahead log bound"),
-                Ok(Err(e)) => warn!(cause = %e, "bounding the write-ahead log"),
-                Err(_) => {}
             }
+            flushed = idle;
         }
     })
 }

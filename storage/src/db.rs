@@ -33,11 +33,13 @@ pub struct DbOptions {
     pub write_buffer_bytes: usize,
     /// Background flush/compaction threads.
     pub background_jobs: i32,
+    /// Bound of the write-ahead logs' total size (RocksDB's `max_total_wal_size`); see [`open`].
+    pub wal_bytes: u64,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { block_cache_bytes: 256 << 20, write_buffer_bytes: 64 << 20, background_jobs: 2 }
+        DbOptions { block_cache_bytes: 256 << 20, write_buffer_bytes: 64 << 20, background_jobs: 2, wal_bytes: 4 << 20 }
     }
 }
 
@@ -83,41 +85,19 @@ pub fn open(path: &Path, o: &DbOptions) -> Result<Arc<DB>> {
     db_opts.set_max_background_jobs(o.background_jobs);
     db_opts.set_bytes_per_sync(1 << 20);
     // Fixed costs a small node should not pay: RocksDB preallocates 4 MB for its MANIFEST (rolled over only
-    // at 1 GB by default) and keeps its info LOG growing; the write-ahead log's preallocation and total size
-    // follow the data (see `fit_wal_to_data`).
+    // at 1 GB by default) and keeps its info LOG growing.
     db_opts.set_manifest_preallocation_size(256 << 10);
     db_opts.set_max_manifest_file_size(64 << 20);
     db_opts.set_max_log_file_size(512 << 10);
     db_opts.set_keep_log_file_num(2);
-    db_opts.set_max_total_wal_size(WAL_IDLE);
+    // The write-ahead logs' bound: past it RocksDB flushes the column families that keep the oldest log
+    // alive (without one it keeps up to four times every memtable's size, GBs, for column families written
+    // rarely), and it preallocates each new log by at most that much (else 1.1 x a memtable: 70 MB, for good
+    // on an idle node). RocksDB's C API cannot change it while the database is open.
+    db_opts.set_max_total_wal_size(o.wal_bytes);
     let cache = Cache::new_lru_cache(o.block_cache_bytes);
     let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, o, &cache)));
     Ok(Arc::new(DB::open_cf_descriptors(&db_opts, path, cfs)?))
-}
-
-/// Bounds of the write-ahead logs' total size (`fit_wal_to_data`).
-const WAL_IDLE: u64 = 1 << 20;
-const WAL_MIN: u64 = 16 << 20;
-const WAL_MAX: u64 = 256 << 20;
-
-/// Sets the write-ahead logs' total bound: while busy an eighth of the live SST bytes, within 16 MiB and
-/// 256 MiB; idle, 1 MiB. RocksDB flushes the column families that keep the oldest log alive once the logs
-/// pass it (without a bound it keeps up to four times every memtable's size, GBs, for column families
-/// written rarely), and it preallocates each new log by at most that much (else 1.1 x a memtable: 70 MB
-/// on an empty node, for good on an idle one). Returns the bound set.
-pub fn fit_wal_to_data(db: &DB, idle: bool) -> Result<u64> {
-    let bound = if idle {
-        WAL_IDLE
-    } else {
-        let live: u64 = ALL_CFS
-            .iter()
-            .filter_map(|name| db.cf_handle(name))
-            .filter_map(|h| db.property_int_value_cf(h, "rocksdb.live-sst-files-size").ok().flatten())
-            .sum();
-        (live / 8).clamp(WAL_MIN, WAL_MAX)
-    };
-    db.set_options(&[("max_total_wal_size", bound.to_string().as_str())])?;
-    Ok(bound)
 }
 
 /// Compacts one shard's keys of an engine column family (every key starts with the shard's prefix).
