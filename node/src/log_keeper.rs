@@ -11,9 +11,10 @@
 //!   entries the snapshot lacks;
 //! - it purges the log behind the snapshot down to `raft.keep_bytes_after_snapshot`; an idle group down to
 //!   the snapshot itself, except that a leader keeps what a replica still lacks;
-//! - once an idle group is purged, it compacts that group's log range and, for a shard, its heads (each
-//!   checkpoint rewrote them), so the files those deletions cover go now, not at RocksDB's next compaction;
-//!   once every group is idle, the memtables are flushed, so no write-ahead log stays behind.
+//! - once an idle group has purged 1 MiB or more, it compacts that group's log range and, for a shard, its
+//!   heads (each checkpoint rewrote them), so the files those deletions cover go now, not at RocksDB's next
+//!   compaction; once every group is idle, memtables holding 1 MiB or more are flushed, so no write-ahead
+//!   log stays behind.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,9 +36,15 @@ struct Seen {
     since: Instant,
     /// The applied index a snapshot was asked for, and when (asked again only once it is stale).
     asked: Option<(u64, Instant)>,
-    /// The purge point up to which this group's files were compacted while idle.
-    compacted: u64,
+    /// Log bytes purged since this group's files were last compacted.
+    purged_bytes: u64,
 }
+
+/// An idle group compacts its files once this much log was purged since the last time (a shard's
+/// maintenance entry every minute is not worth a compaction).
+const COMPACT_AFTER: u64 = 1 << 20;
+/// An idle node flushes its memtables when they hold this much.
+const FLUSH_AFTER: u64 = 1 << 20;
 
 /// One local group: a shard replica or the meta group.
 struct Group {
@@ -50,7 +57,6 @@ struct Group {
 pub fn spawn(cluster: Arc<Cluster>, settings: RaftSettings) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen: BTreeMap<GroupId, Seen> = BTreeMap::new();
-        let mut flushed = false;
         loop {
             tokio::time::sleep(TICK).await;
             let mut groups: Vec<Group> = cluster
@@ -75,26 +81,25 @@ pub fn spawn(cluster: Arc<Cluster>, settings: RaftSettings) -> tokio::task::Join
             for g in &groups {
                 idle &= keep(&cluster, &settings, g, &mut seen).await;
             }
-            // A node that went idle flushes its memtables once, so RocksDB deletes the write-ahead logs.
-            if idle && !flushed {
+            // A node that went idle flushes its memtables, so RocksDB deletes the write-ahead logs.
+            if idle && pharos_storage::db::memtable_bytes(&cluster.db) >= FLUSH_AFTER {
                 let db = cluster.db.clone();
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || pharos_storage::db::flush_all(&db)).await {
                     warn!(cause = %e, "idle node: flushing memtables");
                 }
             }
-            flushed = idle;
         }
     })
 }
 
-/// One tick for one group; returns whether the group is idle and its log purged to its snapshot.
+/// One tick for one group; returns whether the group is idle with nothing left to snapshot or purge.
 async fn keep(cluster: &Cluster, settings: &RaftSettings, g: &Group, seen: &mut BTreeMap<GroupId, Seen>) -> bool {
     let m = g.raft.metrics().borrow().clone();
     let now = Instant::now();
     let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
     let snap = m.snapshot.map(|l| l.index).unwrap_or(0);
     let purged = m.purged.map(|l| l.index).unwrap_or(0);
-    let s = seen.entry(g.id).or_insert(Seen { applied, since: now, asked: None, compacted: 0 });
+    let s = seen.entry(g.id).or_insert(Seen { applied, since: now, asked: None, purged_bytes: 0 });
     if s.applied != applied {
         (s.applied, s.since) = (applied, now);
     }
@@ -116,10 +121,11 @@ async fn keep(cluster: &Cluster, settings: &RaftSettings, g: &Group, seen: &mut 
         return idle;
     }
 
-    // Purge behind the snapshot: by bytes, or all of it when idle (a leader keeps what a replica lacks).
+    // Purge behind the snapshot: by bytes, or all of it when idle, where a leader keeps what a replica lacks
+    // (a replica far behind needs a snapshot anyway: the byte bound holds whatever it lacks).
     let mut upto =
         if idle { snap } else { g.cache.purge_point(settings.keep_bytes_after_snapshot).unwrap_or(0).min(snap) };
-    if m.state == ServerState::Leader {
+    if idle && m.state == ServerState::Leader {
         if let Some(r) = &m.replication {
             let lacking = r.iter().filter(|(id, _)| **id != m.id).map(|(_, l)| l.map(|x| x.index).unwrap_or(0)).min();
             upto = upto.min(lacking.unwrap_or(upto));
@@ -127,15 +133,16 @@ async fn keep(cluster: &Cluster, settings: &RaftSettings, g: &Group, seen: &mut 
     }
     if upto > purged {
         debug!(group = g.id, upto, purged, idle, "log keeper: purge");
+        s.purged_bytes += g.cache.bytes_after(purged) - g.cache.bytes_after(upto);
         if let Err(e) = g.raft.trigger().purge_log(upto).await {
             warn!(group = g.id, cause = %e, "log keeper: purging the log");
         }
         return false;
     }
 
-    // An idle group, purged: compact the ranges the purge and the checkpoints left behind.
-    if idle && purged > s.compacted && purged >= snap.min(upto) {
-        s.compacted = purged;
+    // An idle group that purged enough: compact the ranges the purges and the checkpoints left behind.
+    if idle && s.purged_bytes >= COMPACT_AFTER {
+        s.purged_bytes = 0;
         let (db, id, shard) = (cluster.db.clone(), g.id, g.shard);
         let started = Instant::now();
         let done = tokio::task::spawn_blocking(move || {

@@ -157,13 +157,20 @@ pub async fn execute_local(
         }
         MembershipOp::HoldElections { ms } => {
             raft.runtime_config().elect(false);
+            // Its timer releases only this hold: a later hold or resume makes it stale.
+            let hold = next_hold(group);
             let (raft, ms) = (raft.clone(), (*ms).min(30_000));
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                raft.runtime_config().elect(true);
+                if current_hold(group) == hold {
+                    raft.runtime_config().elect(true);
+                }
             });
         }
-        MembershipOp::ResumeElections => raft.runtime_config().elect(true),
+        MembershipOp::ResumeElections => {
+            next_hold(group);
+            raft.runtime_config().elect(true)
+        }
         MembershipOp::PauseWrites { ms } => {
             if let Some(w) = writer {
                 w.pause(*ms);
@@ -176,6 +183,25 @@ pub async fn execute_local(
         }
     }
     Ok(members_of(raft))
+}
+
+/// The latest election hold of each group on this node (a counter), so a hold's timer does not release a
+/// later one.
+fn holds() -> &'static std::sync::Mutex<std::collections::HashMap<Group, u64>> {
+    static HOLDS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Group, u64>>> =
+        std::sync::OnceLock::new();
+    HOLDS.get_or_init(Default::default)
+}
+
+fn next_hold(group: Group) -> u64 {
+    let mut h = holds().lock().unwrap_or_else(|p| p.into_inner());
+    let n = h.entry(group).or_insert(0);
+    *n += 1;
+    *n
+}
+
+fn current_hold(group: Group) -> u64 {
+    holds().lock().unwrap_or_else(|p| p.into_inner()).get(&group).copied().unwrap_or(0)
 }
 
 /// Runs `op` on this node's member of `group`: the meta group's, or a shard replica's.

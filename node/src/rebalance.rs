@@ -54,17 +54,20 @@ pub fn formats(state: &MetaState) -> (BTreeMap<NodeId, Formats>, u64) {
 
 /// Whether every member reads chunks with grid timestamps (members that recorded no formats run a build from
 /// before formats were advertised, which does not).
-pub fn grid_allowed(state: &MetaState) -> bool {
+pub fn grid_allowed(state: &MetaState, me: NodeId) -> bool {
+    if !state.nodes.contains_key(&me) {
+        return false; // not a member yet: this copy of the meta state may be empty
+    }
     let recorded = formats(state).0;
     let old = Formats::before_advertising();
     pharos_storage::formats::cluster_reads_grid(state.nodes.keys().map(|id| recorded.get(id).unwrap_or(&old)))
 }
 
 /// Keeps this node's codec writing grid timestamps exactly while every member reads them.
-pub async fn follow_chunk_formats(meta: Arc<Meta>) {
+pub async fn follow_chunk_formats(meta: Arc<Meta>, me: NodeId) {
     let mut changes = meta.subscribe();
     loop {
-        let on = grid_allowed(&meta.state());
+        let on = grid_allowed(&meta.state(), me);
         if on != pharos_storage::codec::grid_timestamps_allowed() {
             tracing::info!(on, "grid timestamps in new chunks (every member reads them: {on})");
             pharos_storage::codec::allow_grid_timestamps(on);
@@ -538,9 +541,9 @@ impl Rebalancer {
     }
 
     /// Makes `to` lead the shard (openraft 0.9 has no leadership transfer, so this is one built from its
-    /// parts): the leader's writer holds its queue so its log stops growing; once `to` holds all of it
-    /// (committed, no membership change half done) the other replicas hold their elections and `to` stands
-    /// once. The leader steps down when it sees the higher term, and `to`, the only candidate with the whole
+    /// parts): the leader's writer holds its queue so its log stops growing; once `to` holds all of it (no
+    /// membership change half done) the other replicas hold their elections, the log is checked whole once
+    /// more (maintenance entries do not wait for the writer), and `to` stands once. The leader steps down when it sees the higher term, and `to`, the only candidate with the whole
     /// log, wins once the others' leader lease runs out. Writes to the shard wait meanwhile (about an
     /// election timeout); then everything resumes.
     ///
@@ -558,27 +561,45 @@ impl Rebalancer {
             return Err(format!("node {to} is not a voter of shard {shard}"));
         }
         let Some(leader) = now.leader else { return Err(format!("shard {shard} has no leader")) };
-        let _ = self.client.membership_at(leader, group, &MembershipOp::PauseWrites { ms: 3_000 }).await;
+        // Writes wait through the catch-up (1 s at most) and the election (4 s at most); released at once
+        // when the try ends either way.
+        let _ = self.client.membership_at(leader, group, &MembershipOp::PauseWrites { ms: 5_000 }).await;
         let quick = Duration::from_secs(1);
-        let caught_up = Instant::now() + Duration::from_secs(2);
-        let mut ready = false;
-        while !ready && Instant::now() < caught_up {
+        let ready = |m: &Members| m.leader == Some(leader) && !m.joint && m.behind(to) == 0;
+        let caught_up = Instant::now() + quick;
+        let mut is_ready = false;
+        while !is_ready && Instant::now() < caught_up {
             match self.client.membership_at(leader, group, &MembershipOp::Members).await {
-                Ok(m) if m.leader == Some(leader) && !m.joint && m.behind(to) == 0 => ready = true,
+                Ok(m) if ready(&m) => is_ready = true,
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
-        if !ready {
-            let _ = self.client.membership_at(leader, group, &MembershipOp::ResumeWrites).await;
-            return Err(format!("node {to} did not catch up with shard {shard}'s leader (node {leader}) within 2s"));
-        }
         let others: Vec<NodeId> = now.voters.iter().copied().filter(|v| *v != to).collect();
-        for v in &others {
+        if is_ready {
             // Released below; the timeout only matters when this node dies mid-move.
             let hold = MembershipOp::HoldElections { ms: 6_000 };
-            if let Err(e) = self.client.membership_at(*v, group, &hold).await {
-                warn!(shard, node = v, cause = %chain(&e), "asking a replica to hold its elections");
+            let holds = others.iter().map(|v| {
+                let call = self.client.membership_at(*v, group, &hold);
+                async move { (*v, tokio::time::timeout(quick, call).await) }
+            });
+            for (v, res) in futures::future::join_all(holds).await {
+                if !matches!(res, Ok(Ok(_))) {
+                    warn!(shard, node = v, "a replica did not hold its elections; the move waits");
+                    is_ready = false;
+                }
             }
+            // The log must still be whole after the holds (maintenance does not wait for the writer).
+            is_ready &= matches!(
+                self.client.membership_at(leader, group, &MembershipOp::Members).await,
+                Ok(m) if ready(&m)
+            );
+        }
+        if !is_ready {
+            self.release(shard, leader, &others).await;
+            return Err(format!(
+                "node {to} was not ready to take over shard {shard}: its log behind node {leader}'s after 1s, or a \
+                 replica did not hold its elections"
+            ));
         }
         let mut outcome = Err(format!("node {to} did not take over leadership of shard {shard} within 4s"));
         match self.client.membership_at(to, group, &MembershipOp::Elect).await {
@@ -595,10 +616,7 @@ impl Rebalancer {
                 }
             }
         }
-        for v in &others {
-            let _ = self.client.membership_at(*v, group, &MembershipOp::ResumeElections).await;
-        }
-        let _ = self.client.membership_at(leader, group, &MembershipOp::ResumeWrites).await;
+        self.release(shard, leader, &others).await;
         if outcome.is_err() {
             // The next try starts from a group with a leader (any), not from a running election.
             let settled = Instant::now() + Duration::from_secs(5);
@@ -610,6 +628,14 @@ impl Rebalancer {
             }
         }
         outcome
+    }
+
+    /// Ends a leadership try: the replicas' elections and the old leader's writes resume.
+    async fn release(&self, shard: u32, leader: NodeId, others: &[NodeId]) {
+        let group = Group::Shard(shard);
+        let calls = others.iter().map(|v| self.client.membership_at(*v, group, &MembershipOp::ResumeElections));
+        futures::future::join_all(calls).await;
+        let _ = self.client.membership_at(leader, group, &MembershipOp::ResumeWrites).await;
     }
 
     /// Nodes being removed that hold no replica any more leave the meta group and the node list.

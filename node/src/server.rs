@@ -274,7 +274,7 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
     }
     cluster.spawn_reconciler();
     crate::log_keeper::spawn(cluster.clone(), config.raft.clone());
-    tokio::spawn(crate::rebalance::follow_chunk_formats(meta.clone()));
+    tokio::spawn(crate::rebalance::follow_chunk_formats(meta.clone(), id));
     tokio::spawn(audit_series(audit, ingest.clone()));
     let scraping = crate::scrape::start(ScrapeContext {
         config: config.clone(),

@@ -368,7 +368,12 @@ impl LogStore {
 /// purge's range deletion covers, which it otherwise keeps until its own compactions reach them.
 pub fn compact_purged(db: &DB, group: GroupId, upto: u64) {
     let (lo, hi) = (log_key(group, 0), log_key(group, upto.saturating_add(1)));
-    db.compact_range_cf(cf(db, CF_RAFT_LOG), Some(&lo[..]), Some(&hi[..]));
+    db.compact_range_cf_opt(
+        cf(db, CF_RAFT_LOG),
+        Some(&lo[..]),
+        Some(&hi[..]),
+        &pharos_storage::db::shared_compaction(),
+    );
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

@@ -103,7 +103,14 @@ pub fn open(path: &Path, o: &DbOptions) -> Result<Arc<DB>> {
 /// Compacts one shard's keys of an engine column family (every key starts with the shard's prefix).
 pub fn compact_shard(db: &DB, name: &'static str, shard: crate::keys::ShardId) {
     let (lo, hi) = (crate::keys::shard_prefix(shard), crate::keys::shard_end(shard));
-    db.compact_range_cf(cf(db, name), Some(&lo[..]), Some(&hi[..]));
+    db.compact_range_cf_opt(cf(db, name), Some(&lo[..]), Some(&hi[..]), &shared_compaction());
+}
+
+/// Options for a manual compaction that runs beside RocksDB's own (the default holds them all back).
+pub fn shared_compaction() -> rocksdb::CompactOptions {
+    let mut o = rocksdb::CompactOptions::default();
+    o.set_exclusive_manual_compaction(false);
+    o
 }
 
 /// Flushes every column family's memtable, so no write-ahead log is needed any more and RocksDB deletes
