@@ -106,13 +106,19 @@ impl Client {
             let res = match tried {
                 Some(node) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, call(node)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(CallError::Unavailable {
-                            node,
-                            group,
-                            why: format!("no answer within {}s", within.as_secs_f64()),
-                        }),
+                    // A leader that froze (SIGSTOP, a hung disk, a paused VM) keeps its connections open and
+                    // answers nothing: the call is dropped as soon as this node's replica sees another leader
+                    // elected, not at the deadline. (Resending is safe: a sample written twice is written once.)
+                    tokio::select! {
+                        r = tokio::time::timeout(left, call(node)) => match r {
+                            Ok(r) => r,
+                            Err(_) => Err(CallError::Unavailable {
+                                node,
+                                group,
+                                why: format!("no answer within {}s", within.as_secs_f64()),
+                            }),
+                        },
+                        l = self.leader_moved_from(group, node) => Err(CallError::NotLeader { node, group, leader: Some(l) }),
                     }
                 }
                 None => Err(CallError::NotLeader { node: self.me, group, leader: None }),
@@ -138,6 +144,31 @@ impl Client {
             }
             self.wait_for_new_leader(group, tried, backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Resolves with the new leader once this node's replica of `group` sees one other than `node` elected
+    /// (a change from its view when called); never for a group this node holds no replica of, or for itself.
+    async fn leader_moved_from(&self, group: Group, node: NodeId) -> NodeId {
+        let raft = match group {
+            Group::Meta => Some(self.meta.raft.clone()),
+            Group::Shard(s) => self.replicas.get(s).map(|r| r.raft.clone()),
+        };
+        match raft {
+            Some(raft) if node != self.me => {
+                let mut metrics = raft.metrics();
+                let initial = metrics.borrow().current_leader;
+                let moved = metrics
+                    .wait_for(|m| m.current_leader.is_some_and(|l| l != node) && m.current_leader != initial)
+                    .await
+                    .ok()
+                    .and_then(|m| m.current_leader);
+                match moved {
+                    Some(l) => l,
+                    None => std::future::pending().await,
+                }
+            }
+            _ => std::future::pending().await,
         }
     }
 
