@@ -363,6 +363,31 @@ fn rounding_to_significant_digits() {
 
 proptest! {
     #[test]
+    fn prop_round_trip_jittered_scrapes(
+        start in -(1i64 << 60)..(1i64 << 60),
+        interval in 2i64..120_000,
+        late in proptest::collection::vec(0u32..u32::MAX, 3..400),
+        max_late_pct in 0u32..100,
+        gap_at in proptest::option::of(1usize..400),
+        vals in proptest::collection::vec(any::<u64>(), 400),
+    ) {
+        // A tick every `interval` ms, each sample up to `max_late_pct`% of it late (so timestamps increase),
+        // and maybe one long gap: what grid timestamps are for, and where they must give way.
+        let max_late = (interval - 1) * max_late_pct as i64 / 100;
+        let mut ts: Vec<i64> = late
+            .iter()
+            .enumerate()
+            .map(|(i, l)| start + i as i64 * interval + (*l as i64 % (max_late + 1)))
+            .collect();
+        if let Some(g) = gap_at.filter(|g| *g < ts.len()) {
+            ts[g..].iter_mut().for_each(|t| *t += 3_600_000);
+        }
+        let vals: Vec<f64> = vals[..ts.len()].iter().map(|b| f64::from_bits(*b)).collect();
+        check(&ts, &vals);
+        check(&ts, &vec![1.5; ts.len()]);
+    }
+
+    #[test]
     fn prop_round_trip_any_samples((ts, vals) in samples()) {
         check(&ts, &vals);
     }
