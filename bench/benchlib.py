@@ -103,7 +103,7 @@ def start_nodes(binary, work, n, name="n", extra=(), scheme="http", env=None):
 
 
 def stop_nodes(procs):
-    """SIGTERM, then SIGKILL whatever has not exited within 20 s."""
+    """SIGTERM, then SIGKILL whatever has not exited within 20 s (any processes started in their own session)."""
     for p in procs:
         try:
             os.killpg(p.pid, signal.SIGTERM)

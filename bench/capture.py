@@ -192,24 +192,11 @@ def start_targets(work, interval):
             except Exception:
                 time.sleep(0.2)
         else:
-            stop_targets(procs)
+            benchlib.stop_nodes(procs)
             sys.exit(f"{t} did not answer on {u}; see {os.path.join(work, t + '.log')}")
     versions = {"node": version(NODE_EXPORTER), "prometheus": version(PROMETHEUS),
                 "app": "prometheus_client " + importlib.metadata.version("prometheus_client")}
     return urls, procs, versions
-
-
-def stop_targets(procs):
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except OSError:
-            pass
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
 
 
 def encode(v):
@@ -285,7 +272,7 @@ def capture(a):
                     sys.stderr.flush()
     finally:
         stop.set()
-        stop_targets(procs)
+        benchlib.stop_nodes(procs)
         subprocess.run(["rm", "-rf", work])
     sys.stderr.write("\n")
     print_stats(read_capture(a.out))

@@ -58,9 +58,15 @@ pub fn grid_allowed(state: &MetaState, me: NodeId) -> bool {
     if !state.nodes.contains_key(&me) {
         return false; // not a member yet: this copy of the meta state may be empty
     }
+    pharos_storage::formats::cluster_reads_grid(member_formats(state).iter().map(|(_, f)| f))
+}
+
+/// Each member's recorded formats; members that recorded none run a build from before formats were
+/// advertised.
+fn member_formats(state: &MetaState) -> Vec<(NodeId, Formats)> {
     let recorded = formats(state).0;
     let old = Formats::before_advertising();
-    pharos_storage::formats::cluster_reads_grid(state.nodes.keys().map(|id| recorded.get(id).unwrap_or(&old)))
+    state.nodes.keys().map(|id| (*id, recorded.get(id).unwrap_or(&old).clone())).collect()
 }
 
 /// Keeps this node's codec writing grid timestamps exactly while every member reads them.
@@ -79,10 +85,8 @@ pub async fn follow_chunk_formats(meta: Arc<Meta>, me: NodeId) {
 /// Why a node with `joiner`'s formats cannot join, if it cannot (see [`Formats::join_refusal`]). Members
 /// that recorded none run a build from before formats were advertised.
 pub fn join_refusal(state: &MetaState, joiner: &Formats, joiner_id: NodeId) -> Option<String> {
-    let recorded = formats(state).0;
-    let old = Formats::before_advertising();
-    let members = state.nodes.keys().filter(|&&id| id != joiner_id).map(|&id| (id, recorded.get(&id).unwrap_or(&old)));
-    joiner.join_refusal(members)
+    let members = member_formats(state);
+    joiner.join_refusal(members.iter().filter(|(id, _)| *id != joiner_id).map(|(id, f)| (*id, f)))
 }
 
 /// Nodes that are not plain active members, and those on their way out of the cluster.

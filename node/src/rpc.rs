@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use pharos_proto::internal as pb;
 use pharos_raft::meta::{MetaCommand, MetaResponse};
-use pharos_raft::{NodeId, Request, Response, META_GROUP};
+use pharos_raft::{NodeId, Raft, Request, Response, META_GROUP};
 use pharos_storage::{ApplyResult, Point};
 
 pub use crate::error::{CallError, Group};
@@ -147,14 +147,18 @@ impl Client {
         }
     }
 
+    /// This node's member of `group`, if it holds one.
+    fn local_raft(&self, group: Group) -> Option<Raft> {
+        match group {
+            Group::Meta => Some(self.meta.raft.clone()),
+            Group::Shard(s) => self.replicas.get(s).map(|r| r.raft.clone()),
+        }
+    }
+
     /// Resolves with the new leader once this node's replica of `group` sees one other than `node` elected
     /// (a change from its view when called); never for a group this node holds no replica of, or for itself.
     async fn leader_moved_from(&self, group: Group, node: NodeId) -> NodeId {
-        let raft = match group {
-            Group::Meta => Some(self.meta.raft.clone()),
-            Group::Shard(s) => self.replicas.get(s).map(|r| r.raft.clone()),
-        };
-        match raft {
+        match self.local_raft(group) {
             Some(raft) if node != self.me => {
                 let mut metrics = raft.metrics();
                 let initial = metrics.borrow().current_leader;
@@ -177,11 +181,7 @@ impl Client {
     /// short pause, so a stale view does not spin.
     async fn wait_for_new_leader(&self, group: Group, tried: Option<NodeId>, backoff: Duration) {
         const PAUSE: Duration = Duration::from_millis(10);
-        let raft = match group {
-            Group::Meta => Some(self.meta.raft.clone()),
-            Group::Shard(s) => self.replicas.get(s).map(|r| r.raft.clone()),
-        };
-        let Some(raft) = raft else {
+        let Some(raft) = self.local_raft(group) else {
             tokio::time::sleep(backoff).await;
             return;
         };

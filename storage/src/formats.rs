@@ -21,7 +21,7 @@ pub const SNAPSHOT_FORMAT_FALLBACK: u32 = 1;
 
 /// Whether every member (by the formats each recorded) reads snapshots whose chunks use grid timestamps.
 pub fn cluster_reads_grid<'a>(mut members: impl Iterator<Item = &'a Formats>) -> bool {
-    members.all(|f| f.snapshots_read.contains(&2))
+    members.all(|f| f.snapshots_read.contains(&SNAPSHOT_FORMAT_WRITTEN))
 }
 
 /// What one node reads and writes.

@@ -53,12 +53,12 @@ pub fn plan(ts: &[i64]) -> Option<Plan> {
         return None;
     }
     // A Rice code is cheapest near k = log2(mean residual); try a few around it.
-    let (sum, count) = residuals(ts).fold((0u128, 0u128), |(s, c), z| (s + z as u128, c + 1));
-    let mean = (sum / count).max(1) as u64;
+    let zs: Vec<u64> = residuals(ts).collect();
+    let mean = (zs.iter().map(|z| *z as u128).sum::<u128>() / zs.len() as u128).max(1) as u64;
     let guess = 63 - mean.leading_zeros();
     let mut best: Option<Plan> = None;
     for k in guess.saturating_sub(2)..=(guess + 1).min(K_MAX) {
-        let bits = K_BITS as u64 + residuals(ts).map(|z| code_bits(z, k)).sum::<u64>();
+        let bits = K_BITS as u64 + zs.iter().map(|z| code_bits(*z, k)).sum::<u64>();
         if best.is_none_or(|b| bits < b.bits) {
             best = Some(Plan { k, bits });
         }
