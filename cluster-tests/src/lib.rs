@@ -248,15 +248,21 @@ impl Cluster {
         let grpc = p.grpc.clone();
         self.nodes.push(p);
         // Its id: the one the cluster registered for its address.
+        let last_seen = std::sync::Mutex::new(String::new());
         let assigned = wait_for(Duration::from_secs(60), "the joining node to be a member", || async {
             let st = self.status(via).await?;
+            *last_seen.lock().unwrap() = format!("{:#?}\nmeta: {:?}", st.nodes, st.meta);
             Ok(st.nodes.iter().find(|n| n.grpc_addr == grpc && !n.meta_role.is_empty()).map(|n| n.id))
         })
         .await
         .map_err(|e| {
-            // Say why: the joining node's own account (it may have exited, or been refused).
-            let log = self.nodes.last().map(|n| tail(&n.log(), 30)).unwrap_or_default();
-            e.context(format!("joining node's log tail:\n{log}"))
+            // Say why: the joining node's own account (it may have exited, or been refused), what the via node
+            // last reported, and every other node's recent log.
+            let mut why = format!("node {via} last reported:\n{}\n", last_seen.lock().unwrap());
+            for n in &self.nodes {
+                why.push_str(&format!("\nlog tail of node {} ({}):\n{}", n.id, n.grpc, tail(&n.log(), 30)));
+            }
+            e.context(why)
         })?;
         self.nodes.last_mut().expect("pushed").id = assigned;
         self.wait_healthy(Duration::from_secs(60)).await?;
