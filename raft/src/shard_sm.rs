@@ -251,10 +251,10 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         // A large import is seconds of disk work: it runs off the async workers.
         tokio::task::spawn_blocking(move || -> Result<(), pharos_storage::StorageError> {
             let mut engine = engine.write().expect("engine lock poisoned");
-            // The imported shard replaces this replica's, read from the file in bounded memory, once to check
-            // it (a corrupt snapshot leaves the replica's data as it was) and once to import it.
+            // The imported shard replaces this replica's, read from the file in bounded memory and written
+            // aside before it is swapped in (a corrupt snapshot leaves the replica's data as it was).
             let data = BufReader::with_capacity(1 << 20, file);
-            *engine = ShardEngine::import_checked(db, shard, data, retention, opts)?;
+            *engine = ShardEngine::import(db, shard, data, retention, opts)?;
             engine.set_mark(&mark);
             engine.checkpoint()
         })

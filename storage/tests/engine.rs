@@ -597,29 +597,56 @@ fn t70_snapshot_export_import_and_drop() {
     assert_eq!(b.durable_mark(), Some(mark(5).as_slice()));
     assert!(!ShardEngine::recover_import(&g.db, 2).unwrap(), "a finished import leaves no marker");
     drop(b);
-    // Corrupt snapshots are refused, not half-imported silently: the shard stays marked and will not open
-    // until the partial import is recovered (emptied).
-    assert!(ShardEngine::import(g.db.clone(), 2, &snap[..snap.len() - 3], g.retention.clone(), g.opts.clone()).is_err());
+    // A corrupt snapshot is refused before anything is deleted: a truncated one, one with a key of another
+    // shard, one whose keys are out of order, and a read that fails part way (a disk error) each leave the
+    // shard's data as it was, and no marker.
+    let kept = ShardEngine::import(g.db.clone(), 2, &snap[..], g.retention.clone(), g.opts.clone()).unwrap();
+    drop(kept);
+    let mut foreign = snap.clone();
+    foreign[8] ^= 0xff; // the first key's last shard-id byte (after cf 1, length 4, id bytes 5..9)
+                        // The first two records (of one column family, keys ascending) in the other order.
+    let record_end = |at: usize| {
+        let key_end = at + 5 + u32::from_be_bytes(snap[at + 1..at + 5].try_into().unwrap()) as usize;
+        key_end + 4 + u32::from_be_bytes(snap[key_end..key_end + 4].try_into().unwrap()) as usize
+    };
+    let (second, third) = (record_end(0), record_end(record_end(0)));
+    assert_eq!(snap[0], snap[second], "the first two records share a column family");
+    let swapped = [&snap[second..third], &snap[..second], &snap[third..]].concat();
+    struct FailsAfter<'a>(&'a [u8], usize);
+    impl std::io::Read for FailsAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1 == 0 {
+                return Err(std::io::Error::other("input/output error"));
+            }
+            let n = buf.len().min(self.0.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            (self.0, self.1) = (&self.0[n..], self.1 - n);
+            Ok(n)
+        }
+    }
+    let attempts: Vec<(&str, Box<dyn std::io::Read>)> = vec![
+        ("truncated", Box::new(&snap[..snap.len() - 3])),
+        ("another shard", Box::new(&foreign[..])),
+        ("out of order", Box::new(&swapped[..])),
+        ("input/output error", Box::new(FailsAfter(&snap, snap.len() / 2))),
+    ];
+    for (what, data) in attempts {
+        let err = ShardEngine::import(g.db.clone(), 2, data, g.retention.clone(), g.opts.clone()).err();
+        let err = err.unwrap_or_else(|| panic!("{what}: imported")).to_string();
+        assert!(err.contains(what) || what == "truncated" && err.contains("truncated"), "{what}: {err}");
+        assert!(!ShardEngine::recover_import(&g.db, 2).unwrap(), "{what}: nothing was started");
+        let e = ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap();
+        assert_eq!(read_all(&e), before, "{what}: the old data is in place");
+        let staged = g.db.path().with_file_name("import-2");
+        assert!(!staged.exists(), "{what}: the files written aside are removed");
+    }
+    // A crash inside the swap (old data deleted, the marker set, files not yet ingested): the shard does not
+    // open with a mix, it is recovered to empty.
+    ShardEngine::begin_swap(&g.db, 2).unwrap();
     assert!(ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).is_err());
     assert!(ShardEngine::recover_import(&g.db, 2).unwrap());
     assert!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()).is_empty());
-    // A checked import refuses a corrupt snapshot before it deletes anything: the shard keeps its data.
-    let kept = ShardEngine::import(g.db.clone(), 2, &snap[..], g.retention.clone(), g.opts.clone()).unwrap();
-    drop(kept);
-    let mut bad = snap.clone();
-    bad.truncate(snap.len() - 3);
-    let cursor = std::io::Cursor::new(bad);
-    let err = ShardEngine::import_checked(g.db.clone(), 2, cursor, g.retention.clone(), g.opts.clone());
-    assert!(err.is_err());
-    assert!(!ShardEngine::recover_import(&g.db, 2).unwrap(), "nothing was started");
-    assert_eq!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()), before);
-    let mut foreign = snap.clone();
-    foreign[8] ^= 0xff; // the first key's last shard-id byte (after cf 1, length 4, id bytes 5..9)
-    let cursor = std::io::Cursor::new(foreign);
-    assert!(ShardEngine::import_checked(g.db.clone(), 2, cursor, g.retention.clone(), g.opts.clone()).is_err());
-    assert_eq!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()), before);
-    let cursor = std::io::Cursor::new(snap.clone());
-    let d = ShardEngine::import_checked(g.db.clone(), 2, cursor, g.retention.clone(), g.opts.clone()).unwrap();
+    let d = ShardEngine::import(g.db.clone(), 2, &snap[..], g.retention.clone(), g.opts.clone()).unwrap();
     assert_eq!(read_all(&d), before);
     drop(d);
     // Many small SST files per column family (a large shard's import rolls files) import the same.

@@ -4,15 +4,17 @@
 //! Layout ([`crate::formats::SNAPSHOT_FORMAT_WRITTEN`], 1): repeated `cf_index(1) key_len(4, BE) key value_len(4, BE) value`, column
 //! families in [`ENGINE_CFS`] order, keys ascending within each.
 //!
-//! An import replaces the shard's data in several steps (a shard may hold gigabytes: its records are
-//! written into SST files that RocksDB then ingests). So that a crash in the middle never leaves a mix of
-//! the old and the new data looking valid, the first write deletes the old data and sets an *import
-//! marker*, and the last removes it, synced. A shard found with the
+//! An import replaces the shard's data in two phases (a shard may hold gigabytes). First its records are
+//! read, checked and written *aside*, into SST files next to the database, without touching it: a
+//! truncated or corrupt snapshot, or a disk that fails or fills up, ends the import there with the old data
+//! in place. Then they are swapped in: one synced write deletes the old data and sets an *import marker*,
+//! RocksDB ingests the files (moved, not copied), and a last synced write removes the marker. So that a
+//! crash inside the swap never leaves a mix of old and new data looking valid, a shard found with the
 //! marker ([`ShardEngine::recover_import`]) holds no usable data: it is emptied, and its replica must be
-//! given a snapshot again. Before any of that, [`ShardEngine::import_checked`] reads the whole snapshot
-//! once without writing, so a corrupt one is refused while the old data is still in place.
+//! given a snapshot again. The cost of the write-aside is disk: the old and the new data coexist until the
+//! swap.
 
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 
 use rocksdb::{
@@ -106,48 +108,9 @@ impl ShardEngine {
         Ok(out)
     }
 
-    /// Reads a snapshot through without writing anything: every record whole, of a known column family and
-    /// of this shard. Returns the records' count.
-    pub fn check_snapshot(mut data: impl Read, shard: ShardId) -> Result<u64> {
-        let prefix = keys::shard_prefix(shard);
-        let (mut first, mut k, mut v, mut n) = ([0u8; 1], Vec::new(), Vec::new(), 0u64);
-        // Each column family's keys ascend (the import writes them into sorted files).
-        let mut last: Vec<Option<Vec<u8>>> = vec![None; ENGINE_CFS.len()];
-        while read_record_start(&mut data, &mut first)? {
-            let i = first[0] as usize;
-            if i >= ENGINE_CFS.len() {
-                return Err(StorageError::Snapshot("truncated or corrupt snapshot (column family)".into()));
-            }
-            read_bytes(&mut data, "key", &mut k)?;
-            read_bytes(&mut data, "value", &mut v)?;
-            if !k.starts_with(&prefix) {
-                return Err(StorageError::Snapshot("snapshot holds keys of another shard".into()));
-            }
-            if last[i].as_ref().is_some_and(|prev| *prev >= k) {
-                return Err(StorageError::Snapshot("corrupt snapshot (keys out of order)".into()));
-            }
-            last[i] = Some(k.clone());
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// [`ShardEngine::import`] of a snapshot first read through by [`ShardEngine::check_snapshot`]: a corrupt
-    /// snapshot is refused with the shard's data untouched.
-    pub fn import_checked<R: Read + Seek>(
-        db: Arc<DB>,
-        shard: ShardId,
-        mut data: R,
-        retention: Arc<Retention>,
-        opts: EngineOptions,
-    ) -> Result<ShardEngine> {
-        Self::check_snapshot(&mut data, shard)?;
-        data.seek(SeekFrom::Start(0)).map_err(|e| StorageError::Snapshot(format!("reading the snapshot: {e}")))?;
-        Self::import(db, shard, data, retention, opts)
-    }
-
     /// Replaces the shard's data with an exported snapshot, read as a stream, and reopens the engine on it.
-    /// On error the shard is left marked (see the module docs): [`ShardEngine::recover_import`] empties it.
+    /// A snapshot that is corrupt, truncated or of another shard, or a disk that fails while it is written
+    /// aside, leaves the shard's data as it was and returns the error (see the module docs).
     ///
     /// The records are written into SST files (the snapshot holds each column family's keys in order) that
     /// RocksDB then takes in whole (`IngestExternalFile`, moved, not copied): no write-ahead log, no
@@ -164,51 +127,40 @@ impl ShardEngine {
     }
 
     /// The import proper, writing SST files of at most about `file_bytes` each (tests use small ones), without
-    /// reopening the engine.
-    pub fn import_files(db: &DB, shard: ShardId, mut data: impl Read, file_bytes: u64) -> Result<()> {
-        let marker = meta_key(shard, META_IMPORTING);
-        let mut batch = Self::drop_batch(db, shard);
-        batch.put_cf(cf(db, CF_META), &marker, b"1");
-        db.write_opt(batch, &synced())?;
+    /// reopening the engine: the files are written aside first, then swapped in.
+    pub fn import_files(db: &DB, shard: ShardId, data: impl Read, file_bytes: u64) -> Result<()> {
         // Next to the database directory, on its filesystem, so ingestion moves the files.
         let dir = db.path().with_file_name(format!("import-{shard}"));
         let _ = std::fs::remove_dir_all(&dir);
         let io = |e: std::io::Error| StorageError::Snapshot(format!("import directory {}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let result = Self::write_and_ingest(db, shard, &mut data, &dir, &marker, file_bytes);
+        let result = Self::write_aside(shard, data, &dir, file_bytes).and_then(|files| Self::swap_in(db, shard, files));
         let _ = std::fs::remove_dir_all(&dir);
-        result?;
-        db.write_opt(
-            {
-                let mut b = WriteBatch::default();
-                b.delete_cf(cf(db, CF_META), &marker);
-                b
-            },
-            &synced(),
-        )?;
-        Ok(())
+        result
     }
 
-    fn write_and_ingest(
-        db: &DB,
+    /// Writes the snapshot's records into SST files in `dir`, checking each (a known column family, this
+    /// shard's keys, ascending), without touching the database: any error here leaves the shard as it was.
+    /// Returns each column family's files.
+    fn write_aside(
         shard: ShardId,
-        data: &mut impl Read,
+        mut data: impl Read,
         dir: &std::path::Path,
-        marker: &[u8],
         file_bytes: u64,
-    ) -> Result<()> {
+    ) -> Result<Vec<Vec<std::path::PathBuf>>> {
         let prefix = keys::shard_prefix(shard);
+        let marker = meta_key(shard, META_IMPORTING);
         let options: Vec<rocksdb::Options> = ENGINE_CFS.iter().map(|n| crate::db::sst_writer_options(n)).collect();
         let mut writers: Vec<Option<SstFileWriter<'_>>> = options.iter().map(|_| None).collect();
         let mut files: Vec<Vec<std::path::PathBuf>> = vec![Vec::new(); ENGINE_CFS.len()];
         let (mut first, mut k, mut v) = ([0u8; 1], Vec::new(), Vec::new());
-        while read_record_start(data, &mut first)? {
+        while read_record_start(&mut data, &mut first)? {
             let i = first[0] as usize;
             let name = *ENGINE_CFS
                 .get(i)
                 .ok_or_else(|| StorageError::Snapshot("truncated or corrupt snapshot (column family)".into()))?;
-            read_bytes(data, "key", &mut k)?;
-            read_bytes(data, "value", &mut v)?;
+            read_bytes(&mut data, "key", &mut k)?;
+            read_bytes(&mut data, "value", &mut v)?;
             if !k.starts_with(&prefix) {
                 return Err(StorageError::Snapshot("snapshot holds keys of another shard".into()));
             }
@@ -230,12 +182,20 @@ impl ShardEngine {
                     slot.insert(w)
                 }
             };
-            w.put(&k, &v).map_err(|e| StorageError::Snapshot(format!("snapshot records out of order: {e}")))?;
+            w.put(&k, &v).map_err(|_| StorageError::Snapshot("corrupt snapshot (keys out of order)".into()))?;
         }
         for w in writers.iter_mut().filter_map(Option::take) {
             let mut w = w;
             w.finish()?;
         }
+        Ok(files)
+    }
+
+    /// Swaps files written aside in for the shard's data: the old data is deleted and the marker set in one
+    /// synced write, the files are ingested, and the marker is removed, synced. A crash in between leaves the
+    /// marker ([`ShardEngine::recover_import`]).
+    fn swap_in(db: &DB, shard: ShardId, files: Vec<Vec<std::path::PathBuf>>) -> Result<()> {
+        let marker = Self::begin_swap(db, shard)?;
         let mut ingest = IngestExternalFileOptions::default();
         ingest.set_move_files(true);
         for (name, files) in ENGINE_CFS.iter().zip(files) {
@@ -243,7 +203,21 @@ impl ShardEngine {
                 db.ingest_external_file_cf_opts(cf(db, name), &ingest, files)?;
             }
         }
+        let mut b = WriteBatch::default();
+        b.delete_cf(cf(db, CF_META), &marker);
+        db.write_opt(b, &synced())?;
         Ok(())
+    }
+
+    /// The swap's first step, alone: the shard's data deleted and the import marker set (synced). Public
+    /// for tests, where it stands for a crash in the middle of a swap.
+    #[doc(hidden)]
+    pub fn begin_swap(db: &DB, shard: ShardId) -> Result<Vec<u8>> {
+        let marker = meta_key(shard, META_IMPORTING);
+        let mut batch = Self::drop_batch(db, shard);
+        batch.put_cf(cf(db, CF_META), &marker, b"1");
+        db.write_opt(batch, &synced())?;
+        Ok(marker)
     }
 
     /// Whether an import of this shard was cut off (by a crash or an error); if so its partial data is
