@@ -179,13 +179,14 @@ async fn t10_every_route_and_method_needs_its_role_and_peers_need_the_cluster_se
 
     // The audit trail: admin changes as log lines and as a series (who, what, from).
     let audit = wait_for(Duration::from_secs(10), "the audit series", || async {
-        let q = [("q", "SELECT count(count) FROM pharos_audit GROUP BY who, what"), ("db", "pharos")];
+        let q = [("q", "SELECT count(count) FROM pharos_audit GROUP BY who, what, \"from\""), ("db", "pharos")];
         let r: Json = c.http.get(c.nodes[0].url("/query")).query(&q).bearer_auth(&reader).send().await?.json().await?;
         let text = r.to_string();
         Ok((text.contains("CreateToken") && text.contains("RevokeToken")).then_some(text))
     })
     .await?;
     assert!(audit.contains("\"who\":\"admin_token\""), "{audit}");
+    assert!(audit.contains("\"from\":\"127.0.0.1\""), "the caller's address: {audit}");
     assert!(c.nodes[0].log().contains("admin change"), "the audit log line");
 
     // Readers see the routing configuration with its secrets replaced; admins see it whole.
@@ -201,11 +202,118 @@ async fn t10_every_route_and_method_needs_its_role_and_peers_need_the_cluster_se
     let redacted = c.pharosctl(1, &["--token", &reader, "routing", "show"])?;
     assert!(!redacted.contains("hook-s3cret") && redacted.contains("<secret>"), "{redacted}");
     assert!(redacted.contains("http://127.0.0.1:9/hook"), "{redacted}");
+    // And the scrape configuration likewise.
+    let scrape = dir.path().join("scrape.yml");
+    std::fs::write(
+        &scrape,
+        "scrape_configs:\n  - job_name: secured\n    static_configs: [{targets: ['127.0.0.1:9']}]\n    basic_auth: {username: scraper, password: scrape-s3cret}\n",
+    )?;
+    c.pharosctl(1, &["scrape", "apply", scrape.to_str().unwrap()])?;
+    assert!(c.pharosctl(1, &["scrape", "show"])?.contains("scrape-s3cret"));
+    let redacted = c.pharosctl(1, &["--token", &reader, "scrape", "show"])?;
+    assert!(!redacted.contains("scrape-s3cret") && redacted.contains("<secret>"), "{redacted}");
+    assert!(redacted.contains("username: scraper"), "{redacted}");
 
     // A node joins: it presents the cluster secret (derived from the shared admin token) to register.
     let id = c.join(1, None, AUTH).await?;
     let st = c.status(id).await?;
     assert_eq!(st.nodes.len(), 4);
+    Ok(())
+}
+
+/// What a caller holding a credential still may not do: a peer's forwarded write obeys the request limits a
+/// direct one does, an export is bounded by the query limits, a reader may see but not cancel a rebalance,
+/// and refused calls are logged at a bounded rate, never with what the caller presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_limits_hold_behind_every_credential_and_refusals_are_logged_without_secrets() -> Result<()> {
+    let config = format!(
+        "{AUTH}cluster_secret = \"peer-s3cret\"\n[limits]\nmax_points_per_request = 100\n[query]\nmax_series = 20\n"
+    );
+    let mut c = Cluster::start(1, &config).await?;
+    c.token = Some("root-secret".into());
+    let reader = create_token(&c, "grafana", "read", &[])?;
+    let g1 = c.nodes[0].grpc.clone();
+
+    // The node-to-node service, called with the cluster secret: a far-future point and an oversized batch
+    // are refused as InvalidArgument, and nothing of either is written.
+    let now = recent_ms();
+    let point = |i: i64, ts: i64| pharos_storage::model::Point {
+        measurement: "fwd".into(),
+        tags: vec![("host".into(), format!("h{i}").into())],
+        fields: vec![("v".into(), i as f64)],
+        timestamp: ts,
+    };
+    let mut internal = pharos_proto::internal::internal_client::InternalClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{g1}"))?.connect().await?,
+    );
+    let forward = |points: Vec<pharos_storage::model::Point>| {
+        let mut packed = Vec::new();
+        pharos_storage::packed::encode(&points, &mut packed);
+        let mut req =
+            tonic::Request::new(pharos_proto::internal::ForwardWriteRequest { shard: 0, points: vec![], packed });
+        req.metadata_mut().insert("x-pharos-cluster-secret", "peer-s3cret".parse().unwrap());
+        req
+    };
+    let far = now + 400 * 86_400_000;
+    let err = internal.forward_write(forward(vec![point(1, now), point(2, far)])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("point 1") && err.message().contains("future"), "{}", err.message());
+    let err = internal.forward_write(forward((0..101).map(|i| point(i, now)).collect())).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("more than 100 points"), "{}", err.message());
+    let ok = internal.forward_write(forward(vec![point(7, now)])).await?.into_inner();
+    assert!(ok.error.is_none() && ok.samples == 1, "a batch within the limits is written: {ok:?}");
+    let export = c.nodes[0].url("/api/v1/export?measurement=fwd");
+    let text = c.http.get(&export).bearer_auth(&reader).send().await?.text().await?;
+    assert!(text.contains("host=h7 "), "{text}");
+    assert_eq!(text.lines().count(), 1, "nothing of the refused batches: {text}");
+
+    // An export over more series than [query] max_series is refused with the limit named.
+    let body: String = (0..30).map(|i| format!("wide,host=h{i} v={i} {}\n", now + i)).collect();
+    let r = c.http.post(c.nodes[0].url("/write?precision=ms")).bearer_auth("root-secret").body(body).send().await?;
+    assert_eq!(r.status(), 204, "{}", r.text().await?);
+    let r = c.http.get(c.nodes[0].url("/api/v1/export?measurement=wide")).bearer_auth(&reader).send().await?;
+    let status = r.status().as_u16();
+    let text = r.text().await?;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("max_series"), "{text}");
+
+    // A reader may read a rebalance's status, not cancel it.
+    let status_of = |cancel: bool, token: &str| {
+        let mut req = tonic::Request::new(pharos_proto::v1::RebalanceStatusRequest { cancel, ..Default::default() });
+        req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    let mut admin = pharos_proto::v1::admin_client::AdminClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{g1}"))?.connect().await?,
+    );
+    admin.rebalance_status(status_of(false, &reader)).await?;
+    let err = admin.rebalance_status(status_of(true, &reader)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+
+    // Forty calls with a wrong token: every one refused and counted, a line or two logged, and no line
+    // holds what the caller presented.
+    let wrong = "pharos_0123456789abcdef-not-a-token";
+    let before = c.nodes[0].log().lines().filter(|l| l.contains("refused a call")).count();
+    for _ in 0..40 {
+        let r = c.http.get(c.nodes[0].url("/api/alerts")).bearer_auth(wrong).send().await?;
+        assert_eq!(r.status(), 401);
+    }
+    let r = c.http.get(c.nodes[0].url("/api/alerts")).basic_auth("u", Some(wrong)).send().await?;
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = c.nodes[0].log();
+    let after = log.lines().filter(|l| l.contains("refused a call")).count();
+    assert!(after - before <= 2, "refusals are logged at most once per reason every 10 s: {}", after - before);
+    assert!(!log.contains("0123456789abcdef") && !log.contains("peer-s3cret") && !log.contains("root-secret"));
+    let metrics = c.http.get(c.nodes[0].url("/metrics")).bearer_auth(&reader).send().await?.text().await?;
+    let invalid: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("pharos_auth_refusals_total") && l.contains("interface=\"http\""))
+        .filter(|l| l.contains("reason=\"invalid\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(invalid >= 41.0, "every refusal counted: {invalid}\n{metrics}");
     Ok(())
 }
 

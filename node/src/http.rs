@@ -525,11 +525,21 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
     })
     .await;
     let mut out = String::new();
-    let mut samples = 0u64;
+    let (mut samples, mut series_read) = (0u64, 0u64);
     for (_, res) in answers {
         match res {
             Ok(ShardResponse::Raw(series)) => {
                 samples += series.iter().map(|s| s.ts.len() as u64).sum::<u64>();
+                series_read += series.len() as u64;
+                if series_read > max_series {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "the export reads more than {max_series} series ([query] max_series): narrow it with \
+                             where=, start= and end="
+                        ),
+                    );
+                }
                 if samples > max_points {
                     return error_response(
                         StatusCode::BAD_REQUEST,

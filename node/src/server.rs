@@ -328,16 +328,34 @@ async fn audit_series(mut events: tokio::sync::mpsc::UnboundedReceiver<crate::au
 
 /// A node other machines can reach, with nobody asked who they are, says so loudly once at start.
 fn warn_if_open(config: &Config) {
-    let open = |a: &SocketAddr| !a.ip().is_loopback();
-    if !config.auth.enabled && (open(&config.http_addr) || open(&config.grpc_addr)) {
+    if let Some(open) = open_listeners(config) {
         tracing::warn!(
-            http = %config.http_addr,
-            grpc = %config.grpc_addr,
+            listeners = %open,
             "AUTH IS OFF on a non-loopback address: anyone who reaches these ports can read, write and change \
              the cluster. Turn it on with --auth (or [auth] enabled = true) and an [auth] admin_token; see \
              docs/security.md"
         );
     }
+}
+
+/// With auth off, the listeners on a non-loopback address (the HTTP and gRPC ones, and raw line protocol
+/// over TCP and UDP, which carries no credential), as `name=addr` words; None when auth is on or every
+/// listener is on loopback.
+fn open_listeners(config: &Config) -> Option<String> {
+    if config.auth.enabled {
+        return None;
+    }
+    let listeners = [
+        ("http", Some(config.http_addr)),
+        ("grpc", Some(config.grpc_addr)),
+        ("line_tcp", config.line_tcp_addr),
+        ("line_udp", config.line_udp_addr),
+    ];
+    let open: Vec<String> = listeners
+        .iter()
+        .filter_map(|(name, a)| a.filter(|a| !a.ip().is_loopback()).map(|a| format!("{name}={a}")))
+        .collect();
+    (!open.is_empty()).then(|| open.join(" "))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -357,3 +375,22 @@ pub async fn signal() {
 }
 
 pub type SharedNode = Arc<Node>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_off_warns_of_every_listener_off_loopback() {
+        let mut c = Config::default();
+        assert_eq!(open_listeners(&c), None, "the defaults listen on loopback only");
+        // Raw line protocol on every interface, HTTP and gRPC on loopback: still open to anyone.
+        c.line_tcp_addr = Some("0.0.0.0:8094".parse().unwrap());
+        c.line_udp_addr = Some("127.0.0.1:8089".parse().unwrap());
+        assert_eq!(open_listeners(&c).as_deref(), Some("line_tcp=0.0.0.0:8094"));
+        c.grpc_addr = "10.0.0.5:8090".parse().unwrap();
+        assert_eq!(open_listeners(&c).as_deref(), Some("grpc=10.0.0.5:8090 line_tcp=0.0.0.0:8094"));
+        c.auth.enabled = true;
+        assert_eq!(open_listeners(&c), None, "no warning with auth on");
+    }
+}

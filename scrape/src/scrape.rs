@@ -194,7 +194,10 @@ async fn fetch(client: &reqwest::Client, target: &Target, cfg: &JobConfig) -> Re
     if let Some(auth) = &cfg.http.auth {
         req = req.header(reqwest::header::AUTHORIZATION, auth.header()?);
     }
-    let mut resp = req.send().await.map_err(|e| format!("GET {}: {}", target.url, error_chain(&e)))?;
+    // Errors are shown to readers (/targets) and logged: the URL without the credentials it may carry.
+    let mut resp = req.send().await.map_err(|e| {
+        format!("GET {}: {}", pharos_promconf::redact::redact_url(target.url.as_str()), error_chain(&e.without_url()))
+    })?;
     let status = resp.status();
     if status != reqwest::StatusCode::OK {
         return Err(format!("server returned HTTP status {status}"));

@@ -75,7 +75,9 @@ impl Sender {
     async fn check(&self, res: reqwest::Result<reqwest::Response>, url: &str) -> Result<(), SendError> {
         // With its causes ("error sending request ...: client error (Connect): tcp connect error: Connection
         // refused"): reqwest's own message alone does not say what went wrong.
-        let resp = res.map_err(|e| SendError::Retry(format!("{url}: {:#}", anyhow::Error::new(e))))?;
+        // Shown to readers and logged: the URL without the credentials it may carry.
+        let url = pharos_promconf::redact::redact_url(url);
+        let resp = res.map_err(|e| SendError::Retry(format!("{url}: {:#}", anyhow::Error::new(e.without_url()))))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
