@@ -92,6 +92,18 @@ impl HttpReceiver {
                 }),
             )
             .route(
+                "/basic/{name}",
+                post(|s: State<Arc<Inner>>, Path(name): Path<String>, h: HeaderMap, b: Bytes| async move {
+                    accept(s, "basic", format!("/basic/{name}"), h, b).await
+                }),
+            )
+            .route(
+                "/am/api/v2/alerts",
+                post(|s: State<Arc<Inner>>, h: HeaderMap, b: Bytes| async move {
+                    accept(s, "alertmanager", "/am/api/v2/alerts".into(), h, b).await
+                }),
+            )
+            .route(
                 "/pagerduty/v2/enqueue",
                 post(|s: State<Arc<Inner>>, h: HeaderMap, b: Bytes| async move {
                     accept(s, "pagerduty", "/pagerduty/v2/enqueue".into(), h, b).await
@@ -160,15 +172,40 @@ impl SmtpServer {
         SmtpServer::start_with(&args, port).await
     }
 
+    /// A server that requires STARTTLS with this certificate and key, then AUTH as `user` with `password`
+    /// (`cluster-tests/scripts/smtp_auth.py`, on aiosmtpd).
+    pub async fn start_tls_auth(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        user: &str,
+        password: &str,
+    ) -> Result<SmtpServer> {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/smtp_auth.py");
+        SmtpServer::spawn(None, |addr, maildir| {
+            let (host, port) = addr.split_once(':').expect("host:port");
+            let mut c = Command::new("/usr/bin/python3");
+            c.arg(&script).args([host, port]).arg(cert).arg(key).args([user, password]).arg(maildir);
+            c
+        })
+        .await
+    }
+
     async fn start_with(extra: &[String], port: Option<u16>) -> Result<SmtpServer> {
+        SmtpServer::spawn(port, |addr, maildir| {
+            let mut c = Command::new("/usr/bin/python3");
+            c.args(["-m", "aiosmtpd", "-n", "-l", addr, "-c", "aiosmtpd.handlers.Mailbox"]).args(extra).arg(maildir);
+            c
+        })
+        .await
+    }
+
+    /// Starts the command `make(addr, maildir)` builds and waits until it listens.
+    async fn spawn(port: Option<u16>, make: impl FnOnce(&str, &std::path::Path) -> Command) -> Result<SmtpServer> {
         let dir = TempDir::new()?;
         let maildir = dir.path().join("mail");
         let port = port.unwrap_or_else(free_port);
         let addr = format!("127.0.0.1:{port}");
-        let child = Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &addr, "-c", "aiosmtpd.handlers.Mailbox"])
-            .args(extra)
-            .arg(&maildir)
+        let child = make(&addr, &maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(dir.path().join("smtp.log"))?))
             .spawn()

@@ -191,6 +191,9 @@ receivers:
         http_config:
           authorization:
             credentials: h00k-t0ken
+      - url: {basic}
+        http_config:
+          basic_auth: {{username: pharos, password: b4sic}}
     pagerduty_configs:
       - routing_key: R0UT1NG
         url: {pd}
@@ -209,8 +212,13 @@ receivers:
         send_resolved: true
     alertmanager_configs:
       - url: {am}
+      - url: {am_behind_auth}
+        http_config:
+          authorization: {{credentials: am-t0ken}}
 "#,
             hook = hook.url("/hook/team"),
+            basic = hook.url("/basic/team"),
+            am_behind_auth = hook.url("/am"),
             pd = hook.url("/pagerduty/v2/enqueue"),
             sms = hook.url("/sms"),
             smtp = smtp.addr,
@@ -269,6 +277,13 @@ receivers:
     assert_eq!(body["alerts"][0]["annotations"]["summary"], "load of a is 10");
     assert!(fired.key.starts_with("everyone/"), "a stable notification key: {:?}", fired.key);
     assert_eq!(fired.authorization, "Bearer h00k-t0ken", "the receiver's http_config credentials");
+    for (kind, credentials) in [("basic", "Basic cGhhcm9zOmI0c2lj"), ("alertmanager", "Bearer am-t0ken")] {
+        let got = wait_for(Duration::from_secs(20), &format!("a notification to the {kind} receiver"), || async {
+            Ok(hook.of_kind(kind).into_iter().next())
+        })
+        .await?;
+        assert_eq!(got.authorization, credentials, "{kind}: http_config credentials (base64 of pharos:b4sic)");
+    }
     let list = alerts(&c, 0).await?;
     let a = find(&list, "a", "firing").context("a firing in /api/alerts")?;
     let since = parse_time(&a["activeSince"]).unwrap();
@@ -419,7 +434,7 @@ async fn t25_a_receiver_down_for_two_minutes_gets_the_notification_when_back() -
 /// Email to mail servers with certificates from a private CA: over STARTTLS and over implicit TLS (port
 /// 465), each verified with `tls_config.ca_file`; a server whose CA the receiver does not name gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t40_email_over_starttls_and_implicit_tls_verified_with_a_private_ca() -> Result<()> {
+async fn t40_email_over_starttls_and_implicit_tls_verified_with_a_private_ca_and_smtp_auth() -> Result<()> {
     let certs = tempfile::TempDir::new()?;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-certs.sh");
     let out = std::process::Command::new(script).arg(certs.path()).arg("smtp").output()?;
@@ -430,19 +445,24 @@ async fn t40_email_over_starttls_and_implicit_tls_verified_with_a_private_ca() -
         .await
         .context("implicit TLS is chosen by port 465 (as Alertmanager does): the test binds it, which needs root")?;
     let untrusted = SmtpServer::start_tls(&cert, &key, false, None).await?;
+    let authed = SmtpServer::start_tls_auth(&cert, &key, "pharos", "m4il-pass").await?;
+    let wrong_password = SmtpServer::start_tls_auth(&cert, &key, "pharos", "another").await?;
     let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"2s\"\n").await?;
     let email = |to: &str, smarthost: &str, tls: &str| {
         format!("      - to: {to}\n        from: pharos@example.com\n        smarthost: {smarthost}\n{tls}")
     };
     let with_ca = format!("        tls_config: {{ca_file: {}}}\n", ca.display());
+    let with_auth = format!("{with_ca}        auth_username: pharos\n        auth_password: m4il-pass\n");
     let integrations = format!(
-        "    email_configs:\n{}{}{}",
+        "    email_configs:\n{}{}{}{}{}",
         email("starttls@example.com", &starttls.addr, &with_ca),
         email("implicit@example.com", &implicit.addr, &with_ca),
         email("untrusted@example.com", &untrusted.addr, ""),
+        email("authed@example.com", &authed.addr, &with_auth),
+        email("refused@example.com", &wrong_password.addr, &with_auth),
     );
     let (stop, w, _) = alert_on_high_load_to(&c, "0s", &integrations)?;
-    for (server, what) in [(&starttls, "STARTTLS"), (&implicit, "implicit TLS")] {
+    for (server, what) in [(&starttls, "STARTTLS"), (&implicit, "implicit TLS"), (&authed, "STARTTLS with AUTH")] {
         let got = wait_for(Duration::from_secs(30), &format!("an email over {what}"), || async {
             Ok(server.messages().into_iter().find(|m| m.contains("FIRING")))
         })
@@ -451,6 +471,7 @@ async fn t40_email_over_starttls_and_implicit_tls_verified_with_a_private_ca() -
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(untrusted.messages().is_empty(), "a certificate from an unknown CA is refused");
+    assert!(wrong_password.messages().is_empty(), "a server that refuses the credentials gets nothing");
     stop.store(true, Ordering::SeqCst);
     w.await?;
     Ok(())
