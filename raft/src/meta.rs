@@ -234,6 +234,17 @@ pub fn initial_placement(nodes: &[NodeId], shards: u32, replicas: usize) -> Vec<
     (0..shards as usize).map(|s| (0..r).map(|i| sorted[(s + i) % sorted.len()]).collect()).collect()
 }
 
+/// Decodes a stored or snapshotted meta state of either format (public for the fuzz targets: any bytes give a
+/// state or an error).
+pub fn decode_persisted(bytes: &[u8]) -> Result<MetaState, bincode::Error> {
+    Persisted::decode(bytes).map(|p| p.state)
+}
+
+/// The stored form of a state (no log position, no membership), for tools and the fuzz targets' seeds.
+pub fn encode_persisted(state: &MetaState) -> Vec<u8> {
+    Persisted { state: state.clone(), ..Default::default() }.encode()
+}
+
 /// Marks the stored format with documents; the first format has no mark.
 const FORMAT_V2: &[u8; 4] = b"PMS\x02";
 

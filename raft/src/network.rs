@@ -241,8 +241,9 @@ fn frame_append(rpc: &AppendEntriesRequest<TypeConfig>, cache: &LogCache) -> Res
     Ok(out)
 }
 
-/// Decodes a framed AppendEntries request, offering each entry's bytes to the follower's log append.
-fn unframe_append(
+/// Decodes a framed AppendEntries request, offering each entry's bytes to the follower's log append (public
+/// for the fuzz targets: any bytes give a request or an error).
+pub fn unframe_append(
     payload: &[u8],
     cache: &LogCache,
 ) -> Result<AppendEntriesRequest<TypeConfig>, crate::wire::WireError> {

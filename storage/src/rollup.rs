@@ -86,25 +86,28 @@ pub fn decode_block(buf: &[u8]) -> Result<Vec<(i64, Partial)>, CodecError> {
         }
         cols.push(v);
     }
-    Ok(starts
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| {
-            (
-                s,
-                Partial {
-                    count: cols[0][i] as u64,
-                    sum: cols[1][i],
-                    min: cols[2][i],
-                    max: cols[3][i],
-                    first: cols[4][i],
-                    last: cols[5][i],
-                    first_ts: s + cols[6][i] as i64,
-                    last_ts: s + cols[7][i] as i64,
-                },
-            )
-        })
-        .collect())
+    let mut out = Vec::with_capacity(starts.len());
+    for (i, &s) in starts.iter().enumerate() {
+        // A bucket's first and last sample times are stored as offsets from its start; a corrupt block can
+        // hold offsets that put them outside i64.
+        let at = |offset: f64| {
+            s.checked_add(offset as i64).ok_or(CodecError::Corrupt { offset: pos, what: "sample time out of range" })
+        };
+        out.push((
+            s,
+            Partial {
+                count: cols[0][i] as u64,
+                sum: cols[1][i],
+                min: cols[2][i],
+                max: cols[3][i],
+                first: cols[4][i],
+                last: cols[5][i],
+                first_ts: at(cols[6][i])?,
+                last_ts: at(cols[7][i])?,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
