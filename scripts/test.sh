@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit, storage on real RocksDB, Raft conformance, and the cluster tests
-# on real pharos processes. This is the README's test command and what CI runs (.ci/run).
+# Runs every test of the workspace: unit, storage on real RocksDB, Raft conformance, the cluster tests on
+# real pharos processes, and a short run of every fuzz target. This is the README's test command and what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -17,4 +17,8 @@ status=0
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2 --skip "$failover" || status=$?
 echo "test: the failover test, alone" >&2
 cargo test -p cluster-tests --test three_nodes --locked -- --exact "$failover" --nocapture || status=$?
+# Every fuzz target for 20 s under libFuzzer (nightly toolchain and cargo-fuzz, installed when missing);
+# long runs are in docs/reliability.md.
+echo "test: fuzzing every target for 20 s (scripts/fuzz.sh)" >&2
+./scripts/fuzz.sh 20 || status=$?
 exit "$status"
