@@ -22,6 +22,7 @@ use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 use crate::config::{parse_initial_cluster, Config};
+use crate::disk::Disk;
 use crate::error::NodeError;
 use crate::meta::Meta;
 use crate::metrics::Metrics;
@@ -38,11 +39,14 @@ pub struct Cluster {
     pub replicas: Arc<Replicas>,
     pub peers: Arc<Peers>,
     pub client: Arc<Client>,
+    pub disk: Arc<Disk>,
     metrics: Arc<Metrics>,
     shutdown: broadcast::Sender<()>,
     opener: Opener,
     /// Serializes replica opening and closing.
     reconciling: tokio::sync::Mutex<()>,
+    /// Replicas closed because their Raft group stopped on an error, until they are open again.
+    stopped: std::sync::Mutex<BTreeSet<u32>>,
 }
 
 /// What opening a shard replica takes, kept so replicas come and go while the node runs.
@@ -58,6 +62,7 @@ struct Opener {
     write: crate::config::WriteConfig,
     cache_entries: usize,
     metrics: Arc<Metrics>,
+    disk: Arc<Disk>,
     shutdown: broadcast::Sender<()>,
 }
 
@@ -103,8 +108,14 @@ impl Opener {
                 raft.initialize(members).await.map_err(|e| NodeError::Raft(e.to_string()))?;
             }
         }
-        let writer =
-            ShardWriter::spawn(shard, raft.clone(), &self.write, self.metrics.clone(), self.shutdown.subscribe());
+        let writer = ShardWriter::spawn(
+            shard,
+            raft.clone(),
+            &self.write,
+            self.metrics.clone(),
+            self.disk.clone(),
+            self.shutdown.subscribe(),
+        );
         let query_cache = Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(self.cache_entries)));
         Ok(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache, sm_gone, snapshots }))
     }
@@ -177,6 +188,8 @@ impl Cluster {
         // The meta group's recorded placement wins over the founding one once it exists.
         let meta = Arc::new(Meta::new(meta, meta_log_cache, meta_state, placement.clone()));
         let replicas = Arc::new(Replicas::new(id));
+        let disk = Disk::new(config.data_dir.clone(), config.storage.min_free_bytes);
+        disk.spawn(metrics.clone());
         let peers = Arc::new(Peers::new(id, my_http.clone(), members.clone(), meta.clone(), channels.clone()));
         let client = Arc::new(Client::new(replicas.clone(), meta.clone(), peers.clone(), metrics.clone()));
         let opener = Opener {
@@ -191,6 +204,7 @@ impl Cluster {
             write: config.write.clone(),
             cache_entries: config.query.cache_entries,
             metrics: metrics.clone(),
+            disk: disk.clone(),
             shutdown: shutdown.clone(),
         };
         // The founding replicas: the first replica of each shard founds its group (once).
@@ -228,10 +242,12 @@ impl Cluster {
             replicas,
             peers,
             client,
+            disk,
             metrics,
             shutdown,
             opener,
             reconciling: tokio::sync::Mutex::new(()),
+            stopped: Default::default(),
         })
     }
 
@@ -254,14 +270,25 @@ impl Cluster {
     pub async fn reconcile(&self) {
         let _one_at_a_time = self.reconciling.lock().await;
         let desired = self.desired();
+        for r in self.replicas.all() {
+            if desired.contains(&r.shard) {
+                self.close_if_stopped(r.shard).await;
+            }
+        }
         let held: BTreeSet<u32> = self.replicas.all().iter().map(|r| r.shard).collect();
         for shard in desired.difference(&held) {
+            let stopped = self.stopped.lock().expect("stopped replicas lock").contains(shard);
             match self.opener.open(*shard, None).await {
+                Ok(r) if stopped => {
+                    info!(shard, "replica reopened");
+                    self.stopped.lock().expect("stopped replicas lock").remove(shard);
+                    self.replicas.insert(r);
+                }
                 Ok(r) => {
                     info!(shard, "replica opened (a move brings this shard here)");
                     self.replicas.insert(r);
                 }
-                Err(e) => warn!(shard, cause = %e, "opening a replica"),
+                Err(e) => warn!(shard, cause = %e, "opening a replica (tried again in a few seconds)"),
             }
         }
         for shard in held.difference(&desired) {
@@ -269,6 +296,55 @@ impl Cluster {
                 warn!(shard, cause = %e, "closing a replica that moved away");
             }
         }
+        self.exit_if_meta_stopped();
+    }
+
+    /// The meta group stopped on an error (its storage failed: a full disk) cannot be reopened in place
+    /// (every part of the node holds it): the node exits, saying why, for its service manager to restart
+    /// it; it opens again from what it made durable once the disk has room.
+    fn exit_if_meta_stopped(&self) {
+        let why = match &self.meta.raft.metrics().borrow().running_state {
+            Err(openraft::error::Fatal::Stopped) | Ok(()) => return,
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(
+            cause = %why,
+            "the meta group stopped on a storage error: exiting so the node restarts from its durable state \
+             (free disk space first if it is full; see docs/reliability.md)"
+        );
+        std::process::exit(1);
+    }
+
+    /// Closes a replica whose Raft group stopped on an error (openraft stops a group when its storage
+    /// fails: a full disk) once the disk has room again, keeping its data, so that `reconcile` opens it again
+    /// from what it made durable; the group catches up from its log and its peers. A group stopped on
+    /// purpose (shutdown) is left alone.
+    async fn close_if_stopped(&self, shard: u32) {
+        let Some(r) = self.replicas.get(shard) else { return };
+        let why = match &r.raft.metrics().borrow().running_state {
+            Err(openraft::error::Fatal::Stopped) | Ok(()) => return,
+            Err(e) => e.to_string(),
+        };
+        if !self.disk.room_to_reopen() {
+            warn!(
+                shard,
+                cause = %why,
+                free = self.disk.free(),
+                "the replica's Raft group stopped on an error; it reopens once the disk has room"
+            );
+            return;
+        }
+        warn!(shard, cause = %why, "the replica's Raft group stopped on an error; reopening it");
+        self.stopped.lock().expect("stopped replicas lock").insert(shard);
+        self.replicas.remove(shard);
+        let _ = r.raft.shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(60), r.sm_gone.clone().wait()).await.is_err() {
+            warn!(shard, "the stopped replica's state machine did not end within 60 s; it is not reopened");
+            return;
+        }
+        drop(r);
+        // Opened again by the next round of `reconcile` (this one, or a few seconds later while RocksDB
+        // resumes writing after its own out-of-space error).
     }
 
     /// Stops this node's replica of a shard and deletes its log and data (the shard moved away).

@@ -488,6 +488,9 @@ pub struct StorageConfig {
     pub write_buffer_bytes: usize,
     /// Bound of RocksDB's write-ahead logs (also each new log's preallocation).
     pub wal_bytes: u64,
+    /// Free space the data directory's filesystem must keep: below it the node refuses writes (HTTP 507,
+    /// gRPC ResourceExhausted) until space returns, so a full disk never fails a write half-way.
+    pub min_free_bytes: u64,
     /// Build 1-minute rollups of a period once it is this old (default: a day before raw data expires).
     #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub minute_rollup_after: Option<Duration>,
@@ -523,6 +526,7 @@ impl Default for StorageConfig {
             block_cache_bytes: d.block_cache_bytes,
             write_buffer_bytes: d.write_buffer_bytes,
             wal_bytes: d.wal_bytes,
+            min_free_bytes: 512 << 20,
             minute_rollup_after: None,
         }
     }

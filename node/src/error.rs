@@ -51,6 +51,9 @@ pub enum WriteError {
     Overloaded(String),
     #[error("{0}; retry shortly")]
     Unavailable(String),
+    /// A node's disk is below its free-space floor (HTTP 507, gRPC ResourceExhausted).
+    #[error("{0}")]
+    DiskFull(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -59,6 +62,7 @@ impl From<CallError> for WriteError {
     fn from(e: CallError) -> Self {
         match e {
             CallError::Overloaded { .. } => WriteError::Overloaded(chain(&e)),
+            CallError::DiskFull { .. } => WriteError::DiskFull(chain(&e)),
             CallError::Invalid { why } => WriteError::BadRequest(why),
             _ => WriteError::Unavailable(chain(&e)),
         }
@@ -86,6 +90,7 @@ impl WriteError {
             WriteError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WriteError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             WriteError::Overloaded(_) | WriteError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             WriteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,7 +98,9 @@ impl WriteError {
     pub fn grpc_status(&self) -> tonic::Status {
         match self {
             WriteError::BadRequest(m) => tonic::Status::invalid_argument(m.clone()),
-            WriteError::TooLarge { .. } => tonic::Status::resource_exhausted(self.to_string()),
+            WriteError::TooLarge { .. } | WriteError::DiskFull(_) => {
+                tonic::Status::resource_exhausted(self.to_string())
+            }
             WriteError::Overloaded(_) | WriteError::Unavailable(_) => {
                 let mut s = tonic::Status::unavailable(self.to_string());
                 s.metadata_mut().insert("retry-after-ms", tonic::metadata::MetadataValue::from_static("500"));
@@ -110,6 +117,7 @@ impl WriteError {
             WriteError::TooLarge { .. } => "too_large",
             WriteError::Overloaded(_) => "overloaded",
             WriteError::Unavailable(_) => "unavailable",
+            WriteError::DiskFull(_) => "disk_full",
             WriteError::Internal(_) => "internal",
         }
     }
@@ -172,6 +180,9 @@ pub enum CallError {
     Invalid { why: String },
     #[error("{group} on node {node}: {why}")]
     Failed { node: NodeId, group: Group, why: String },
+    /// The node's disk is below its free-space floor; it refuses writes until space returns.
+    #[error("{group} on node {node} refuses writes: {why}")]
+    DiskFull { node: NodeId, group: Group, why: String },
     /// Retries ran out: the last refusal or failure is the source.
     #[error("{group} has no reachable leader after {}s", waited.as_secs_f64())]
     NoLeader {
@@ -230,11 +241,13 @@ impl CallError {
             }
             CallError::Invalid { .. } => Kind::Invalid,
             CallError::Failed { .. } => Kind::Failed,
+            CallError::DiskFull { .. } => Kind::DiskFull,
         };
         let message = match self {
-            CallError::Unavailable { why, .. } | CallError::Failed { why, .. } | CallError::Invalid { why } => {
-                why.clone()
-            }
+            CallError::Unavailable { why, .. }
+            | CallError::Failed { why, .. }
+            | CallError::DiskFull { why, .. }
+            | CallError::Invalid { why } => why.clone(),
             other => chain(other),
         };
         pb::CallError { kind: kind as i32, message, leader_hint: self.leader_hint().unwrap_or(0) }
@@ -250,6 +263,7 @@ impl CallError {
             Kind::Overloaded => CallError::Overloaded { node, group },
             Kind::Unavailable => CallError::Unavailable { node, group, why: e.message },
             Kind::Invalid => CallError::Invalid { why: e.message },
+            Kind::DiskFull => CallError::DiskFull { node, group, why: e.message },
             Kind::Unspecified | Kind::Failed => CallError::Failed { node, group, why: e.message },
         }
     }
@@ -278,6 +292,7 @@ mod tests {
             CallError::Unavailable { node: 2, group: g, why: "stopping".into() },
             CallError::Invalid { why: "bad point".into() },
             CallError::Failed { node: 2, group: g, why: "disk".into() },
+            CallError::DiskFull { node: 2, group: g, why: "12 MB free".into() },
         ];
         for e in cases {
             let back = CallError::from_proto(2, g, e.to_proto());

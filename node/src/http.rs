@@ -392,7 +392,10 @@ async fn health(State(node): State<Arc<Node>>) -> Response {
             }
         }
     }
-    let body = json!({ "status": if ok { "pass" } else { "fail" }, "node": node.id, "shards": list });
+    // A full disk does not fail the probe (this node still serves reads and the writes of shards led
+    // elsewhere); it is reported, as in /metrics (pharos_disk_full).
+    let disk = json!({ "free_bytes": node.cluster.disk.free(), "writes_refused": node.cluster.disk.refusal() });
+    let body = json!({ "status": if ok { "pass" } else { "fail" }, "node": node.id, "shards": list, "disk": disk });
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
 }
 

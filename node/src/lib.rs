@@ -28,6 +28,7 @@ pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub rocksdb_memory: IntGaugeVec,
     pub rebalance_moves: IntGaugeVec,
     pub replicas_held: IntGauge,
+    pub disk_free: IntGauge,
+    pub disk_full: IntGauge,
     pub forwarded_writes: IntCounter,
     pub queries: IntCounterVec,
     pub query_cache: IntCounterVec,
@@ -147,6 +149,21 @@ impl Metrics {
             ),
             replicas_held: {
                 let g = IntGauge::new("replicas_held", "Shard replicas this node holds").expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            disk_free: {
+                let g = IntGauge::new("disk_free_bytes", "Free space of the data directory's filesystem")
+                    .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            disk_full: {
+                let g = IntGauge::new(
+                    "disk_full",
+                    "1 while free disk space is below storage.min_free_bytes and writes are refused",
+                )
+                .expect("valid metric");
                 registry.register(Box::new(g.clone())).expect("unique metric");
                 g
             },

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::config::WriteConfig;
+use crate::disk::Disk;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ShardWriteError {
     Overloaded { shard: u32 },
     #[error("shard {shard}: {why}")]
     Failed { shard: u32, why: String },
+    /// This node leads the shard and its disk is below its free-space floor.
+    #[error("shard {shard}: {why}")]
+    DiskFull { shard: u32, why: String },
     /// The replica stopped or could not be reached; another node may lead next.
     #[error("shard {shard} replica is shutting down or unreachable")]
     Closed { shard: u32, leader_hint: Option<NodeId> },
@@ -47,6 +51,7 @@ impl ShardWriteError {
                 CallError::Unavailable { node, group: Group::Shard(shard), why: "the replica is stopping".into() }
             }
             ShardWriteError::Failed { shard, why } => CallError::Failed { node, group: Group::Shard(shard), why },
+            ShardWriteError::DiskFull { shard, why } => CallError::DiskFull { node, group: Group::Shard(shard), why },
         }
     }
 }
@@ -72,6 +77,7 @@ impl ShardWriter {
         raft: Raft,
         cfg: &WriteConfig,
         metrics: Arc<Metrics>,
+        disk: Arc<Disk>,
         shutdown: broadcast::Receiver<()>,
     ) -> ShardWriter {
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
@@ -83,6 +89,7 @@ impl ShardWriter {
             rx,
             max_points: cfg.max_batch_points,
             metrics,
+            disk,
             queued: queued.clone(),
             paused: pause.subscribe(),
         };
@@ -122,6 +129,7 @@ struct Actor {
     rx: mpsc::Receiver<Job>,
     max_points: usize,
     metrics: Arc<Metrics>,
+    disk: Arc<Disk>,
     queued: Arc<AtomicUsize>,
     paused: tokio::sync::watch::Receiver<Option<Instant>>,
 }
@@ -183,6 +191,18 @@ impl Actor {
             jobs.sort_by_cached_key(|j| j.points.iter().map(|p| p.timestamp).min().unwrap_or(i64::MAX));
         }
         let (batches, replies): (Vec<Arc<Vec<Point>>>, Vec<_>) = jobs.into_iter().map(|j| (j.points, j.reply)).unzip();
+        // A leader whose disk is below its floor takes nothing new (a follower's refusal is its leader's
+        // to make: the write is forwarded there).
+        let leads = {
+            let m = self.raft.metrics().borrow().clone();
+            m.current_leader == Some(m.id)
+        };
+        if let Some(why) = self.disk.refusal().filter(|_| leads) {
+            for reply in replies {
+                let _ = reply.send(Err(ShardWriteError::DiskFull { shard: self.shard, why: why.clone() }));
+            }
+            return;
+        }
         let started = Instant::now();
         let res = self.raft.client_write(Request::Shard(Command::Write(batches))).await;
         self.metrics
