@@ -280,7 +280,7 @@ async fn t15_limits_hold_behind_every_credential_and_refusals_are_logged_without
 
     // A reader may read a rebalance's status, not cancel it.
     let status_of = |cancel: bool, token: &str| {
-        let mut req = tonic::Request::new(pharos_proto::v1::RebalanceStatusRequest { cancel, ..Default::default() });
+        let mut req = tonic::Request::new(pharos_proto::v1::RebalanceStatusRequest { cancel });
         req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         req
     };
