@@ -115,12 +115,23 @@ fn now_ns() -> i64 {
 }
 
 fn error_response(status: StatusCode, msg: String) -> Response {
+    // InfluxDB clients read the error from this header too; a message that echoes a long query would make
+    // a header no client reads (HTTP libraries stop at 8-64 KB), so the header carries its start.
+    let mut head: String = msg.replace(['\n', '\r'], " ");
+    if head.len() > MAX_ERROR_HEADER {
+        let cut = (0..=MAX_ERROR_HEADER).rev().find(|&i| head.is_char_boundary(i)).unwrap_or(0);
+        head.truncate(cut);
+        head.push_str("...");
+    }
     let mut r = (status, Json(json!({ "error": msg }))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&msg.replace(['\n', '\r'], " ")) {
+    if let Ok(v) = HeaderValue::from_str(&head) {
         r.headers_mut().insert("X-Influxdb-Error", v);
     }
     r
 }
+
+/// The most of an error message `X-Influxdb-Error` carries (the JSON body has all of it).
+const MAX_ERROR_HEADER: usize = 1024;
 
 fn write_error(e: WriteError) -> Response {
     let status = e.http_status();

@@ -80,12 +80,33 @@ impl QueryError {
             QueryError::Invalid { message, .. } => message.clone(),
             other => other.to_string(),
         };
-        format!(
-            "error at line {line_no}, column {col}: {message}\n  {}\n  {}^",
-            &text[line_start..line_end],
-            " ".repeat(col - 1)
-        )
+        let (shown, caret) = window(&text[line_start..line_end], col - 1);
+        format!("error at line {line_no}, column {col}: {message}\n  {shown}\n  {}^", " ".repeat(caret))
     }
+}
+
+/// A long line cut to about 100 characters around the column `at` (0-based, in characters), with `...`
+/// where it was cut; and the caret's column in what is shown. A short line is shown whole.
+fn window(line: &str, at: usize) -> (String, usize) {
+    const BEFORE: usize = 60;
+    const AFTER: usize = 40;
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= BEFORE + AFTER {
+        return (line.to_string(), at);
+    }
+    let start = at.saturating_sub(BEFORE);
+    let end = (at + AFTER).min(chars.len());
+    let mut shown = String::new();
+    let mut caret = at - start;
+    if start > 0 {
+        shown.push_str("...");
+        caret += 3;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    (shown, caret)
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -107,5 +128,23 @@ mod tests {
         assert!(r.starts_with("error at line 2, column 27: expected a condition after AND"), "{r}");
         let caret = format!("\n  FROM cpu WHERE host = 'a' AND\n  {}^", " ".repeat(26));
         assert!(r.ends_with(&caret), "{r}");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column_and_the_caret_still_points_at_it() {
+        let q = format!("SELECT {} FROM cpu WHERE x = ", "a + ".repeat(50_000));
+        let e = QueryError::invalid(q.len(), "expected a value");
+        let r = e.render(&q);
+        assert!(r.len() < 400, "the message stays short: {} bytes", r.len());
+        let lines: Vec<&str> = r.lines().collect();
+        assert!(lines[1].starts_with("  ...") && lines[1].ends_with("WHERE x = "), "{r}");
+        assert_eq!(lines[2].len(), lines[1].len() + 1, "the caret sits just past the end of the line: {r}");
+        // A cut in the middle of the line shows both ends cut, the caret under the place.
+        let q = format!("{}XYZ{}", "b".repeat(500), "c".repeat(500));
+        let r = QueryError::invalid(500, "here").render(&q);
+        let lines: Vec<&str> = r.lines().collect();
+        let caret = lines[2].find('^').unwrap();
+        assert_eq!(&lines[1][caret..caret + 3], "XYZ", "{r}");
+        assert!(lines[1].ends_with("...") && lines[1].starts_with("  ..."), "{r}");
     }
 }
