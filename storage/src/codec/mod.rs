@@ -357,7 +357,7 @@ fn header_and_payload(buf: &[u8]) -> Result<(ChunkHeader, usize), CodecError> {
 }
 
 /// Decodes a chunk, appending to the outputs. Any input gives Ok or Err, never a panic; on Err the outputs
-/// are restored to their length before the call.
+/// are restored to their length before the call. A chunk that decodes holds strictly increasing timestamps.
 pub fn decode_chunk(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(), CodecError> {
     let (ts0, v0) = (ts.len(), vals.len());
     let res = decode_inner(buf, ts, vals);
@@ -369,6 +369,7 @@ pub fn decode_chunk(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Resul
 }
 
 fn decode_inner(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<(), CodecError> {
+    let start = ts.len();
     let (h, pos) = header_and_payload(buf)?;
     let n = h.count as usize;
     let payload = &buf[pos..];
@@ -421,6 +422,10 @@ fn decode_inner(buf: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<()
     }
     if ts.last() != Some(&h.max_ts) {
         return Err(CodecError::Corrupt { offset: 1, what: "last timestamp disagrees with the header" });
+    }
+    // Every encoder writes strictly increasing timestamps, and heads, merges and reads rely on it.
+    if ts[start..].windows(2).any(|w| w[0] >= w[1]) {
+        return Err(CodecError::Corrupt { offset: pos, what: "timestamps do not increase" });
     }
     Ok(())
 }
