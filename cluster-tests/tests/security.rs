@@ -157,20 +157,34 @@ async fn t10_every_route_and_method_needs_its_role_and_peers_need_the_cluster_se
         })
         .await?;
     }
+    // gRPC too, on every node.
+    for n in &c.nodes {
+        let code = grpc_code(&n.grpc, "/pharos.v1.Write/Write", Some(&writer), None).await?;
+        assert_eq!(code, tonic::Code::Unauthenticated, "a revoked token over gRPC on node {}", n.id);
+    }
     // Expired.
     let brief = create_token(&c, "brief", "read", &["--expires", "2s"])?;
     let ping = c.nodes[0].url("/api/alerts");
     assert_eq!(c.http.get(&ping).bearer_auth(&brief).send().await?.status(), 200);
+    let status = "/pharos.v1.Admin/Status";
+    assert_eq!(grpc_code(&g1, status, Some(&brief), None).await?, tonic::Code::Ok);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let r = c.http.get(&ping).bearer_auth(&brief).send().await?;
     assert_eq!(r.status(), 401);
     assert!(r.text().await?.contains("expired"));
+    assert_eq!(grpc_code(&g1, status, Some(&brief), None).await?, tonic::Code::Unauthenticated, "expired, gRPC");
 
     // Refusals are counted (and the counters need a token to read).
     let metrics = c.http.get(c.nodes[0].url("/metrics")).bearer_auth(&reader).send().await?.text().await?;
-    for (interface, reason) in
-        [("http", "missing"), ("http", "forbidden"), ("grpc", "missing"), ("internal", "peer"), ("http", "expired")]
-    {
+    for (interface, reason) in [
+        ("http", "missing"),
+        ("http", "forbidden"),
+        ("grpc", "missing"),
+        ("internal", "peer"),
+        ("http", "expired"),
+        ("grpc", "expired"),
+        ("grpc", "invalid"),
+    ] {
         let counted = metrics.lines().any(|l| {
             l.starts_with("pharos_auth_refusals_total")
                 && l.contains(&format!("interface=\"{interface}\""))
