@@ -3,7 +3,8 @@
 # Debian's RocksDB (linked instead of compiling RocksDB's C++, see docs/ARCHITECTURE.md "Build") and
 # libclang for the RocksDB bindings; for the tests, real peers: influxdb-client (query), prometheus,
 # prometheus-node-exporter and python3-prometheus-client (collection), prometheus-alertmanager and
-# python3-aiosmtpd (alerting: an Alertmanager and an SMTP server receive notifications). Safe to run again; does nothing when everything is present.
+# python3-aiosmtpd (alerting: an Alertmanager and an SMTP server receive notifications), faketime (a node
+# whose clock is off). Safe to run again; does nothing when everything is present.
 set -euo pipefail
 need=()
 [ -e /usr/lib/x86_64-linux-gnu/librocksdb.so ] || [ -e /usr/lib/aarch64-linux-gnu/librocksdb.so ] || need+=(librocksdb-dev)
@@ -24,6 +25,8 @@ command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporte
 # Notification receivers for the alerting tests (run with Debian's /usr/bin/python3).
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 [ -d /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
+# A node with a clock that is off (the clock-skew test preloads libfaketime).
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt-get)" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

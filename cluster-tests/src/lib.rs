@@ -60,6 +60,8 @@ pub struct NodeProc {
     pub give_id: bool,
     /// "https" when the node's `[tls]` is on.
     pub scheme: &'static str,
+    /// Extra environment for the process (e.g. libfaketime's, for a node whose clock is off).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -94,6 +96,7 @@ impl NodeProc {
         if let Some(j) = &self.join {
             cmd.arg("--join").arg(j);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().context("spawning pharos")?);
         Ok(())
     }
@@ -214,6 +217,7 @@ impl Cluster {
                 join: None,
                 give_id: true,
                 scheme: if ca.is_some() { "https" } else { "http" },
+                env: Vec::new(),
                 child: None,
             };
             p.start()?;
@@ -242,6 +246,7 @@ impl Cluster {
             join: Some(via_addr),
             give_id: id.is_some(),
             scheme: if self.tls_ca.is_some() { "https" } else { "http" },
+            env: Vec::new(),
             child: None,
         };
         p.start()?;

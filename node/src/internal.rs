@@ -106,12 +106,13 @@ impl Internal for InternalService {
         let sreq: ShardRequest = bincode::deserialize(&r.request)
             .map_err(|e| Status::invalid_argument(format!("bad shard request: {e}")))?;
         let reply = match execute_local(&self.replicas, &self.metrics, r.shard, &sreq, !r.allow_stale).await {
-            Ok(resp) => {
-                ForwardQueryReply { response: bincode::serialize(&resp).expect("responses serialize"), error: None }
-            }
-            Err(e) => ForwardQueryReply { response: Vec::new(), error: Some(self.refusal(Group::Shard(r.shard), e)) },
+            Ok(resp) => ForwardQueryReply {
+                response: bincode::serialize(&resp).expect("responses serialize"),
+                ..Default::default()
+            },
+            Err(e) => ForwardQueryReply { error: Some(self.refusal(Group::Shard(r.shard), e)), ..Default::default() },
         };
-        Ok(Response::new(reply))
+        Ok(Response::new(ForwardQueryReply { now_ms: crate::clock::now_ms(), ..reply }))
     }
 
     async fn forward_meta(&self, req: Request<RaftRequest>) -> Result<Response<CallReply>, Status> {

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub rebalance_moves: IntGaugeVec,
     pub replicas_held: IntGauge,
     pub disk_free: IntGauge,
+    pub clock_offset: prometheus::GaugeVec,
     pub disk_full: IntGauge,
     pub forwarded_writes: IntCounter,
     pub queries: IntCounterVec,
@@ -149,6 +150,19 @@ impl Metrics {
             ),
             replicas_held: {
                 let g = IntGauge::new("replicas_held", "Shard replicas this node holds").expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            clock_offset: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "clock_offset_seconds",
+                        "How far each peer's wall clock is ahead of this node's (negative: behind), from the \
+                         liveness ping",
+                    ),
+                    &["peer"],
+                )
+                .expect("valid metric");
                 registry.register(Box::new(g.clone())).expect("unique metric");
                 g
             },

@@ -358,14 +358,23 @@ impl Client {
     }
 
     /// Whether a node answers within a second (any answer, even "no replica here", means it runs).
-    pub async fn ping(&self, node: NodeId) -> bool {
+    /// Whether a node answers within a second, and if so how far its wall clock is ahead of this node's
+    /// (milliseconds, negative when behind; None from a node too old to say), measured as NTP does: against
+    /// the middle of the round trip.
+    pub async fn ping(&self, node: NodeId) -> Option<Option<i64>> {
         // The status of a shard no node holds: the cheapest request every node answers.
-        let ask = self.shard_call(node, u32::MAX, &ShardRequest::Status, false);
-        match tokio::time::timeout(Duration::from_secs(1), ask).await {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => !matches!(e, CallError::Unreachable { .. }),
-            Err(_) => false,
-        }
+        let group = Group::Shard(u32::MAX);
+        let (_, mut client) = self.connect(node, group).ok()?;
+        let request = pb::ForwardQueryRequest {
+            shard: u32::MAX,
+            request: bincode::serialize(&ShardRequest::Status).expect("requests serialize"),
+            allow_stale: true,
+        };
+        let sent = crate::clock::now_ms();
+        let reply = tokio::time::timeout(Duration::from_secs(1), client.forward_query(request)).await.ok()?.ok()?;
+        let received = crate::clock::now_ms();
+        let theirs = reply.into_inner().now_ms;
+        Some((theirs != 0).then(|| theirs - (sent + received) / 2))
     }
 }
 

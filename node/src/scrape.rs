@@ -170,8 +170,31 @@ async fn watch_config(ctx: Arc<ScrapeContext>, manager: ScrapeManager) {
     }
 }
 
+/// Clocks further apart than this are logged (`pharos_clock_offset_seconds` has every offset): samples
+/// written without a timestamp take the clock of the node that parsed them, and retention, rollups and
+/// alert timing follow each shard leader's clock (docs/reliability.md).
+const MAX_CLOCK_OFFSET_MS: i64 = 1_000;
+
+/// Records a peer's clock offset, and says once when it goes beyond [`MAX_CLOCK_OFFSET_MS`] and once when it
+/// comes back.
+fn clock_offset(ctx: &ScrapeContext, skewed: &mut BTreeSet<u64>, peer: u64, offset_ms: i64) {
+    ctx.metrics.clock_offset.with_label_values(&[&peer.to_string()]).set(offset_ms as f64 / 1000.0);
+    let far = offset_ms.abs() > MAX_CLOCK_OFFSET_MS;
+    if far && skewed.insert(peer) {
+        warn!(
+            node = peer,
+            offset_ms,
+            "this node's clock and node {peer}'s differ by more than 1 s: timestamps the nodes assign and \
+             retention and alert timing on the shards they lead disagree; keep clocks synchronized (NTP)"
+        );
+    } else if !far && skewed.remove(&peer) {
+        info!(node = peer, offset_ms, "clocks agree again");
+    }
+}
+
 async fn liveness(ctx: Arc<ScrapeContext>, scraping: Arc<Scraping>) {
     let mut misses: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut skewed: BTreeSet<u64> = BTreeSet::new();
     let mut current: Option<Vec<u64>> = None;
     let every = ctx.config.scrape.liveness_interval;
     let me = ctx.client.me();
@@ -183,9 +206,12 @@ async fn liveness(ctx: Arc<ScrapeContext>, scraping: Arc<Scraping>) {
         })
         .await;
         let mut live: BTreeSet<u64> = BTreeSet::from([me]);
-        for (id, ok) in answers {
+        for (id, answer) in answers {
             let m = misses.entry(id).or_insert(0);
-            *m = if ok { 0 } else { m.saturating_add(1) };
+            *m = if answer.is_some() { 0 } else { m.saturating_add(1) };
+            if let Some(Some(offset)) = answer {
+                clock_offset(&ctx, &mut skewed, id, offset);
+            }
             // Dead after `liveness_misses` missed pings in a row (a single lost ping moves nothing).
             if *m < ctx.config.scrape.liveness_misses {
                 live.insert(id);
