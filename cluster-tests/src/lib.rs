@@ -15,6 +15,7 @@ use pharos_proto::v1::{StatusRequest, StatusResponse};
 use tempfile::TempDir;
 
 pub mod load;
+pub mod netlab;
 pub mod receivers;
 
 pub fn pharos_bin() -> PathBuf {
@@ -62,6 +63,8 @@ pub struct NodeProc {
     pub scheme: &'static str,
     /// Extra environment for the process (e.g. libfaketime's, for a node whose clock is off).
     pub env: Vec<(String, String)>,
+    /// The network namespace it runs in ([`netlab::NetLab`]); the test's own when None.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -74,7 +77,14 @@ impl NodeProc {
         let cfg = self.dir.path().join("pharos.toml");
         std::fs::write(&cfg, &self.extra_config)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("pharos.log"))?;
-        let mut cmd = Command::new(pharos_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(pharos_bin());
+                c
+            }
+            None => Command::new(pharos_bin()),
+        };
         cmd.arg("server").arg("--config").arg(&cfg);
         if self.give_id {
             cmd.arg("--node-id").arg(self.id.to_string());
@@ -201,8 +211,25 @@ impl Cluster {
     /// [`Cluster::start`] for nodes whose config turns TLS on: the helpers speak HTTPS and gRPC over TLS,
     /// trusting `ca` (PEM).
     pub async fn start_with(n: usize, extra_config: &str, ca: Option<&Path>) -> Result<Cluster> {
+        Cluster::start_on(n, extra_config, ca, None).await
+    }
+
+    /// [`Cluster::start`] with node i in the lab's namespace i, on its address there.
+    pub async fn start_in(lab: &netlab::NetLab, n: usize, extra_config: &str) -> Result<Cluster> {
+        Cluster::start_on(n, extra_config, None, Some(lab)).await
+    }
+
+    async fn start_on(
+        n: usize,
+        extra_config: &str,
+        ca: Option<&Path>,
+        lab: Option<&netlab::NetLab>,
+    ) -> Result<Cluster> {
         let specs: Vec<(u64, String, String)> = (1..=n as u64)
-            .map(|i| (i, format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())))
+            .map(|i| match lab {
+                Some(lab) => (i, format!("{}:8086", lab.addr(i as usize)), format!("{}:8087", lab.addr(i as usize))),
+                None => (i, format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())),
+            })
             .collect();
         let ic = (n > 1).then(|| specs.iter().map(|(i, _, g)| format!("{i}={g}")).collect::<Vec<_>>().join(","));
         let mut nodes = Vec::new();
@@ -218,6 +245,7 @@ impl Cluster {
                 give_id: true,
                 scheme: if ca.is_some() { "https" } else { "http" },
                 env: Vec::new(),
+                netns: lab.map(|l| l.ns(id as usize)),
                 child: None,
             };
             p.start()?;
@@ -247,6 +275,7 @@ impl Cluster {
             give_id: id.is_some(),
             scheme: if self.tls_ca.is_some() { "https" } else { "http" },
             env: Vec::new(),
+            netns: None,
             child: None,
         };
         p.start()?;
