@@ -67,11 +67,11 @@ pub use matcher::Matcher;
 pub use payload::{deliveries, delivery, notification_key, Delivery, Notification};
 pub use route::{Destination, GroupTiming, Route};
 pub use rules::{
-    parse_rule_file, parse_rule_file_named, AlertingRule, RecordingRule, Rule, RuleError, RuleFile, RuleGroup,
+    parse_rule_file, parse_rule_file_named, AlertingRule, NoData, RecordingRule, Rule, RuleError, RuleFile, RuleGroup,
 };
 pub use silence::{is_silenced, Silence};
 pub use state::{
-    evaluate, record, rows_from_series, AlertState, EvalContext, EvalError, Evaluation, Instance, Row, RuleState,
-    Transition,
+    evaluate, evaluate_with_data, record, rows_from_series, AlertState, EvalContext, EvalError, Evaluation, Instance,
+    Row, RuleState, Transition,
 };
 pub use template::{Template, TemplateData};

@@ -11,6 +11,8 @@
 //!         expr: SELECT mean(latency_ms) FROM http GROUP BY service HAVING mean(latency_ms) > 500
 //!         for: 5m
 //!         keep_firing_for: 10m
+//!         no_data: nodata            # optional: ok (default), alerting or nodata, when a series stops
+//!         no_data_for: 5m            #   having data (the query without HAVING returns no row for it)
 //!         labels: {severity: page}
 //!         annotations: {summary: "{{ $labels.service }} at {{ humanize $value }}ms"}
 //!       - record: service:latency_ms:mean   # ... or a recording rule
@@ -86,11 +88,43 @@ pub struct AlertingRule {
     pub for_duration: PromDuration,
     /// How long a firing instance keeps firing after its row disappeared.
     pub keep_firing_for: PromDuration,
+    /// What a series that stops having data becomes (`no_data`), once it has had none for `no_data_for`.
+    #[serde(default)]
+    pub no_data: NoData,
+    #[serde(default)]
+    pub no_data_for: PromDuration,
     /// Labels added to each instance (templates over the row's labels and value; the group's labels
     /// included). A label that renders empty is removed.
     pub labels: BTreeMap<String, Template>,
     pub annotations: BTreeMap<String, Template>,
     pub line: usize,
+}
+
+/// What an alerting rule does about a series whose data stopped: the rule's query without its `HAVING`
+/// clause (the data query) returned a row for it before and has returned none for `no_data_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoData {
+    /// Nothing (Prometheus's behaviour: no row, no alert).
+    #[default]
+    Ok,
+    /// The series alerts as if its condition held, with the value NaN.
+    Alerting,
+    /// The series gets an instance in the `nodata` state, labelled `alertstate="nodata"`, notified like a
+    /// firing alert and resolved when data returns.
+    #[serde(rename = "nodata")]
+    NoData,
+}
+
+impl NoData {
+    fn parse(s: &str) -> Option<NoData> {
+        match s {
+            "ok" => Some(NoData::Ok),
+            "alerting" => Some(NoData::Alerting),
+            "nodata" => Some(NoData::NoData),
+            _ => None,
+        }
+    }
 }
 
 /// `record:` rule: every row its query returns is stored as a sample of measurement `name`.
@@ -186,6 +220,8 @@ struct RawRule {
     #[serde(rename = "for")]
     for_: Option<String>,
     keep_firing_for: Option<String>,
+    no_data: Option<String>,
+    no_data_for: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,
 }
@@ -422,6 +458,20 @@ impl Validator<'_> {
             self.label_names(&ctx, "annotations", &annotations);
             let for_duration = self.duration(&ctx, "for", r.for_.as_deref());
             let keep_firing_for = self.duration(&ctx, "keep_firing_for", r.keep_firing_for.as_deref());
+            let no_data = match r.no_data.as_deref().map(|s| (s, NoData::parse(s))) {
+                None => NoData::Ok,
+                Some((_, Some(n))) => n,
+                Some((s, None)) => {
+                    let why = format!("no_data: {s:?} is not ok, alerting or nodata");
+                    self.error_at(&ctx, &ctx.at("no_data"), why);
+                    NoData::Ok
+                }
+            };
+            let no_data_for = self.duration(&ctx, "no_data_for", r.no_data_for.as_deref());
+            if r.no_data_for.is_some() && matches!(r.no_data.as_deref(), None | Some("ok")) {
+                let why = "no_data_for: needs no_data: alerting or nodata".to_string();
+                self.error_at(&ctx, &ctx.at("no_data_for"), why);
+            }
             let labels = self.templates(&ctx, "labels", &labels);
             let annotations = self.templates(&ctx, "annotations", &annotations);
             Rule::Alerting(AlertingRule {
@@ -429,6 +479,8 @@ impl Validator<'_> {
                 expr,
                 for_duration,
                 keep_firing_for,
+                no_data,
+                no_data_for,
                 labels,
                 annotations,
                 line,
@@ -437,6 +489,8 @@ impl Validator<'_> {
             for (field, set) in [
                 ("for", r.for_.is_some()),
                 ("keep_firing_for", r.keep_firing_for.is_some()),
+                ("no_data", r.no_data.is_some()),
+                ("no_data_for", r.no_data_for.is_some()),
                 ("annotations", r.annotations.is_some()),
             ] {
                 if set {

@@ -51,7 +51,7 @@ fn syntax_and_type_errors_carry_serde_yamls_line() {
     let cases = [
         (
             "groups:\n  - name: api\n    rules:\n      - alert: A\n        expr: SELECT last(x) FROM y\n        fro: 5m\n",
-            r#"rules.yml:6: group "api", alert "A": groups[0].rules[0]: unknown field `fro`, expected one of `alert`, `record`, `expr`, `for`, `keep_firing_for`, `labels`, `annotations`"#,
+            r#"rules.yml:6: group "api", alert "A": groups[0].rules[0]: unknown field `fro`, expected one of `alert`, `record`, `expr`, `for`, `keep_firing_for`, `no_data`, `no_data_for`, `labels`, `annotations`"#,
         ),
         (
             "groups:\n  - name: api\n    rules: [\n",
@@ -214,4 +214,21 @@ fn a_yaml_syntax_error_shows_one_line_as_its_own() {
     let shown = e[0].to_string();
     assert!(shown.starts_with(&format!("bad1.yml:{}: ", e[0].line)), "{shown}");
     assert!(!shown.contains(" column "), "one position, not two: {shown}");
+}
+
+#[test]
+fn no_data_and_no_data_for_are_read_and_checked() {
+    let ok = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: SELECT last(x) FROM y GROUP BY h HAVING last(x) > 1\n        no_data: nodata\n        no_data_for: 5m\n";
+    let file = parse_rule_file(ok).unwrap();
+    let Rule::Alerting(a) = &file.groups[0].rules[0] else { panic!("an alerting rule") };
+    assert_eq!((a.no_data, a.no_data_for.ms()), (crate::rules::NoData::NoData, 300_000));
+    let bad = ok.replace("no_data: nodata", "no_data: maybe");
+    assert_eq!(
+        errors(&bad),
+        vec![r#"rules.yml:6: group "g", alert "A": no_data: "maybe" is not ok, alerting or nodata"#.to_string()]
+    );
+    let orphan = ok.replace("        no_data: nodata\n", "");
+    assert!(errors(&orphan)[0].contains("no_data_for: needs no_data: alerting or nodata"), "{:?}", errors(&orphan));
+    let recording = "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: SELECT last(x) FROM y GROUP BY h\n        no_data: alerting\n";
+    assert!(errors(recording)[0].contains("no_data: not allowed in a recording rule"), "{:?}", errors(recording));
 }

@@ -14,6 +14,13 @@
 //! rows of the rule's query; it commits the returned state and [`Transition`]s through Raft, then notifies.
 //! `for` is measured from `active_since`, which is part of the state, so a new leader continuing from the
 //! committed state does not restart it. With `for: 0` a new instance fires in the evaluation that saw it.
+//!
+//! No data ([`evaluate_with_data`], rules with `no_data` other than `ok`): the rows of the rule's query
+//! without `HAVING` tell which series have data. A series that had a row and has had none for `no_data_for`
+//! becomes a row of its own with the value NaN: an ordinary instance that fires at once (`no_data:
+//! alerting`), or one labelled `alertstate="nodata"` in the `nodata` state (`no_data: nodata`), notified like
+//! a firing alert. Either resolves when the series has data again; a series without data for 24 hours is
+//! forgotten (and its instance resolved).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
 use crate::labels::{fingerprint, format_labels, Labels, ALERTNAME};
-use crate::rules::{AlertingRule, RecordingRule};
+use crate::rules::{AlertingRule, NoData, RecordingRule};
 use crate::template::TemplateData;
 
 /// How long a resolved instance stays in the state (and visible) before it is dropped, as in Prometheus.
@@ -39,6 +46,16 @@ pub enum AlertState {
     Firing,
     /// It fired and its condition stopped holding; kept for [`RESOLVED_RETENTION_MS`].
     Resolved,
+    /// A series of a `no_data: nodata` rule that stopped having data; notified like a firing alert.
+    #[serde(rename = "nodata")]
+    NoData,
+}
+
+impl AlertState {
+    /// Firing, or in the `nodata` state: what receivers hear of as an active alert.
+    pub fn active(self) -> bool {
+        matches!(self, AlertState::Firing | AlertState::NoData)
+    }
 }
 
 impl AlertState {
@@ -48,6 +65,7 @@ impl AlertState {
             AlertState::Pending => "pending",
             AlertState::Firing => "firing",
             AlertState::Resolved => "resolved",
+            AlertState::NoData => "nodata",
         }
     }
 }
@@ -117,7 +135,7 @@ impl Instance {
     pub fn to_alert(&self, generator_url: &str) -> Option<Alert> {
         let starts_at = self.fired_at?;
         let ends_at = match self.state {
-            AlertState::Firing => None,
+            AlertState::Firing | AlertState::NoData => None,
             AlertState::Resolved => Some(self.resolved_at.unwrap_or(starts_at)),
             _ => return None,
         };
@@ -137,7 +155,22 @@ pub struct RuleState {
     pub instances: BTreeMap<u64, Instance>,
     /// The time of the last evaluation applied.
     pub last_eval: Option<i64>,
+    /// Rules with `no_data`: each series the data query returned, by the fingerprint of its labels, and when
+    /// it last had a row.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data_seen: BTreeMap<u64, SeriesSeen>,
 }
+
+/// A series a rule's data query returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesSeen {
+    pub labels: Labels,
+    pub last_seen: i64,
+}
+
+/// A series without data for this long is forgotten: its no-data instance resolves, and it is no longer
+/// expected (a host taken out of service stops alerting after a day).
+pub const NO_DATA_FORGET_MS: i64 = 24 * 3600 * 1000;
 
 impl RuleState {
     /// Instances in a state, in fingerprint order.
@@ -168,7 +201,7 @@ impl Transition {
     /// Whether receivers hear of it: an instance starts firing, or a firing one resolves. Pending instances
     /// appearing or vanishing, and resolved ones being dropped, are state only.
     pub fn notifies(&self) -> bool {
-        self.to == AlertState::Firing || (self.from == AlertState::Firing && self.to == AlertState::Resolved)
+        self.to.active() || (self.from.active() && self.to == AlertState::Resolved)
     }
 
     /// The notification dedup key, `rule/fingerprint/state` (see [`crate::labels::dedup_key`]).
@@ -247,20 +280,38 @@ pub fn evaluate(
     rows: &[Row],
     ctx: &EvalContext,
 ) -> Result<Evaluation, EvalError> {
+    evaluate_with_data(rule, prev, rows, None, ctx)
+}
+
+/// [`evaluate`], with the rows of the rule's data query (its query without `HAVING`) for a rule whose
+/// `no_data` is not `ok` (see the module docs); None when that query did not run (the series seen are kept).
+pub fn evaluate_with_data(
+    rule: &AlertingRule,
+    prev: &RuleState,
+    rows: &[Row],
+    data: Option<&[Row]>,
+    ctx: &EvalContext,
+) -> Result<Evaluation, EvalError> {
     let now = ctx.now_ms;
     let for_ms = rule.for_duration.ms();
     let mut instances: BTreeMap<u64, Instance> = BTreeMap::new();
     let mut changes: BTreeMap<u64, (AlertState, AlertState)> = BTreeMap::new();
     let mut seen = BTreeSet::new();
+    let (data_seen, missing) = no_data_rows(rule, prev, data, now);
+    // Instances that stand for series without data: they skip `for` (`no_data_for` was their wait).
+    let mut without_data = BTreeSet::new();
 
-    for row in rows {
+    for (row, is_missing) in rows.iter().map(|r| (r, false)).chain(missing.iter().map(|r| (r, true))) {
         let (labels, annotations) = instance_of(rule, row, ctx);
         let fp = fingerprint(&labels);
         if !seen.insert(fp) {
             return Err(EvalError::DuplicateLabels(format_labels(&labels)));
         }
+        if is_missing {
+            without_data.insert(fp);
+        }
         let inst = match prev.instances.get(&fp) {
-            Some(p) if matches!(p.state, AlertState::Pending | AlertState::Firing) => {
+            Some(p) if matches!(p.state, AlertState::Pending | AlertState::Firing | AlertState::NoData) => {
                 Instance { annotations, value: row.value, last_seen: now, ..p.clone() }
             }
             previous => {
@@ -289,13 +340,13 @@ pub fn evaluate(
             AlertState::Pending | AlertState::Inactive => {
                 changes.insert(*fp, (p.state, AlertState::Inactive));
             }
-            AlertState::Firing => {
+            AlertState::Firing | AlertState::NoData => {
                 let kept =
                     !rule.keep_firing_for.is_zero() && now < p.last_seen.saturating_add(rule.keep_firing_for.ms());
                 if kept {
                     instances.insert(*fp, p.clone());
                 } else {
-                    changes.insert(*fp, (AlertState::Firing, AlertState::Resolved));
+                    changes.insert(*fp, (p.state, AlertState::Resolved));
                     instances
                         .insert(*fp, Instance { state: AlertState::Resolved, resolved_at: Some(now), ..p.clone() });
                 }
@@ -312,16 +363,19 @@ pub fn evaluate(
     }
 
     for (fp, inst) in instances.iter_mut() {
-        if inst.state == AlertState::Pending && now.saturating_sub(inst.active_since) >= for_ms {
-            inst.state = AlertState::Firing;
+        let wait = if without_data.contains(fp) { 0 } else { for_ms };
+        if inst.state == AlertState::Pending && now.saturating_sub(inst.active_since) >= wait {
+            let nodata = inst.labels.get(ALERTSTATE).is_some_and(|v| v == "nodata") && without_data.contains(fp);
+            let to = if nodata { AlertState::NoData } else { AlertState::Firing };
+            inst.state = to;
             inst.fired_at = Some(now);
             let from = changes.get(fp).map_or(AlertState::Pending, |c| c.0);
-            changes.insert(*fp, (from, AlertState::Firing));
+            changes.insert(*fp, (from, to));
         }
     }
 
     if ctx.limit > 0 {
-        let count = instances.values().filter(|i| matches!(i.state, AlertState::Pending | AlertState::Firing)).count();
+        let count = instances.values().filter(|i| i.state == AlertState::Pending || i.state.active()).count();
         if count > ctx.limit {
             return Err(EvalError::LimitExceeded { limit: ctx.limit, count });
         }
@@ -335,7 +389,46 @@ pub fn evaluate(
             Transition { fingerprint: fp, labels: inst.labels.clone(), from, to, at: now, value: inst.value }
         })
         .collect();
-    Ok(Evaluation { state: RuleState { instances, last_eval: Some(now) }, transitions })
+    Ok(Evaluation { state: RuleState { instances, last_eval: Some(now), data_seen }, transitions })
+}
+
+/// The label a `no_data: nodata` instance carries (and the `ALERTS` series' state tag).
+pub const ALERTSTATE: &str = "alertstate";
+
+/// The series a no-data rule has seen (updated with `data`), and a row for each series that has had no data
+/// for `no_data_for`.
+fn no_data_rows(
+    rule: &AlertingRule,
+    prev: &RuleState,
+    data: Option<&[Row]>,
+    now: i64,
+) -> (BTreeMap<u64, SeriesSeen>, Vec<Row>) {
+    if rule.no_data == NoData::Ok {
+        return (BTreeMap::new(), Vec::new());
+    }
+    let mut seen = prev.data_seen.clone();
+    let Some(data) = data else { return (seen, Vec::new()) };
+    let mut present = BTreeSet::new();
+    for row in data {
+        let labels: Labels =
+            row.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let fp = fingerprint(&labels);
+        present.insert(fp);
+        seen.insert(fp, SeriesSeen { labels, last_seen: now });
+    }
+    seen.retain(|_, s| now.saturating_sub(s.last_seen) <= NO_DATA_FORGET_MS);
+    let missing = seen
+        .iter()
+        .filter(|(fp, s)| !present.contains(*fp) && now.saturating_sub(s.last_seen) >= rule.no_data_for.ms())
+        .map(|(_, s)| {
+            let mut labels = s.labels.clone();
+            if rule.no_data == NoData::NoData {
+                labels.insert(ALERTSTATE.to_string(), "nodata".to_string());
+            }
+            Row { labels, value: f64::NAN }
+        })
+        .collect();
+    (seen, missing)
 }
 
 /// One sample a recording rule writes.

@@ -12,6 +12,8 @@ fn rule(for_ms: i64, keep_ms: i64) -> AlertingRule {
         expr: "SELECT last(up) FROM up GROUP BY instance HAVING last(up) = 0".into(),
         for_duration: PromDuration(for_ms),
         keep_firing_for: PromDuration(keep_ms),
+        no_data: crate::rules::NoData::Ok,
+        no_data_for: PromDuration::ZERO,
         labels: [("severity".to_string(), Template::parse("page").unwrap())].into(),
         annotations: [("summary".to_string(), Template::parse("{{ $labels.instance }} at {{ $value }}").unwrap())]
             .into(),
@@ -424,4 +426,89 @@ fn rows_from_query_series() {
             Row::new(Labels::new(), 1.0),
         ]
     );
+}
+
+// ---- no data ----
+
+fn no_data_rule(mode: crate::rules::NoData, for_ms: i64, no_data_for_ms: i64) -> AlertingRule {
+    AlertingRule { no_data: mode, no_data_for: PromDuration(no_data_for_ms), ..rule(for_ms, 0) }
+}
+
+/// One evaluation with the rule's rows (its condition held for these instances) and data rows (these had
+/// data).
+fn eval_data(r: &AlertingRule, prev: &RuleState, now: i64, hits: &[&str], data: &[&str]) -> Evaluation {
+    evaluate_with_data(r, prev, &rows(hits), Some(&rows(data)), &EvalContext::at(now)).unwrap()
+}
+
+fn states(e: &Evaluation) -> Vec<(String, AlertState)> {
+    let mut v: Vec<_> = e
+        .state
+        .instances
+        .values()
+        .map(|i| {
+            let tag = if i.labels.get("alertstate").is_some() { "/nodata" } else { "" };
+            (format!("{}{tag}", i.labels["instance"]), i.state)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_series_whose_data_stops_goes_nodata_after_no_data_for_and_resolves_when_data_returns() {
+    let r = no_data_rule(crate::rules::NoData::NoData, 3 * M, 2 * M);
+    // a and b have data, neither meets the condition.
+    let e = eval_data(&r, &RuleState::default(), 0, &[], &["a", "b"]);
+    assert!(e.state.instances.is_empty() && e.state.data_seen.len() == 2);
+    // b's data stops: nothing for a minute (no_data_for is 2 minutes) ...
+    let e = eval_data(&r, &e.state, M, &[], &["a"]);
+    assert!(e.state.instances.is_empty(), "{:?}", states(&e));
+    // ... then nodata, at once (no `for` on top), notified, labelled alertstate="nodata".
+    let e = eval_data(&r, &e.state, 2 * M, &[], &["a"]);
+    assert_eq!(states(&e), vec![("b/nodata".into(), AlertState::NoData)]);
+    let t = &e.transitions[0];
+    assert!(t.notifies() && t.to == AlertState::NoData && t.labels["alertstate"] == "nodata", "{t:?}");
+    let alert = e.state.instances.values().next().unwrap().to_alert("").unwrap();
+    assert_eq!(alert.ends_at, None, "an active alert for receivers");
+    assert!(e.state.instances.values().next().unwrap().value.is_nan());
+    // Stays while there is no data; resolves (notified) when data returns.
+    let e = eval_data(&r, &e.state, 5 * M, &[], &["a"]);
+    assert_eq!(states(&e), vec![("b/nodata".into(), AlertState::NoData)]);
+    assert!(e.transitions.is_empty());
+    let e = eval_data(&r, &e.state, 6 * M, &[], &["a", "b"]);
+    assert_eq!(states(&e), vec![("b/nodata".into(), AlertState::Resolved)]);
+    assert!(e.transitions[0].notifies() && e.transitions[0].from == AlertState::NoData);
+}
+
+#[test]
+fn no_data_alerting_fires_the_rule_itself_and_ok_keeps_prometheus_behaviour() {
+    // alerting: the missing series fires as the rule's own alert (no alertstate label), value NaN.
+    let r = no_data_rule(crate::rules::NoData::Alerting, 5 * M, M);
+    let e = eval_data(&r, &RuleState::default(), 0, &[], &["a"]);
+    let e = eval_data(&r, &e.state, M, &[], &[]);
+    assert_eq!(states(&e), vec![("a".into(), AlertState::Firing)]);
+    // ok (the default): a series whose data stops makes no instance, and nothing is remembered.
+    let r = no_data_rule(crate::rules::NoData::Ok, 0, 0);
+    let e = eval_data(&r, &RuleState::default(), 0, &[], &["a"]);
+    let e = eval_data(&r, &e.state, 10 * M, &[], &[]);
+    assert!(e.state.instances.is_empty() && e.state.data_seen.is_empty());
+}
+
+#[test]
+fn a_firing_series_whose_data_stops_resolves_then_goes_nodata_and_a_failed_data_query_changes_nothing() {
+    let r = no_data_rule(crate::rules::NoData::NoData, 0, M);
+    let e = eval_data(&r, &RuleState::default(), 0, &["a"], &["a"]);
+    assert_eq!(states(&e), vec![("a".into(), AlertState::Firing)]);
+    // Its data stops: the alert on its condition resolves (no row); a minute later, nodata.
+    let e = eval_data(&r, &e.state, M / 2, &[], &[]);
+    assert_eq!(states(&e), vec![("a".into(), AlertState::Resolved)]);
+    // The data query failed this time: the series seen are kept, nothing new is decided.
+    let kept = evaluate_with_data(&r, &e.state, &[], None, &EvalContext::at(M)).unwrap();
+    assert_eq!(kept.state.data_seen, e.state.data_seen);
+    let e = eval_data(&r, &e.state, M, &[], &[]);
+    assert_eq!(states(&e), vec![("a".into(), AlertState::Resolved), ("a/nodata".into(), AlertState::NoData)]);
+    // A day without data: forgotten, and the nodata instance resolves.
+    let e = eval_data(&r, &e.state, M + crate::state::NO_DATA_FORGET_MS + 1, &[], &[]);
+    assert!(e.state.data_seen.is_empty());
+    assert!(states(&e).contains(&("a/nodata".into(), AlertState::Resolved)), "{:?}", states(&e));
 }

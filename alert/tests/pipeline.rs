@@ -200,6 +200,8 @@ fn rule(for_ms: i64, keep_ms: i64) -> AlertingRule {
         expr: String::new(),
         for_duration: PromDuration(for_ms),
         keep_firing_for: PromDuration(keep_ms),
+        no_data: pharos_alert::NoData::Ok,
+        no_data_for: PromDuration::ZERO,
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         line: 1,
@@ -262,6 +264,7 @@ proptest! {
                         prop_assert!(now - i.resolved_at.unwrap() <= RESOLVED_RETENTION_MS);
                     }
                     AlertState::Inactive => prop_assert!(false, "inactive instances are not kept"),
+                    AlertState::NoData => prop_assert!(false, "a rule without no_data has no nodata instance"),
                 }
             }
             for fp in &present_fps {

@@ -600,3 +600,114 @@ async fn t30_alert_state_and_notifications_survive_sigkill_of_the_shard_leader()
     w.await?;
     Ok(())
 }
+
+/// A queue exporter that can be stopped (its port closes) and started again on the same address.
+struct Exporter {
+    addr: std::net::SocketAddr,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Exporter {
+    async fn start(addr: Option<std::net::SocketAddr>) -> Result<Exporter> {
+        let listener = tokio::net::TcpListener::bind(addr.unwrap_or(([127, 0, 0, 1], 0).into())).await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async { "# TYPE queue_depth gauge\nqueue_depth{queue=\"jobs\"} 3\n" }),
+        );
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Exporter { addr, server: Some(server) })
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+}
+
+/// `no_data: nodata`: a scrape target that stops makes its series go quiet, and the rule (whose condition
+/// never held) notifies a no-data alert for exactly that series, labelled `alertstate="nodata"` (also in
+/// `ALERTS`); when the target is back, it resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_a_stopped_scrape_target_raises_a_no_data_alert_that_resolves_when_it_is_back() -> Result<()> {
+    let hook = HttpReceiver::start().await?;
+    let mut exporter = Exporter::start(None).await?;
+    let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"1s\"\n").await?;
+    let dir = tempfile::TempDir::new()?;
+    let (scrape, rules, routing) = (dir.path().join("s.yml"), dir.path().join("r.yml"), dir.path().join("o.yml"));
+    std::fs::write(
+        &scrape,
+        format!(
+            "scrape_configs:\n  - job_name: queues\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{}']\n",
+            exporter.addr
+        ),
+    )?;
+    std::fs::write(
+        &rules,
+        r#"groups:
+  - name: queues
+    interval: 1s
+    rules:
+      - alert: QueueBacklog
+        expr: SELECT last(value) FROM queue_depth WHERE time > now() - 3s GROUP BY instance, queue HAVING last(value) > 100
+        no_data: nodata
+        no_data_for: 2s
+        annotations:
+          summary: "{{ $labels.queue }} on {{ $labels.instance }}: no data"
+"#,
+    )?;
+    std::fs::write(
+        &routing,
+        format!(
+            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+            hook.url("/hook/nodata")
+        ),
+    )?;
+    for (what, file) in [("scrape", &scrape), ("rules", &rules), ("routing", &routing)] {
+        let (ok, out) = ctl(&c, &[what, "apply", file.to_str().unwrap()])?;
+        assert!(ok, "{what}: {out}");
+    }
+    // The target is scraped and healthy: its series has data, the condition does not hold, nothing fires.
+    let q = [("q", "SELECT count(value) FROM queue_depth"), ("db", "pharos")];
+    wait_for(Duration::from_secs(20), "scraped samples", || async {
+        let r: serde_json::Value = c.http.get(c.nodes[0].url("/query")).query(&q).send().await?.json().await?;
+        Ok(r["results"][0]["series"][0]["values"][0][1].as_u64().filter(|n| *n >= 3))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(hook.received().is_empty(), "nothing fires while data flows: {:?}", hook.received());
+
+    // The target stops: within the 3 s window, then 2 s of no_data_for, a nodata alert for its series.
+    exporter.stop();
+    let stopped = Instant::now();
+    let fired = wait_for(Duration::from_secs(30), "a no-data notification", || async {
+        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "firing"))
+    })
+    .await?;
+    println!("no-data notification {:?} after the target stopped", stopped.elapsed());
+    let alert = &fired.json()["alerts"][0];
+    assert_eq!(alert["labels"]["alertstate"], "nodata", "{alert}");
+    assert_eq!(alert["labels"]["alertname"], "QueueBacklog");
+    assert_eq!(alert["labels"]["queue"], "jobs");
+    assert_eq!(alert["labels"]["instance"], exporter.addr.to_string());
+    assert!(alert["annotations"]["summary"].as_str().unwrap_or("").contains("no data"), "{alert}");
+    let listed = alerts(&c, 0).await?;
+    assert!(listed.iter().any(|a| a["state"] == "nodata"), "{listed:?}");
+    let q = [("q", "SELECT count(value) FROM \"ALERTS\" WHERE alertstate = 'nodata'"), ("db", "pharos")];
+    wait_for(Duration::from_secs(10), "ALERTS{alertstate=\"nodata\"}", || async {
+        let r: serde_json::Value = c.http.get(c.nodes[0].url("/query")).query(&q).send().await?.json().await?;
+        Ok(r["results"][0]["series"][0]["values"][0][1].as_u64().filter(|n| *n >= 1))
+    })
+    .await?;
+
+    // Back on the same address: data returns, the no-data alert resolves.
+    let _back = Exporter::start(Some(exporter.addr)).await?;
+    wait_for(Duration::from_secs(30), "the no-data alert to resolve", || async {
+        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "resolved"))
+    })
+    .await?;
+    Ok(())
+}

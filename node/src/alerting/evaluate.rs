@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pharos_alert::state::RESOLVED_RETENTION_MS;
-use pharos_alert::{evaluate, record, rows_from_series, AlertState, EvalContext, Labels, Rule, RuleGroup};
+use pharos_alert::{evaluate_with_data, record, rows_from_series, AlertState, EvalContext, Labels, Rule, RuleGroup};
 use pharos_storage::{Point, SmolStr};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -116,9 +116,9 @@ async fn retire_removed(ctx: &Alerting, shard: u32, shared: &ShardAlerts, curren
         let rules = shared.rules.lock().expect("alert state lock");
         for (key, r) in rules.iter().filter(|(k, _)| !current.contains(*k)) {
             let mut st = r.state.clone();
-            st.instances.retain(|_, i| i.state == AlertState::Firing || i.state == AlertState::Resolved);
+            st.instances.retain(|_, i| i.state.active() || i.state == AlertState::Resolved);
             for i in st.instances.values_mut() {
-                if i.state == AlertState::Firing {
+                if i.state.active() {
                     i.state = AlertState::Resolved;
                     i.resolved_at = Some(now);
                 }
@@ -224,21 +224,34 @@ async fn eval_group(
             Rule::Alerting(r) => {
                 let prev = shared.rules.lock().expect("alert state lock").get(&key).map(|s| s.state.clone());
                 let prev = prev.unwrap_or_default();
-                match evaluate(r, &prev, &rows, &eval_ctx) {
+                // A rule watching for missing data also runs its query without HAVING: which series have data.
+                let data = match data_statement(r, st) {
+                    None => None,
+                    Some(data_st) => {
+                        match ctx.queries.run_statement(&data_st, QueryOptions { allow_stale: false }).await {
+                            Ok(series) => Some(rows_from_series(&series)),
+                            Err(e) => {
+                                warn!(rule = %key, cause = %e, "the rule's data query failed; no-data tracking waits");
+                                None
+                            }
+                        }
+                    }
+                };
+                match evaluate_with_data(r, &prev, &rows, data.as_deref(), &eval_ctx) {
                     Ok(ev) => {
                         ctx.metrics.rule_evaluations.with_label_values(&["ok"]).inc();
                         for t in &ev.transitions {
                             info!(rule = %key, from = %t.from, to = %t.to, value = t.value, labels = ?t.labels, "alert transition");
                         }
                         for inst in ev.state.instances.values() {
-                            if matches!(inst.state, AlertState::Pending | AlertState::Firing) {
+                            if inst.state == AlertState::Pending || inst.state.active() {
                                 let mut tags = inst.labels.clone();
                                 tags.insert("alertstate".into(), inst.state.as_str().into());
                                 alert_points.push(point(ALERTS_MEASUREMENT, &tags, 1.0, now));
                             }
                         }
                         let s = StoredRule { group: group.name.clone(), name: r.name.clone(), state: ev.state };
-                        if s.state.instances != prev.instances {
+                        if s.state.instances != prev.instances || s.state.data_seen != prev.data_seen {
                             puts.push((store::rule_key(&key), store::encode(&s)));
                         }
                         states.push((key, s));
@@ -282,6 +295,26 @@ async fn eval_group(
         if let Err(e) = write_rule_points(ctx, alert_points).await {
             debug!(group = %group.name, cause = %e, "writing ALERTS series");
         }
+    }
+}
+
+/// The query that tells a `no_data` rule which series have data: its own without `HAVING`; None for a rule
+/// without `no_data`.
+fn data_statement(
+    rule: &pharos_alert::AlertingRule,
+    st: &pharos_query::ast::Statement,
+) -> Option<pharos_query::ast::Statement> {
+    use pharos_query::ast::Statement;
+    if rule.no_data == pharos_alert::NoData::Ok {
+        return None;
+    }
+    match st {
+        Statement::Select(s) => {
+            let mut s = s.clone();
+            s.having = None;
+            Some(Statement::Select(s))
+        }
+        _ => None,
     }
 }
 
