@@ -156,7 +156,8 @@ impl Client {
     }
 
     /// Resolves with the new leader once this node's replica of `group` sees one other than `node` elected
-    /// (a change from its view when called); never for a group this node holds no replica of, or for itself.
+    /// (a change from its view when called), or, on a node without a replica of the shard, once another
+    /// replica names a leader other than `node`; never for this node itself.
     async fn leader_moved_from(&self, group: Group, node: NodeId) -> NodeId {
         match self.local_raft(group) {
             Some(raft) if node != self.me => {
@@ -170,6 +171,24 @@ impl Client {
                 match moved {
                     Some(l) => l,
                     None => std::future::pending().await,
+                }
+            }
+            // No replica here to watch: ask the shard's other replicas who leads, every half second while
+            // the call waits (a fast call never asks).
+            None if node != self.me => {
+                let Group::Shard(shard) = group else { return std::future::pending().await };
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    for other in self.candidates(group).into_iter().filter(|c| *c != node && *c != self.me) {
+                        let ask = self.shard_call(other, shard, &ShardRequest::Status, false);
+                        if let Ok(Ok(ShardResponse::Status(st))) =
+                            tokio::time::timeout(Duration::from_millis(300), ask).await
+                        {
+                            if let Some(l) = st.leader.filter(|l| *l != node) {
+                                return l;
+                            }
+                        }
+                    }
                 }
             }
             _ => std::future::pending().await,
