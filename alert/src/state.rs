@@ -159,6 +159,14 @@ pub struct RuleState {
     /// it last had a row.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data_seen: BTreeMap<u64, SeriesSeen>,
+    /// When `data_seen` was last committed (the node commits it when its series change, and otherwise at
+    /// most once a refresh period: see `node/src/alerting/evaluate.rs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub data_committed_at: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A series a rule's data query returned.
@@ -284,7 +292,8 @@ pub fn evaluate(
 }
 
 /// [`evaluate`], with the rows of the rule's data query (its query without `HAVING`) for a rule whose
-/// `no_data` is not `ok` (see the module docs); None when that query did not run (the series seen are kept).
+/// `no_data` is not `ok` (see the module docs). For such a rule, None (the data query failed) leaves the
+/// state as it was: the evaluation waits for the next one rather than resolving what lacks data.
 pub fn evaluate_with_data(
     rule: &AlertingRule,
     prev: &RuleState,
@@ -292,12 +301,15 @@ pub fn evaluate_with_data(
     data: Option<&[Row]>,
     ctx: &EvalContext,
 ) -> Result<Evaluation, EvalError> {
+    if rule.no_data != NoData::Ok && data.is_none() {
+        return Ok(Evaluation { state: prev.clone(), transitions: Vec::new() });
+    }
     let now = ctx.now_ms;
     let for_ms = rule.for_duration.ms();
     let mut instances: BTreeMap<u64, Instance> = BTreeMap::new();
     let mut changes: BTreeMap<u64, (AlertState, AlertState)> = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    let (data_seen, missing) = no_data_rows(rule, prev, data, now);
+    let (data_seen, missing) = no_data_rows(rule, prev, rows, data, now);
     // Instances that stand for series without data: they skip `for` (`no_data_for` was their wait).
     let mut without_data = BTreeSet::new();
 
@@ -389,7 +401,8 @@ pub fn evaluate_with_data(
             Transition { fingerprint: fp, labels: inst.labels.clone(), from, to, at: now, value: inst.value }
         })
         .collect();
-    Ok(Evaluation { state: RuleState { instances, last_eval: Some(now), data_seen }, transitions })
+    let data_committed_at = prev.data_committed_at;
+    Ok(Evaluation { state: RuleState { instances, last_eval: Some(now), data_seen, data_committed_at }, transitions })
 }
 
 /// The label a `no_data: nodata` instance carries (and the `ALERTS` series' state tag).
@@ -400,6 +413,7 @@ pub const ALERTSTATE: &str = "alertstate";
 fn no_data_rows(
     rule: &AlertingRule,
     prev: &RuleState,
+    rows: &[Row],
     data: Option<&[Row]>,
     now: i64,
 ) -> (BTreeMap<u64, SeriesSeen>, Vec<Row>) {
@@ -409,7 +423,9 @@ fn no_data_rows(
     let mut seen = prev.data_seen.clone();
     let Some(data) = data else { return (seen, Vec::new()) };
     let mut present = BTreeSet::new();
-    for row in data {
+    // The rule's own rows have data too (the two queries run a moment apart: a row may have slid out of the
+    // data query's window in between).
+    for row in data.iter().chain(rows) {
         let labels: Labels =
             row.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
         let fp = fingerprint(&labels);

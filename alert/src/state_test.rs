@@ -507,8 +507,25 @@ fn a_firing_series_whose_data_stops_resolves_then_goes_nodata_and_a_failed_data_
     assert_eq!(kept.state.data_seen, e.state.data_seen);
     let e = eval_data(&r, &e.state, M, &[], &[]);
     assert_eq!(states(&e), vec![("a".into(), AlertState::Resolved), ("a/nodata".into(), AlertState::NoData)]);
+    // A failed data query while a series is in nodata changes nothing either (no resolve, no page).
+    let kept = evaluate_with_data(&r, &e.state, &[], None, &EvalContext::at(2 * M)).unwrap();
+    assert!(kept.transitions.is_empty(), "{:?}", kept.transitions);
+    assert_eq!(
+        format!("{:?}", kept.state),
+        format!("{:?}", e.state),
+        "the state is kept (NaN values: compared as text)"
+    );
     // A day without data: forgotten, and the nodata instance resolves.
     let e = eval_data(&r, &e.state, M + crate::state::NO_DATA_FORGET_MS + 1, &[], &[]);
     assert!(e.state.data_seen.is_empty());
     assert!(states(&e).contains(&("a/nodata".into(), AlertState::Resolved)), "{:?}", states(&e));
+}
+
+#[test]
+fn a_row_of_the_rule_counts_as_data_even_when_the_data_query_missed_it() {
+    // The two queries run a moment apart: the condition's row for a is there, the data query's is not.
+    let r = no_data_rule(crate::rules::NoData::Alerting, 0, 0);
+    let e = eval_data(&r, &RuleState::default(), 0, &["a"], &["a"]);
+    let e = eval_data(&r, &e.state, M, &["a"], &[]);
+    assert_eq!(states(&e), vec![("a".into(), AlertState::Firing)], "one instance, no duplicate labels");
 }

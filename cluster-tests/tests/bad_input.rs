@@ -23,12 +23,13 @@ fn rss_bytes(pid: u32) -> u64 {
 /// A refusal must say why: a 4xx with a JSON `error`, and the header InfluxDB clients read kept short.
 async fn expect_refused(r: reqwest::Response, status: u16, says: &str, what: &str) -> Result<()> {
     let got = r.status().as_u16();
-    let header = r.headers().get("x-influxdb-error").map(|v| v.len()).unwrap_or(0);
+    let header = r.headers().get("x-influxdb-error").map(|v| v.len());
     let body = r.text().await?;
     ensure!(got == status, "{what}: status {got}, wanted {status}: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let error = json["error"].as_str().unwrap_or("");
     ensure!(error.contains(says), "{what}: the error says {says:?}: {body:.300}");
+    let header = header.ok_or_else(|| anyhow::anyhow!("{what}: no X-Influxdb-Error header"))?;
     ensure!(header <= 1100, "{what}: X-Influxdb-Error is {header} bytes");
     Ok(())
 }

@@ -14,7 +14,8 @@ async fn t10_a_node_without_a_replica_follows_a_frozen_leaders_successor() -> Re
     let c = Cluster::start(4, "").await?;
     let st = c.status(4).await?;
     // A shard node 4 holds no replica of, and its leader (not node 4).
-    let shard = st.shards.iter().find(|s| !s.replicas.contains(&4) && s.leader != 0).context("a shard without node 4")?;
+    let shard =
+        st.shards.iter().find(|s| !s.replicas.contains(&4) && s.leader != 0).context("a shard without node 4")?;
     let leader = shard.leader;
     println!("shard {} led by node {leader}, no replica on node 4", shard.shard);
     let w = Writer::start(&c, "f");

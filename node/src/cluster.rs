@@ -296,6 +296,18 @@ impl Cluster {
                 warn!(shard, cause = %e, "closing a replica that moved away");
             }
         }
+        // A replica closed after a storage error whose shard moved away meanwhile: its data goes too.
+        let gone: Vec<u32> = {
+            let mut stopped = self.stopped.lock().expect("stopped replicas lock");
+            let gone = stopped.iter().copied().filter(|s| !desired.contains(s)).collect();
+            stopped.retain(|s| desired.contains(s));
+            gone
+        };
+        for shard in gone {
+            if let Err(e) = self.delete_replica_data(shard).await {
+                warn!(shard, cause = %e, "deleting the data of a stopped replica that moved away");
+            }
+        }
         self.exit_if_meta_stopped();
     }
 
@@ -335,13 +347,14 @@ impl Cluster {
             return;
         }
         warn!(shard, cause = %why, "the replica's Raft group stopped on an error; reopening it");
-        self.stopped.lock().expect("stopped replicas lock").insert(shard);
-        self.replicas.remove(shard);
         let _ = r.raft.shutdown().await;
+        // Out of the registry only once its state machine has ended: a second one must never run beside it.
         if tokio::time::timeout(Duration::from_secs(60), r.sm_gone.clone().wait()).await.is_err() {
-            warn!(shard, "the stopped replica's state machine did not end within 60 s; it is not reopened");
+            warn!(shard, "the stopped replica's state machine did not end within 60 s; it is tried again later");
             return;
         }
+        self.stopped.lock().expect("stopped replicas lock").insert(shard);
+        self.replicas.remove(shard);
         drop(r);
         // Opened again by the next round of `reconcile` (this one, or a few seconds later while RocksDB
         // resumes writing after its own out-of-space error).
@@ -358,6 +371,13 @@ impl Cluster {
                 "shard {shard}: the replica's state machine did not stop within 60 s; its data is kept"
             )));
         }
+        self.delete_replica_data(shard).await?;
+        info!(shard, "replica closed and its data deleted (the shard moved to other nodes)");
+        Ok(())
+    }
+
+    /// Deletes a closed replica's log and data.
+    async fn delete_replica_data(&self, shard: u32) -> Result<(), NodeError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
             LogStore::new(db.clone(), shard_group(shard)).destroy().map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -365,9 +385,7 @@ impl Cluster {
             Ok(())
         })
         .await
-        .map_err(|e| NodeError::Raft(e.to_string()))??;
-        info!(shard, "replica closed and its data deleted (the shard moved to other nodes)");
-        Ok(())
+        .map_err(|e| NodeError::Raft(e.to_string()))?
     }
 
     /// Keeps the local replicas in line with the meta group (every change, and every few seconds).

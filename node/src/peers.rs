@@ -21,6 +21,9 @@ pub struct Peers {
     channels: Channels,
     /// Last leader named per Raft group, by a reply or a Raft message.
     hints: RwLock<HashMap<Group, NodeId>>,
+    /// When a waiting call last asked a shard's replicas who leads, and their answer (see
+    /// `rpc::Client::leader_moved_from`).
+    asked: std::sync::Mutex<HashMap<u32, (std::time::Instant, Option<NodeId>)>>,
 }
 
 impl Peers {
@@ -31,7 +34,7 @@ impl Peers {
         meta: Arc<Meta>,
         channels: Channels,
     ) -> Peers {
-        Peers { me, my_http, founding, meta, channels, hints: RwLock::new(HashMap::new()) }
+        Peers { me, my_http, founding, meta, channels, hints: RwLock::new(HashMap::new()), asked: Default::default() }
     }
 
     pub fn me(&self) -> NodeId {
@@ -60,6 +63,26 @@ impl Peers {
             me.http = self.my_http.clone();
         }
         out
+    }
+
+    /// For a call waiting on a shard's leader: the answer of an ask less than 400 ms old (Some: the leader
+    /// another replica named, or None while that ask runs or found none), or None when this call should ask
+    /// now (it is then the one asking, until [`Peers::answer_leader`]).
+    pub fn asked_leader(&self, shard: u32) -> Option<Option<NodeId>> {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match asked.get(&shard) {
+            Some((t, answer)) if now.duration_since(*t) < std::time::Duration::from_millis(400) => Some(*answer),
+            _ => {
+                asked.insert(shard, (now, None));
+                None
+            }
+        }
+    }
+
+    pub fn answer_leader(&self, shard: u32, leader: Option<NodeId>) {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        asked.insert(shard, (std::time::Instant::now(), leader));
     }
 
     /// Every other known node and its gRPC address.

@@ -179,15 +179,27 @@ impl Client {
                 let Group::Shard(shard) = group else { return std::future::pending().await };
                 loop {
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                    // However many calls wait, one asks per shard at a time; the others take its answer.
+                    match self.peers.asked_leader(shard) {
+                        Some(Some(l)) if l != node => return l,
+                        Some(_) => continue,
+                        None => {}
+                    }
+                    let mut answer = None;
                     for other in self.candidates(group).into_iter().filter(|c| *c != node && *c != self.me) {
                         let ask = self.shard_call(other, shard, &ShardRequest::Status, false);
                         if let Ok(Ok(ShardResponse::Status(st))) =
                             tokio::time::timeout(Duration::from_millis(300), ask).await
                         {
                             if let Some(l) = st.leader.filter(|l| *l != node) {
-                                return l;
+                                answer = Some(l);
+                                break;
                             }
                         }
+                    }
+                    self.peers.answer_leader(shard, answer);
+                    if let Some(l) = answer {
+                        return l;
                     }
                 }
             }

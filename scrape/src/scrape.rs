@@ -195,9 +195,8 @@ async fn fetch(client: &reqwest::Client, target: &Target, cfg: &JobConfig) -> Re
         req = req.header(reqwest::header::AUTHORIZATION, auth.header()?);
     }
     // Errors are shown to readers (/targets) and logged: the URL without the credentials it may carry.
-    let mut resp = req.send().await.map_err(|e| {
-        format!("GET {}: {}", pharos_promconf::redact::redact_url(target.url.as_str()), error_chain(&e.without_url()))
-    })?;
+    let shown = pharos_promconf::redact::redact_url(target.url.as_str());
+    let mut resp = req.send().await.map_err(|e| format!("GET {shown}: {}", error_chain(&e.without_url())))?;
     let status = resp.status();
     if status != reqwest::StatusCode::OK {
         return Err(format!("server returned HTTP status {status}"));
@@ -211,7 +210,7 @@ async fn fetch(client: &reqwest::Client, target: &Target, cfg: &JobConfig) -> Re
     }
     let mut body = Vec::with_capacity(capacity as usize);
     while let Some(chunk) =
-        resp.chunk().await.map_err(|e| format!("reading the body of {}: {}", target.url, error_chain(&e)))?
+        resp.chunk().await.map_err(|e| format!("reading the body of {shown}: {}", error_chain(&e.without_url())))?
     {
         if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
             return Err(format!("body size limit exceeded: the body is larger than body_size_limit {limit} bytes"));

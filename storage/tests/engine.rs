@@ -640,6 +640,10 @@ fn t70_snapshot_export_import_and_drop() {
         let staged = g.db.path().with_file_name("import-2");
         assert!(!staged.exists(), "{what}: the files written aside are removed");
     }
+    // Out of order across files (every record in a file of its own): refused as well.
+    let err = ShardEngine::import_files(&g.db, 2, &swapped[..], 1).unwrap_err().to_string();
+    assert!(err.contains("out of order"), "{err}");
+    assert_eq!(read_all(&ShardEngine::open(g.db.clone(), 2, g.retention.clone(), g.opts.clone()).unwrap()), before);
     // A crash inside the swap (old data deleted, the marker set, files not yet ingested): the shard does not
     // open with a mix, it is recovered to empty.
     ShardEngine::begin_swap(&g.db, 2).unwrap();

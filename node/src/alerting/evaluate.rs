@@ -225,14 +225,16 @@ async fn eval_group(
                 let prev = shared.rules.lock().expect("alert state lock").get(&key).map(|s| s.state.clone());
                 let prev = prev.unwrap_or_default();
                 // A rule watching for missing data also runs its query without HAVING: which series have data.
+                // When that fails, the rule's evaluation waits (its state is kept).
                 let data = match data_statement(r, st) {
                     None => None,
                     Some(data_st) => {
                         match ctx.queries.run_statement(&data_st, QueryOptions { allow_stale: false }).await {
                             Ok(series) => Some(rows_from_series(&series)),
                             Err(e) => {
-                                warn!(rule = %key, cause = %e, "the rule's data query failed; no-data tracking waits");
-                                None
+                                ctx.metrics.rule_evaluations.with_label_values(&["query_error"]).inc();
+                                warn!(rule = %key, cause = %e, "the rule's data query failed; its state is kept");
+                                continue;
                             }
                         }
                     }
@@ -250,8 +252,16 @@ async fn eval_group(
                                 alert_points.push(point(ALERTS_MEASUREMENT, &tags, 1.0, now));
                             }
                         }
-                        let s = StoredRule { group: group.name.clone(), name: r.name.clone(), state: ev.state };
-                        if s.state.instances != prev.instances || s.state.data_seen != prev.data_seen {
+                        let mut s = StoredRule { group: group.name.clone(), name: r.name.clone(), state: ev.state };
+                        // When each series last had data is committed when the series change, and otherwise
+                        // once a refresh period (half of no_data_for, at least a minute), not at every
+                        // evaluation: a new leader may see a series' data as up to that much older.
+                        let refresh = (r.no_data_for.ms() / 2).max(60_000);
+                        let series_changed = !s.state.data_seen.keys().eq(prev.data_seen.keys());
+                        let data_due = !s.state.data_seen.is_empty()
+                            && (series_changed || now - prev.data_committed_at >= refresh);
+                        if s.state.instances != prev.instances || data_due {
+                            s.state.data_committed_at = now;
                             puts.push((store::rule_key(&key), store::encode(&s)));
                         }
                         states.push((key, s));

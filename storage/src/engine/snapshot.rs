@@ -153,6 +153,8 @@ impl ShardEngine {
         let options: Vec<rocksdb::Options> = ENGINE_CFS.iter().map(|n| crate::db::sst_writer_options(n)).collect();
         let mut writers: Vec<Option<SstFileWriter<'_>>> = options.iter().map(|_| None).collect();
         let mut files: Vec<Vec<std::path::PathBuf>> = vec![Vec::new(); ENGINE_CFS.len()];
+        // Each column family's keys ascend across all its files (a file only checks its own).
+        let mut last: Vec<Option<Vec<u8>>> = vec![None; ENGINE_CFS.len()];
         let (mut first, mut k, mut v) = ([0u8; 1], Vec::new(), Vec::new());
         while read_record_start(&mut data, &mut first)? {
             let i = first[0] as usize;
@@ -167,6 +169,10 @@ impl ShardEngine {
             if name == CF_META && k == marker {
                 continue;
             }
+            if last[i].as_ref().is_some_and(|prev| *prev >= k) {
+                return Err(StorageError::Snapshot("corrupt snapshot (keys out of order)".into()));
+            }
+            last[i] = Some(k.clone());
             if writers[i].as_ref().is_some_and(|w| w.file_size() >= file_bytes) {
                 if let Some(mut w) = writers[i].take() {
                     w.finish()?;
@@ -182,7 +188,7 @@ impl ShardEngine {
                     slot.insert(w)
                 }
             };
-            w.put(&k, &v).map_err(|_| StorageError::Snapshot("corrupt snapshot (keys out of order)".into()))?;
+            w.put(&k, &v)?;
         }
         for w in writers.iter_mut().filter_map(Option::take) {
             let mut w = w;
