@@ -199,7 +199,8 @@ impl ShardEngine {
                 let (Some((from, to)), Some(w)) = (self.pending_blocks(*sid, tier), self.wm(tier)) else { continue };
                 // Raw data before its floor is gone: blocks there keep what they hold.
                 let floor = self.tier_floor(*sid, Tier::Raw).max(self.tier_floor(*sid, tier));
-                let mut block = from;
+                // Blocks wholly before the floor keep what they hold: start at the floor's block.
+                let mut block = if floor > from { bucket_start(floor, tier.block_ms(), 0).max(from) } else { from };
                 while block < to {
                     if block + tier.block_ms() > floor {
                         // The newest block may be built only part way, up to the watermark.

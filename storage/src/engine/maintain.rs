@@ -48,9 +48,12 @@ impl ShardEngine {
         let block_ms = tier.block_ms();
         let target = bucket_start(closed_before, tier.build_step_ms(), 0);
         let raw_keep = self.retention.classes().map(|(_, d)| d.of(Tier::Raw)).max().unwrap_or(0);
+        // Raw data older than the longest raw retention is gone: no block before it can be built (and a
+        // watermark far in the past, from damaged data, must not make this loop over the ages).
+        let oldest = bucket_start(now_ms.saturating_sub(raw_keep), block_ms, 0).min(target);
         let start = match self.wm(tier) {
-            Some(w) => w,
-            None => bucket_start(now_ms.saturating_sub(raw_keep), block_ms, 0).min(target),
+            Some(w) => w.max(oldest),
+            None => oldest,
         };
         let mut from = start;
         while from < target {

@@ -19,7 +19,7 @@ impl ShardEngine {
         let width = Tier::Raw.partition_ms();
         let (mut t, mut x) = (Vec::with_capacity(256), Vec::with_capacity(256));
         let chunks = cf(&self.db, CF_CHUNKS);
-        let parts = (start < chunks_end).then(|| part_of(start, width)..=part_of(chunks_end - 1, width));
+        let parts = if start < chunks_end { Some(partitions(sid, CF_CHUNKS, start, chunks_end, width)?) } else { None };
         for part in parts.into_iter().flatten() {
             let lo = data_key(self.shard, class, part, sid, i64::MIN);
             let hi = data_key(self.shard, class, part, sid, i64::MAX);
@@ -174,6 +174,8 @@ impl ShardEngine {
     }
 
     /// Narrows a read to where the series can have data in a tier: its time range and the expiry floor.
+    /// The range of `sid` worth reading in `tier`: [start, end) cut to the series' own time range and to
+    /// what retention keeps.
     fn clamp(&self, sid: SeriesId, tier: Tier, start: i64, end: i64) -> Option<(i64, i64)> {
         let st = self.states.get(sid as usize)?;
         let floor = self.floors.get(&(self.class_of(sid), tier)).copied().unwrap_or(i64::MIN);
@@ -200,7 +202,7 @@ impl ShardEngine {
         let class = self.class_of(sid);
         let cfh = cf(&self.db, tier_cf(tier));
         let first_block = bucket_start(start, tier.block_ms(), 0);
-        for part in part_of(first_block, tier.partition_ms())..=part_of(end - 1, tier.partition_ms()) {
+        for part in partitions(sid, tier_cf(tier), first_block, end, tier.partition_ms())? {
             let lo = data_key(self.shard, class, part, sid, first_block.max(part * tier.partition_ms()));
             let hi = data_key(self.shard, class, part, sid, i64::MAX);
             for item in range_iter(&self.db, tier_cf(tier), &lo, &hi) {
@@ -290,4 +292,28 @@ fn push_range(t: &[i64], x: &[f64], start: i64, end: i64, ts: &mut Vec<i64>, val
     let z = t.partition_point(|&v| v < end);
     ts.extend_from_slice(&t[a..z]);
     vals.extend_from_slice(&x[a..z]);
+}
+
+/// Most partitions one series' read may visit: 20,000 (55 years of daily raw partitions), far beyond any
+/// retention. A series whose recorded time range spans more holds corrupt bounds (a damaged or forged
+/// snapshot): reading it partition by partition would not end, so the read fails instead.
+const MAX_READ_PARTITIONS: i64 = 20_000;
+
+/// The partitions holding [start, end) (end > start) at `width`, or an error when they are implausibly many.
+fn partitions(
+    sid: SeriesId,
+    cf_name: &'static str,
+    start: i64,
+    end: i64,
+    width: i64,
+) -> Result<std::ops::RangeInclusive<i64>> {
+    let (first, last) = (part_of(start, width), part_of(end - 1, width));
+    if last.saturating_sub(first) >= MAX_READ_PARTITIONS {
+        return Err(StorageError::Corrupt {
+            cf: cf_name,
+            what: "series time range (its bounds span more partitions than any retention keeps)",
+            key: sid.to_be_bytes().to_vec(),
+        });
+    }
+    Ok(first..=last)
 }
