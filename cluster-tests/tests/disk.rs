@@ -102,7 +102,7 @@ async fn t10_a_full_disk_refuses_writes_with_507_and_they_resume_when_space_retu
     let text = refused.text().await?;
     ensure!(text.contains("disk is full") && text.contains("storage.min_free_bytes"), "{text}");
     let health: serde_json::Value = c.http.get(c.nodes[0].url("/health")).send().await?.json().await?;
-    ensure!(health["status"] == "pass" && health["disk"]["writes_refused"].is_string(), "{health}");
+    ensure!(health["status"] == "pass" && health["disk"]["writes_refused"] == true, "{health}");
     let metrics = c.http.get(c.nodes[0].url("/metrics")).send().await?.text().await?;
     ensure!(metrics.lines().any(|l| l.starts_with("pharos_disk_full") && l.ends_with(" 1")), "{metrics}");
     // Reads go on.

@@ -404,8 +404,9 @@ async fn health(State(node): State<Arc<Node>>) -> Response {
         }
     }
     // A full disk does not fail the probe (this node still serves reads and the writes of shards led
-    // elsewhere); it is reported, as in /metrics (pharos_disk_full).
-    let disk = json!({ "free_bytes": node.cluster.disk.free(), "writes_refused": node.cluster.disk.refusal() });
+    // elsewhere); it is reported as a flag only (the probe is public: free space and the data directory are
+    // in /metrics and the log).
+    let disk = json!({ "writes_refused": node.cluster.disk.refusal().is_some() });
     let body = json!({ "status": if ok { "pass" } else { "fail" }, "node": node.id, "shards": list, "disk": disk });
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
 }
