@@ -8,17 +8,10 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use cluster_tests::{free_port, recent_ms, Cluster};
+use cluster_tests::{free_port, recent_ms, rss_bytes, Cluster};
 use pharos_proto::v1::query_client::QueryClient;
 use pharos_proto::v1::write_client::WriteClient;
 use pharos_proto::v1::{QueryRequest, WriteRequest};
-
-/// The node's resident memory, from /proc.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1));
-    kb.and_then(|k| k.parse::<u64>().ok()).unwrap_or(0) * 1024
-}
 
 /// A refusal must say why: a 4xx with a JSON `error`, and the header InfluxDB clients read kept short.
 async fn expect_refused(r: reqwest::Response, status: u16, says: &str, what: &str) -> Result<()> {

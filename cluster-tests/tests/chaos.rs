@@ -13,13 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use cluster_tests::load::{assert_all_readable, Writer};
 use cluster_tests::netlab::NetLab;
-use cluster_tests::{wait_for, Cluster};
-
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1));
-    kb.and_then(|k| k.parse::<u64>().ok()).unwrap_or(0) * 1024
-}
+use cluster_tests::{rss_bytes, wait_for, Cluster};
 
 /// xorshift64*, seeded: faults reproducible from the printed seed.
 struct Rng(u64);

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use cluster_tests::{recent_ms, wait_for, Cluster};
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -22,9 +22,7 @@ fn real_now_ms() -> i64 {
 
 /// The timestamps (ms) of a measurement's samples, as exported by node `i`.
 async fn exported(c: &Cluster, i: usize, measurement: &str) -> Result<Vec<i64>> {
-    let url = c.nodes[i].url(&format!("/api/v1/export?measurement={measurement}"));
-    let text = c.http.get(&url).send().await?.text().await?;
-    text.lines().map(|l| l.rsplit(' ').next().context("a timestamp")?.parse().context("a number")).collect()
+    Ok(c.export(c.nodes[i].id, measurement, false).await?.into_keys().map(|(_, ts)| ts).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -546,23 +546,18 @@ async fn export(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, S
             Ok(ShardResponse::Raw(series)) => {
                 samples += series.iter().map(|s| s.ts.len() as u64).sum::<u64>();
                 series_read += series.len() as u64;
-                if series_read > max_series {
-                    return error_response(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "the export reads more than {max_series} series ([query] max_series): narrow it with \
-                             where=, start= and end="
-                        ),
-                    );
-                }
-                if samples > max_points {
-                    return error_response(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "the export reads more than {max_points} samples ([query] max_points): narrow it with \
-                             where=, start= and end="
-                        ),
-                    );
+                for (read, max, what, setting) in
+                    [(series_read, max_series, "series", "max_series"), (samples, max_points, "samples", "max_points")]
+                {
+                    if read > max {
+                        return error_response(
+                            StatusCode::BAD_REQUEST,
+                            format!(
+                                "the export reads more than {max} {what} ([query] {setting}): narrow it with where=, \
+                                 start= and end="
+                            ),
+                        );
+                    }
                 }
                 for s in series {
                     let measurement = SmolStr::from(&s.measurement);
