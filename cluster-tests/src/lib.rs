@@ -81,9 +81,28 @@ impl NodeProc {
     }
 
     pub fn start(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("pharos.log"))?;
+        let mut cmd = self.command("server")?;
+        cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
+        self.child = Some(cmd.spawn().context("spawning pharos")?);
+        Ok(())
+    }
+
+    /// `pharos restore BACKUP` with the flags the node starts with (run before its first start); its
+    /// output, failing with it when the restore fails.
+    pub fn restore(&self, backup: &Path) -> Result<String> {
+        let out = self.command("restore")?.arg(backup).output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("pharos restore {} for node {} failed: {text}", backup.display(), self.id);
+        }
+        Ok(text)
+    }
+
+    /// `pharos SUB` with this node's flags and environment.
+    fn command(&self, sub: &str) -> Result<Command> {
         let cfg = self.dir.path().join("pharos.toml");
         std::fs::write(&cfg, &self.extra_config)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("pharos.log"))?;
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -92,7 +111,7 @@ impl NodeProc {
             }
             None => Command::new(pharos_bin()),
         };
-        cmd.arg("server").arg("--config").arg(&cfg);
+        cmd.arg(sub).arg("--config").arg(&cfg);
         if self.give_id {
             cmd.arg("--node-id").arg(self.id.to_string());
         }
@@ -104,9 +123,7 @@ impl NodeProc {
             .arg(&self.grpc)
             // The default log filter, as an operator gets it.
             .env_remove("PHAROS_LOG")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log));
+            .env_remove("RUST_LOG");
         if let Some(ic) = &self.initial_cluster {
             cmd.arg("--initial-cluster").arg(ic);
         }
@@ -114,8 +131,7 @@ impl NodeProc {
             cmd.arg("--join").arg(j);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        self.child = Some(cmd.spawn().context("spawning pharos")?);
-        Ok(())
+        Ok(cmd)
     }
 
     /// Whether the process still runs (reaps it when it exited).
@@ -218,12 +234,17 @@ impl Cluster {
     /// [`Cluster::start`] for nodes whose config turns TLS on: the helpers speak HTTPS and gRPC over TLS,
     /// trusting `ca` (PEM).
     pub async fn start_with(n: usize, extra_config: &str, ca: Option<&Path>) -> Result<Cluster> {
-        Cluster::start_on(n, extra_config, ca, None).await
+        Cluster::start_on(n, extra_config, ca, None, None).await
+    }
+
+    /// A new cluster of `n` nodes built from a backup: `pharos restore` on each node, then its start.
+    pub async fn restored(n: usize, extra_config: &str, backup: &Path) -> Result<Cluster> {
+        Cluster::start_on(n, extra_config, None, None, Some(backup)).await
     }
 
     /// [`Cluster::start`] with node i in the lab's namespace i, on its address there.
     pub async fn start_in(lab: &netlab::NetLab, n: usize, extra_config: &str) -> Result<Cluster> {
-        Cluster::start_on(n, extra_config, None, Some(lab)).await
+        Cluster::start_on(n, extra_config, None, Some(lab), None).await
     }
 
     async fn start_on(
@@ -231,6 +252,7 @@ impl Cluster {
         extra_config: &str,
         ca: Option<&Path>,
         lab: Option<&netlab::NetLab>,
+        restore: Option<&Path>,
     ) -> Result<Cluster> {
         let specs: Vec<(u64, String, String)> = (1..=n as u64)
             .map(|i| match lab {
@@ -255,6 +277,9 @@ impl Cluster {
                 netns: lab.map(|l| l.ns(id as usize)),
                 child: None,
             };
+            if let Some(backup) = restore {
+                p.restore(backup)?;
+            }
             p.start()?;
             nodes.push(p);
         }

@@ -288,6 +288,17 @@ fn allocated_bytes(dir: &std::path::Path) -> u64 {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<BackupChunk, Status>>;
+
+    /// One part of a backup, from this node when it leads the group (see [`crate::backup::serve`]).
+    async fn backup(&self, req: Request<BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        let who = req.extensions().get::<crate::auth::Principal>().map(|p| p.name().to_string()).unwrap_or_default();
+        let req = req.into_inner();
+        tracing::info!(by = %who, meta = req.meta, shard = req.shard, "backup requested");
+        let rx = crate::backup::serve(&self.node, req).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
     /// Read-only, answered without a token (as every read of the Admin API is until roles exist).
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         if req.get_ref().local {

@@ -179,9 +179,14 @@ struct ShapeDoc {
 pub fn record_shape(shards: u32, replication_factor: usize) -> pharos_raft::meta::MetaCommand {
     pharos_raft::meta::MetaCommand::PutDoc {
         kind: SHAPE_DOC.into(),
-        bytes: serde_json::to_vec(&ShapeDoc { shards, replication_factor }).expect("serializes"),
+        bytes: shape_doc(shards, replication_factor),
         expect: Some(0),
     }
+}
+
+/// The shape document's bytes.
+pub fn shape_doc(shards: u32, replication_factor: usize) -> Vec<u8> {
+    serde_json::to_vec(&ShapeDoc { shards, replication_factor }).expect("serializes")
 }
 
 /// The cluster's shape as the meta group records it; for a cluster founded before it was recorded, from

@@ -25,6 +25,7 @@
 
 pub mod alerting;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod cluster;
 pub mod config;

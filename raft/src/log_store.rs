@@ -354,6 +354,21 @@ impl LogStore {
         self.db.write_opt(b, &synced())
     }
 
+    /// Sets the group's log to the state a restored replica starts from (`pharos restore`): nothing in it,
+    /// everything up to `last` purged and committed (the restored state machine holds it), and `vote`
+    /// cast, which must be at least `last`'s term so the group's next leader writes after it. Whatever the
+    /// group held before is deleted.
+    pub fn restore_at(&self, last: LogId, vote: Vote) -> Result<(), rocksdb::Error> {
+        self.destroy()?;
+        let ser = "log ids and votes serialize";
+        let mut b = WriteBatch::default();
+        let state = cf(&self.db, CF_RAFT_STATE);
+        b.put_cf(state, state_key(self.group, "purged"), bincode::serialize(&last).expect(ser));
+        b.put_cf(state, state_key(self.group, "committed"), bincode::serialize(&Some(last)).expect(ser));
+        b.put_cf(state, state_key(self.group, "vote"), bincode::serialize(&vote).expect(ser));
+        self.db.write_opt(b, &synced())
+    }
+
     /// Deletes every trace of this group (its replica moved away).
     pub fn destroy(&self) -> Result<(), rocksdb::Error> {
         self.cache.clear();

@@ -245,6 +245,33 @@ pub fn encode_persisted(state: &MetaState) -> Vec<u8> {
     Persisted { state: state.clone(), ..Default::default() }.encode()
 }
 
+/// The meta group's state as this node last applied and stored it (the bytes of one synced write), for a
+/// backup; None before the first apply.
+pub fn read_stored(db: &DB, group: GroupId) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+    db.get_cf(cf(db, CF_RAFT_STATE), key(group))
+}
+
+/// What [`read_stored`]'s bytes hold: the log position they end at and the state.
+pub fn decode_stored(bytes: &[u8]) -> Result<(Option<LogId>, MetaState), bincode::Error> {
+    Persisted::decode(bytes).map(|p| (p.applied, p.state))
+}
+
+/// Stores a restored meta state (`pharos restore`), applied up to `applied` with `membership`, in place of
+/// whatever the group held. Call after [`crate::log_store::LogStore::restore_at`] (which deletes the group's
+/// stored state, this included).
+pub fn store_restored(
+    db: &DB,
+    group: GroupId,
+    applied: LogId,
+    membership: StoredMembership,
+    state: MetaState,
+) -> Result<(), rocksdb::Error> {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    let p = Persisted { applied: Some(applied), membership, state };
+    db.put_cf_opt(cf(db, CF_RAFT_STATE), key(group), p.encode(), &w)
+}
+
 /// Marks the stored format with documents; the first format has no mark.
 const FORMAT_V2: &[u8; 4] = b"PMS\x02";
 

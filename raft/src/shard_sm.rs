@@ -93,6 +93,36 @@ impl SnapshotPreparer {
     }
 }
 
+impl SnapshotPreparer {
+    /// Exports the shard now for a backup (on a blocking thread; applies go on): the file, rewound, and the
+    /// position it holds (the last applied log id and membership). Not kept for a replica.
+    pub async fn export(&self) -> Result<(SnapshotMeta, std::fs::File), String> {
+        let (db, engine, shard, spool) = (self.db.clone(), self.engine.clone(), self.shard, self.spool.clone());
+        tokio::task::spawn_blocking(move || export_to_spool(&db, &engine, shard, &spool))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Replaces a shard's data on this node by a backup's export (`pharos restore`, before the node starts):
+/// the data is checked and written aside before it is swapped in (see [`ShardEngine::import`]), and the
+/// replica's state machine then stands at `applied` with `membership`. The group's log must be set to
+/// match ([`crate::log_store::LogStore::restore_at`]).
+pub fn restore(
+    db: Arc<DB>,
+    shard: u32,
+    data: impl std::io::Read,
+    applied: LogId,
+    membership: StoredMembership,
+    retention: Arc<Retention>,
+    opts: EngineOptions,
+) -> Result<(), pharos_storage::StorageError> {
+    let mut engine = ShardEngine::import(db, shard, data, retention, opts)?;
+    engine.set_mark(&encode_mark(&Some(applied), &membership));
+    engine.checkpoint()
+}
+
 fn decode_mark(mark: &[u8]) -> Result<(Option<LogId>, StoredMembership), StorageError> {
     if mark.is_empty() {
         return Ok((None, StoredMembership::default()));

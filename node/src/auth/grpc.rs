@@ -35,6 +35,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/pharos.v1.Admin/CreateToken", Access::Change),
     ("/pharos.v1.Admin/ListTokens", Access::Admin),
     ("/pharos.v1.Admin/RevokeToken", Access::Change),
+    // A backup holds every sample and the whole configuration, token hashes and credentials included.
+    ("/pharos.v1.Admin/Backup", Access::Admin),
     ("/pharos.internal.v1.Internal/AppendEntries", Access::Peer),
     ("/pharos.internal.v1.Internal/Vote", Access::Peer),
     ("/pharos.internal.v1.Internal/InstallSnapshot", Access::Peer),

@@ -110,6 +110,20 @@ enum Cmd {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Take an online backup of every shard and of the cluster's configuration into a new directory (on
+    /// this machine): each part its group leader's data at a linearizable point, and a manifest with
+    /// positions and SHA-256 sums, written last. `pharos restore DIR` builds a new cluster from it.
+    Backup {
+        /// A new or empty directory (or one a cut-off backup left: its pieces are kept).
+        dir: std::path::PathBuf,
+        /// An earlier backup on the same file system: the pieces it has are hard-linked, not written again
+        /// (the new backup still stands on its own).
+        #[arg(long)]
+        incremental_from: Option<std::path::PathBuf>,
+        /// Average piece size in KiB (tests use small ones).
+        #[arg(long, default_value_t = 2048, hide = true)]
+        piece_kib: u32,
+    },
     /// Run a query (several statements may be separated by `;`) and print the result.
     Query {
         /// The query, e.g. "SELECT mean(usage_user) FROM cpu WHERE time > now() - 1h GROUP BY time(5m), host".
@@ -351,8 +365,214 @@ async fn follow(c: &mut AdminClient<Conn>, plan: u64) -> anyhow::Result<()> {
     }
 }
 
+/// `pharosctl backup DIR`: the meta group, then every shard, each from its leader (found in the cluster's
+/// status, asked again when leadership moved), stored as pieces (pharos_node::backup); the manifest last.
+async fn run_backup(to: BackupTo<'_>) -> anyhow::Result<()> {
+    use pharos_node::backup::{self, Manifest, Part};
+    let (ep, token, prev) = (to.ep, to.token, to.prev);
+    let started = std::time::Instant::now();
+    if let Some(p) = prev {
+        backup::read_manifest(p).map_err(|e| anyhow::anyhow!("--incremental-from: {e}"))?;
+    }
+    let dir = backup::prepare_dir(to.dir).map_err(anyhow::Error::msg)?;
+    let to = BackupTo { dir: &dir, ..to };
+    let mut c = admin(ep, token).await?;
+    let mut status = c.status(StatusRequest { local: false }).await.map_err(|s| rpc_error(ep, s))?.into_inner();
+    let shards = status.shards.len() as u32;
+    if shards == 0 {
+        anyhow::bail!("the cluster reports no shards yet (is it still starting?); try again");
+    }
+    let targets: Vec<Option<u32>> = std::iter::once(None).chain((0..shards).map(Some)).collect();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut sum = backup::Stored::default();
+    for (i, target) in targets.iter().enumerate() {
+        let (part, st) = backup_part(&to, *target, &mut status).await?;
+        eprintln!(
+            "pharosctl backup: {}/{} {} at index {} from node {}: {} in {} pieces, {} new",
+            i + 1,
+            targets.len(),
+            part.name(),
+            part.index,
+            part.from_node,
+            human_bytes(part.bytes),
+            part.pieces.len(),
+            human_bytes(st.written)
+        );
+        sum.bytes += st.bytes;
+        sum.written += st.written;
+        sum.linked += st.linked;
+        sum.kept += st.kept;
+        parts.push(part);
+    }
+    let meta = parts.remove(0);
+    let manifest = Manifest {
+        format: backup::MANIFEST_FORMAT,
+        finished_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        pharos_version: env!("CARGO_PKG_VERSION").into(),
+        shards,
+        replication_factor: status.replication_factor.max(1) as usize,
+        meta,
+        parts,
+    };
+    let tmp = dir.join(format!("{}.partial", backup::MANIFEST));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(backup::MANIFEST))?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    println!(
+        "backup of {shards} shards and the configuration in {}: {} ({} written, {} linked from the previous \
+         backup, {} already there) in {:.1}s; restore with `pharos restore {}`",
+        dir.display(),
+        human_bytes(sum.bytes),
+        human_bytes(sum.written),
+        human_bytes(sum.linked),
+        human_bytes(sum.kept),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Where a backup comes from and goes to.
+#[derive(Clone, Copy)]
+struct BackupTo<'a> {
+    ep: &'a str,
+    token: &'a Token,
+    tls: bool,
+    dir: &'a std::path::Path,
+    /// The backup an incremental one builds on.
+    prev: Option<&'a std::path::Path>,
+    size: pharos_node::backup::PieceSize,
+}
+
+/// One part of a backup, from the group's leader; a few tries while leadership moves. The stream is cut
+/// into pieces on a blocking thread as it arrives (bounded memory).
+async fn backup_part(
+    to: &BackupTo<'_>,
+    target: Option<u32>,
+    status: &mut pharos_proto::v1::StatusResponse,
+) -> anyhow::Result<(pharos_node::backup::Part, pharos_node::backup::Stored)> {
+    use pharos_node::backup::{store_part, Part};
+    let (ep, token, size) = (to.ep, to.token, to.size);
+    let what = match target {
+        None => "the meta group".to_string(),
+        Some(s) => format!("shard {s}"),
+    };
+    let mut last_err = String::new();
+    for attempt in 0..10 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let mut c = admin(ep, token).await?;
+            *status = c.status(StatusRequest { local: false }).await.map_err(|s| rpc_error(ep, s))?.into_inner();
+        }
+        let leader = match target {
+            None => status.meta.as_ref().map(|m| m.leader).unwrap_or(0),
+            Some(s) => status.shards.iter().find(|i| i.shard == s).map(|i| i.leader).unwrap_or(0),
+        };
+        let addr = status.nodes.iter().find(|n| n.id == leader).map(|n| endpoint(&n.grpc_addr, to.tls));
+        let addr = addr.unwrap_or_else(|| ep.to_string());
+        let mut c = match admin(&addr, token).await {
+            Ok(c) => c,
+            Err(e) => {
+                last_err = format!("{e:#}");
+                continue;
+            }
+        };
+        let req = pharos_proto::v1::BackupRequest { meta: target.is_none(), shard: target.unwrap_or(0) };
+        let mut stream = match c.backup(req).await {
+            Ok(s) => s.into_inner(),
+            Err(s) if matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::Unavailable) => {
+                last_err = s.message().to_string();
+                continue;
+            }
+            Err(s) => return Err(rpc_error(&addr, s).context(format!("backing up {what}"))),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let (d, p) = (to.dir.to_path_buf(), to.prev.map(|p| p.to_path_buf()));
+        let store = tokio::task::spawn_blocking(move || store_part(&d, p.as_deref(), size, ChanReader::new(rx)));
+        let mut head = None;
+        let (mut received, mut next_report) = (0u64, 256u64 << 20);
+        let res: Result<(), tonic::Status> = async {
+            while let Some(chunk) = stream.message().await? {
+                if head.is_none() {
+                    head = Some(chunk);
+                    continue;
+                }
+                received += chunk.data.len() as u64;
+                if tx.send(chunk.data).await.is_err() {
+                    break; // the store failed: its error is reported below
+                }
+                if received >= next_report {
+                    eprintln!("pharosctl backup: {what}: {} so far", human_bytes(received));
+                    next_report += 256 << 20;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        drop(tx);
+        let stored = store.await?;
+        match (res, head, stored) {
+            (Ok(()), Some(h), Ok((pieces, bytes, sha256, st))) => {
+                let part = Part {
+                    pieces,
+                    shard: target,
+                    index: h.index,
+                    term: h.term,
+                    leader: h.leader,
+                    snapshot_format: h.snapshot_format,
+                    from_node: h.from_node,
+                    bytes,
+                    sha256,
+                };
+                return Ok((part, st));
+            }
+            // Writing the backup failed (a full disk): no use asking again.
+            (_, _, Err(e)) => anyhow::bail!("backing up {what}: {e}"),
+            (Ok(()), None, _) => last_err = "the stream ended before its first message".into(),
+            // The leader changed or went away mid-stream: the part is taken again (the pieces stored so far
+            // are kept and reused).
+            (Err(s), _, _) => last_err = s.message().to_string(),
+        }
+    }
+    anyhow::bail!("backing up {what} failed after 10 tries: {last_err}")
+}
+
+/// The bytes a tokio channel delivers, as a blocking reader (for the piece cutter's thread).
+struct ChanReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChanReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        ChanReader { rx, buf: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(b) => (self.buf, self.pos) = (b, 0),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 fn human_bytes(b: u64) -> String {
     match b {
+        b if b < 1024 => format!("{b}B"),
         b if b >= 1 << 30 => format!("{:.1}GiB", b as f64 / (1u64 << 30) as f64),
         b if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1u64 << 20) as f64),
         b => format!("{:.0}KiB", b as f64 / 1024.0),
@@ -726,6 +946,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
+        }
+        Cmd::Backup { dir, incremental_from, piece_kib } => {
+            let size = pharos_node::backup::PieceSize { avg: piece_kib.saturating_mul(1024) };
+            let tls = cli.tls_ca.is_some();
+            run_backup(BackupTo { ep: &ep, token: &token, tls, dir: &dir, prev: incremental_from.as_deref(), size })
+                .await?
         }
         Cmd::Rebalance { cmd: Some(RebalanceCmd::Status { json }), .. } => {
             let mut c = admin(&ep, &token).await?;
