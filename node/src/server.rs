@@ -247,7 +247,9 @@ async fn wire(config: Arc<Config>, shutdown: broadcast::Sender<()>) -> Result<Ar
         client: client.clone(),
         ingest: ingest.clone(),
         queries: queries.clone(),
+        view: Arc::new(crate::alerting::view::ClusterView::new(config.shards)),
     });
+    tokio::spawn(alerting.view.clone().run(alerting.clone()));
     // Leader services: maintenance (the leader's clock through the log) and the alert actor of the rule
     // groups placed on the shard, on every replica while it leads.
     let every = config.write.maintenance_interval;

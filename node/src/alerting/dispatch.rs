@@ -15,8 +15,11 @@
 //! request carries the notification's stable key ([`pharos_alert::notification_key`]) so receivers can
 //! drop such repeats; PagerDuty events carry a `dedup_key`.
 //!
-//! Grouping is per shard: rule groups live on shards, so the alerts of one rule group always group
-//! together, but alerts of rule groups on different shards never share a notification.
+//! Grouping is cluster-wide: the alerts are every shard's ([`super::view`]), and each notification group
+//! (receiver + group key) is dispatched by one shard's leader, the one the ring gives its key
+//! ([`super::view::owner`]); its notification log is committed in that shard's Raft state. So alerts of
+//! rule groups evaluated on different shards share a notification as in Alertmanager, and a group is still
+//! notified from one place, at least once, through failovers of either shard.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::deliver::{self, Sender};
-use super::store::{self, ShardAlerts, StoredGroup};
+use super::store::{self, StoredGroup};
 use super::Alerting;
 use crate::clock::now_ms;
 
@@ -43,6 +46,10 @@ struct Group {
     state: GroupState,
     /// Whether a log is committed under this group's key.
     stored: bool,
+    /// For a group loaded from its committed log: when it was last notified. Once its timing is known
+    /// (at its first flush), its next flush is no earlier than one group_interval after that, as the old
+    /// leader would have done (what it had not delivered is due by then: at least once).
+    resumed_after: Option<i64>,
 }
 
 /// What a delivery task reports.
@@ -69,7 +76,6 @@ struct InFlight {
 struct Dispatcher {
     ctx: Arc<Alerting>,
     shard: u32,
-    shared: Arc<ShardAlerts>,
     groups: BTreeMap<String, Group>,
     inflight: HashMap<(String, String), InFlight>,
     done: mpsc::UnboundedSender<Outcome>,
@@ -78,22 +84,20 @@ struct Dispatcher {
 }
 
 /// Runs the dispatcher until aborted (with leadership). `stored` are the committed notification logs.
-pub async fn run(ctx: Arc<Alerting>, shard: u32, shared: Arc<ShardAlerts>, stored: Vec<StoredGroup>) {
+pub async fn run(ctx: Arc<Alerting>, shard: u32, stored: Vec<StoredGroup>) {
     let (done, mut outcomes) = mpsc::unbounded_channel();
     let sender = Arc::new(Sender::new(&ctx.config.alerting));
-    let mut d = Dispatcher {
-        ctx,
-        shard,
-        shared,
-        groups: BTreeMap::new(),
-        inflight: HashMap::new(),
-        done,
-        routing: None,
-        sender,
-    };
+    let mut view = ctx.view.subscribe();
+    let mut d =
+        Dispatcher { ctx, shard, groups: BTreeMap::new(), inflight: HashMap::new(), done, routing: None, sender };
     let now = now_ms();
     for g in stored {
-        // Flushed at once: anything the log does not cover was not acknowledged under the old leader.
+        if super::view::owner(&d.ctx.router, &g.group_key) != shard {
+            // Logged under another owner (before grouping was cluster-wide): its owner notifies the group.
+            let _ = store::commit(&d.ctx, shard, vec![], vec![store::notify_key(&g.group_key)]).await;
+            continue;
+        }
+        let last = g.logs.values().map(|l| l.at).max();
         let state = GroupState { created_at: now, next_flush: now, logs: g.logs };
         d.groups.insert(
             g.group_key,
@@ -103,13 +107,14 @@ pub async fn run(ctx: Arc<Alerting>, shard: u32, shared: Arc<ShardAlerts>, store
                 timing: GroupTiming::default(),
                 state,
                 stored: true,
+                resumed_after: last,
             },
         );
     }
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = d.shared.wake.notified() => {}
+            _ = view.changed() => {}
             Some(o) = outcomes.recv() => d.outcome(o).await,
         }
         d.flush().await;
@@ -171,7 +176,8 @@ impl Dispatcher {
         let Some(cfg) = self.routing() else { return };
         let now = now_ms();
         let external_url = self.ctx.config.external_url();
-        let alerts = self.shared.alerts(&format!("{external_url}/alerts"));
+        // Not before every shard's alerts are known: a partial view would take missing alerts for resolved.
+        let Some(alerts) = self.ctx.view.alerts(&format!("{external_url}/alerts")) else { return };
         let silences = super::silences(&self.ctx.meta);
         let firing: Vec<Alert> = alerts.iter().filter(|a| a.is_firing()).cloned().collect();
         let mut current: BTreeMap<String, (pharos_alert::Destination, Vec<Alert>)> = BTreeMap::new();
@@ -182,6 +188,9 @@ impl Dispatcher {
                 continue;
             }
             for dest in cfg.destinations(&a.labels) {
+                if super::view::owner(&self.ctx.router, &dest.group_key) != self.shard {
+                    continue;
+                }
                 current.entry(dest.group_key.clone()).or_insert_with(|| (dest, Vec::new())).1.push(a.clone());
             }
         }
@@ -206,6 +215,7 @@ impl Dispatcher {
                         timing: dest.timing,
                         state: GroupState::new(now, oldest, &dest.timing),
                         stored: false,
+                        resumed_after: None,
                     },
                 );
             }
@@ -214,6 +224,9 @@ impl Dispatcher {
                 g.group_labels = d.group_labels.clone();
                 g.timing = d.timing;
                 g.receiver = d.receiver.clone();
+                if let Some(last) = g.resumed_after.take() {
+                    g.state.next_flush = g.state.next_flush.max(last.saturating_add(g.timing.group_interval.ms()));
+                }
             }
             if !g.state.due(now) {
                 continue;

@@ -147,7 +147,7 @@ async fn retire_removed(ctx: &Alerting, shard: u32, shared: &ShardAlerts, curren
                 };
             }
             drop(rules);
-            shared.wake.notify_one();
+            ctx.view.kick();
         }
         Err(e) => debug!(shard, cause = %e, "retiring removed rules' state"),
     }
@@ -300,7 +300,7 @@ async fn eval_group(
             rules.insert(k, s);
         }
     }
-    shared.wake.notify_one();
+    ctx.view.kick();
     if !alert_points.is_empty() {
         if let Err(e) = write_rule_points(ctx, alert_points).await {
             debug!(group = %group.name, cause = %e, "writing ALERTS series");

@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod dispatch;
 pub mod evaluate;
 pub mod store;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,15 +20,13 @@ use std::time::Duration;
 use pharos_raft::NodeId;
 
 use crate::config::Config;
-use crate::error::chain;
 use crate::ingest::Ingest;
 use crate::meta::Meta;
 use crate::metrics::Metrics;
 use crate::query::Queries;
 use crate::replicas::{LeaderService, Replicas, ShardReplica};
 use crate::routing::Router;
-use crate::rpc::{fan_out, Client};
-use crate::shard_rpc::{ShardRequest, ShardResponse};
+use crate::rpc::Client;
 
 /// What the alert actors use of the node.
 pub struct Alerting {
@@ -40,6 +39,8 @@ pub struct Alerting {
     pub client: Arc<Client>,
     pub ingest: Arc<Ingest>,
     pub queries: Arc<Queries>,
+    /// Every shard's alerts, for the dispatchers of the shards this node leads.
+    pub view: Arc<view::ClusterView>,
 }
 
 impl Alerting {
@@ -69,7 +70,7 @@ async fn run_on_leader(ctx: Arc<Alerting>, replica: Arc<ShardReplica>) {
             return;
         }
     };
-    let dispatcher = tokio::spawn(dispatch::run(ctx.clone(), shard, shared.clone(), groups));
+    let dispatcher = tokio::spawn(dispatch::run(ctx.clone(), shard, groups));
     // Abort the dispatcher with us (a leadership change aborts this future).
     struct AbortOnDrop(tokio::task::JoinHandle<()>);
     impl Drop for AbortOnDrop {
@@ -158,21 +159,9 @@ pub fn silence_to_proto(s: &pharos_alert::Silence, now_ms: i64) -> pharos_proto:
 /// Every alert instance in the cluster, read from each shard's leader (linearizable), sorted by rule and
 /// labels.
 pub async fn list_alerts(client: &Arc<Client>, shards: u32) -> Result<Vec<pharos_proto::v1::AlertInstance>, String> {
-    let req = Arc::new(ShardRequest::State { prefix: store::RULE_PREFIX.as_bytes().to_vec() });
-    let answers = fan_out(0..shards, |&s| {
-        let (client, req) = (client.clone(), req.clone());
-        async move { client.shard_request(s, &req, true, Duration::from_secs(5)).await }
-    })
-    .await;
     let mut out = Vec::new();
-    for (shard, a) in answers {
-        let kv = match a {
-            Ok(ShardResponse::State(kv)) => kv,
-            Ok(_) => return Err(format!("shard {shard}: unexpected answer")),
-            Err(e) => return Err(chain(&e)),
-        };
-        for (_, v) in kv {
-            let Ok(r) = serde_json::from_slice::<store::StoredRule>(&v) else { continue };
+    for (shard, rules) in store::fetch_rules(client, shards).await {
+        for r in rules? {
             for i in r.state.instances.values() {
                 let tags = |l: &pharos_alert::Labels| {
                     l.iter().map(|(k, v)| pharos_proto::v1::Tag { key: k.clone(), value: v.clone() }).collect()

@@ -15,13 +15,18 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use openraft::error::{ClientWriteError, RaftError};
-use pharos_alert::{Alert, NotifyLog, RuleState};
+use std::time::Duration;
+
+use pharos_alert::{NotifyLog, RuleState};
 use pharos_raft::Request;
 use pharos_storage::Command;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::Alerting;
+use crate::error::chain;
+use crate::rpc::{fan_out, Client};
+use crate::shard_rpc::{ShardRequest, ShardResponse};
 
 pub const RULE_PREFIX: &str = "alert/";
 pub const NOTIFY_PREFIX: &str = "notify/";
@@ -56,20 +61,36 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("alert state serializes")
 }
 
-/// The latest state of every rule of a shard, shared by its evaluators and its dispatcher on the leader.
-/// It runs ahead of what is committed only in values that need no commit (see `evaluate`).
+/// The latest state of every rule of a shard, kept by its evaluators on the leader. It runs ahead of what
+/// is committed only in values that need no commit (see `evaluate`); dispatchers read the committed state
+/// ([`super::view`]).
 pub struct ShardAlerts {
     pub rules: Mutex<BTreeMap<String, StoredRule>>,
-    /// Rung after each evaluation, so the dispatcher looks at new alerts at once.
-    pub wake: tokio::sync::Notify,
 }
 
-impl ShardAlerts {
-    /// Every firing or resolved instance of every rule, as alerts.
-    pub fn alerts(&self, generator_url: &str) -> Vec<Alert> {
-        let rules = self.rules.lock().expect("alert state lock");
-        rules.values().flat_map(|r| r.state.alerts(generator_url)).collect()
-    }
+/// Every shard's committed rule states, read from each shard's leader (linearizable), in shard order.
+pub async fn fetch_rules(client: &Arc<Client>, shards: u32) -> Vec<(u32, Result<Vec<StoredRule>, String>)> {
+    let req = Arc::new(ShardRequest::State { prefix: RULE_PREFIX.as_bytes().to_vec() });
+    let answers = fan_out(0..shards, |&s| {
+        let (client, req) = (client.clone(), req.clone());
+        async move { client.shard_request(s, &req, true, Duration::from_secs(5)).await }
+    })
+    .await;
+    let mut out: Vec<_> = answers
+        .into_iter()
+        .map(|(shard, a)| {
+            let rules = match a {
+                Ok(ShardResponse::State(kv)) => {
+                    Ok(kv.into_iter().filter_map(|(_, v)| serde_json::from_slice::<StoredRule>(&v).ok()).collect())
+                }
+                Ok(_) => Err(format!("shard {shard}: unexpected answer")),
+                Err(e) => Err(chain(&e)),
+            };
+            (shard, rules)
+        })
+        .collect();
+    out.sort_by_key(|(s, _)| *s);
+    out
 }
 
 /// Loads a shard's committed alert state from its engine (on a replica that has applied everything
@@ -96,7 +117,7 @@ pub fn load(ctx: &Alerting, shard: u32) -> Result<(Arc<ShardAlerts>, Vec<StoredG
             }
         }
     }
-    Ok((Arc::new(ShardAlerts { rules: Mutex::new(rules), wake: tokio::sync::Notify::new() }), groups))
+    Ok((Arc::new(ShardAlerts { rules: Mutex::new(rules) }), groups))
 }
 
 /// Commits puts and deletes of alert state through the shard's Raft group (this node must lead it).
