@@ -71,7 +71,7 @@ pub use rules::{
 };
 pub use silence::{is_silenced, Silence};
 pub use state::{
-    evaluate, evaluate_with_data, record, rows_from_series, AlertState, EvalContext, EvalError, Evaluation, Instance,
-    Row, RuleState, Transition,
+    absent_rows, evaluate, evaluate_with_data, record, rows_from_series, AlertState, EvalContext, EvalError,
+    Evaluation, Instance, Row, RuleState, Transition,
 };
 pub use template::{Template, TemplateData};

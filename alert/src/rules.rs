@@ -15,6 +15,9 @@
 //!         no_data_for: 5m            #   having data (the query without HAVING returns no row for it)
 //!         labels: {severity: page}
 //!         annotations: {summary: "{{ $labels.service }} at {{ humanize $value }}ms"}
+//!       - alert: NodeExporterAbsent  # an absent rule: fires when its query returns no row at all
+//!         absent: SELECT count(value) FROM node_load1 WHERE job = 'node' AND time > now() - 5m
+//!         for: 1m                    #   (labelled job="node", from the WHERE's tag equalities)
 //!       - record: service:latency_ms:mean   # ... or a recording rule
 //!         expr: SELECT mean(latency_ms) FROM http GROUP BY service
 //!         labels: {source: rule}
@@ -93,6 +96,11 @@ pub struct AlertingRule {
     pub no_data: NoData,
     #[serde(default)]
     pub no_data_for: PromDuration,
+    /// An `absent:` rule (its query is `expr`): one instance, firing while the query returns no row at all,
+    /// labelled with these labels (the tag equalities ANDed in its WHERE, as Prometheus's `absent()`
+    /// does); None for an ordinary rule.
+    #[serde(default)]
+    pub absent: Option<Labels>,
     /// Labels added to each instance (templates over the row's labels and value; the group's labels
     /// included). A label that renders empty is removed.
     pub labels: BTreeMap<String, Template>,
@@ -217,6 +225,7 @@ struct RawRule {
     alert: Option<String>,
     record: Option<String>,
     expr: Option<String>,
+    absent: Option<String>,
     #[serde(rename = "for")]
     for_: Option<String>,
     keep_firing_for: Option<String>,
@@ -429,11 +438,22 @@ impl Validator<'_> {
             ),
             _ => {}
         }
-        let expr = r.expr.clone().unwrap_or_default();
+        // An alerting rule has `expr` or `absent` (a query either way); a recording rule `expr`.
+        let field = if r.alert.is_some() && r.absent.is_some() { "absent" } else { "expr" };
+        if r.expr.is_some() && r.absent.is_some() {
+            self.error_at(&ctx, &ctx.at("absent"), "absent: a rule has either expr or absent, not both".into());
+        }
+        let expr = if field == "absent" { r.absent.clone() } else { r.expr.clone() }.unwrap_or_default();
+        let absent = (field == "absent").then(|| absent_labels(&expr));
         if expr.trim().is_empty() {
-            self.error_at(&ctx, &ctx.at("expr"), "expr: missing (a Pharos query)".into());
+            let why = if r.alert.is_some() {
+                "expr: missing (a Pharos query; or absent: a query that alerts when it returns no row)"
+            } else {
+                "expr: missing (a Pharos query)"
+            };
+            self.error_at(&ctx, &ctx.at("expr"), why.into());
         } else if let Err((pos, msg)) = check_query(&expr) {
-            let expr_path = ctx.at("expr");
+            let expr_path = ctx.at(field);
             let line = match (pos, self.index.value(&expr_path)) {
                 (Some(p), Some(v)) if v.literal_block => {
                     // An error at the very end (after the block's final newline) belongs to the last line.
@@ -443,7 +463,14 @@ impl Validator<'_> {
                 }
                 _ => self.index.nearest_line(&expr_path),
             };
-            self.error_line(&ctx, line, format!("expr: {msg}"));
+            self.error_line(&ctx, line, format!("{field}: {msg}"));
+        } else if absent.is_some() && !absent_groups_nothing(&expr) {
+            let why = "absent: GROUP BY is not allowed: the rule fires when the query returns no row at all".into();
+            self.error_at(&ctx, &ctx.at("absent"), why);
+        }
+        if absent.is_some() && r.no_data.is_some() {
+            let why = "no_data: not allowed with absent (an absent rule is itself about missing data)".into();
+            self.error_at(&ctx, &ctx.at("no_data"), why);
         }
         let mut labels = r.labels.clone().unwrap_or_default();
         self.label_names(&ctx, "labels", &labels);
@@ -481,6 +508,7 @@ impl Validator<'_> {
                 keep_firing_for,
                 no_data,
                 no_data_for,
+                absent,
                 labels,
                 annotations,
                 line,
@@ -491,6 +519,7 @@ impl Validator<'_> {
                 ("keep_firing_for", r.keep_firing_for.is_some()),
                 ("no_data", r.no_data.is_some()),
                 ("no_data_for", r.no_data_for.is_some()),
+                ("absent", r.absent.is_some()),
                 ("annotations", r.annotations.is_some()),
             ] {
                 if set {
@@ -500,6 +529,48 @@ impl Validator<'_> {
             Rule::Recording(RecordingRule { name: r.record.clone().unwrap_or_default(), expr, labels, line })
         };
         (self.errors.len() == before).then_some(out)
+    }
+}
+
+/// The labels of an absent rule's alert: each `tag = 'value'` ANDed at the top of the query's WHERE (not
+/// under an OR, not `time`), as Prometheus's `absent(up{job="node"})` is labelled `job="node"`.
+pub fn absent_labels(expr: &str) -> Labels {
+    use pharos_query::ast::{BinOp, Expr, IdentKind, Statement};
+    fn walk(e: &Expr, out: &mut Labels) {
+        match e {
+            Expr::Binary { op: BinOp::And, lhs, rhs, .. } => {
+                walk(lhs, out);
+                walk(rhs, out);
+            }
+            Expr::Binary { op: BinOp::Eq, lhs, rhs, .. } => match (&**lhs, &**rhs) {
+                (Expr::Ident { name, kind: IdentKind::Any | IdentKind::Tag, .. }, Expr::Str { value, .. })
+                | (Expr::Str { value, .. }, Expr::Ident { name, kind: IdentKind::Any | IdentKind::Tag, .. })
+                    if name != "time" && is_valid_label_name(name) =>
+                {
+                    out.insert(name.clone(), value.clone());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let mut out = Labels::new();
+    if let Ok(stmts) = pharos_query::parse(expr) {
+        if let Some(Statement::Select(s)) = stmts.first() {
+            if let Some(c) = &s.condition {
+                walk(c, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Whether an absent rule's query groups by nothing (its answer is one row or none).
+fn absent_groups_nothing(expr: &str) -> bool {
+    use pharos_query::ast::{Statement, TagGroup};
+    match pharos_query::parse(expr).ok().as_deref() {
+        Some([Statement::Select(s)]) => matches!(s.group_by.tags, TagGroup::None),
+        _ => true,
     }
 }
 

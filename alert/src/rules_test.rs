@@ -51,7 +51,7 @@ fn syntax_and_type_errors_carry_serde_yamls_line() {
     let cases = [
         (
             "groups:\n  - name: api\n    rules:\n      - alert: A\n        expr: SELECT last(x) FROM y\n        fro: 5m\n",
-            r#"rules.yml:6: group "api", alert "A": groups[0].rules[0]: unknown field `fro`, expected one of `alert`, `record`, `expr`, `for`, `keep_firing_for`, `no_data`, `no_data_for`, `labels`, `annotations`"#,
+            r#"rules.yml:6: group "api", alert "A": groups[0].rules[0]: unknown field `fro`, expected one of `alert`, `record`, `expr`, `absent`, `for`, `keep_firing_for`, `no_data`, `no_data_for`, `labels`, `annotations`"#,
         ),
         (
             "groups:\n  - name: api\n    rules: [\n",
@@ -110,7 +110,7 @@ groups:
         r#"rules.yml:16: group "api", record "bad name": for: not allowed in a recording rule"#,
         r#"rules.yml:17: group "api", alert "Both": a rule has either alert or record, not both"#,
         r#"rules.yml:20: group "api", rule 4: a rule needs alert (an alerting rule) or record (a recording rule)"#,
-        r#"rules.yml:21: group "api", alert "NoExpr": expr: missing (a Pharos query)"#,
+        r#"rules.yml:21: group "api", alert "NoExpr": expr: missing (a Pharos query; or absent: a query that alerts when it returns no row)"#,
         r#"rules.yml:23: group "api", alert "Raw": expr: must be an aggregate query (like SELECT last(value) FROM up GROUP BY instance HAVING last(value) = 0)"#,
         r#"rules.yml:24: group "api": group name is used twice (first at line 2)"#,
         "rules.yml:25: group has no name",
@@ -231,4 +231,48 @@ fn no_data_and_no_data_for_are_read_and_checked() {
     assert!(errors(&orphan)[0].contains("no_data_for: needs no_data: alerting or nodata"), "{:?}", errors(&orphan));
     let recording = "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: SELECT last(x) FROM y GROUP BY h\n        no_data: alerting\n";
     assert!(errors(recording)[0].contains("no_data: not allowed in a recording rule"), "{:?}", errors(recording));
+}
+
+#[test]
+fn absent_rules_are_read_labelled_from_their_where_and_checked() {
+    let ok = "groups:\n  - name: g\n    rules:\n      - alert: Gone\n        absent: SELECT count(value) FROM up WHERE job = 'node' AND (env = 'prod' OR env = 'dev') AND 'eu' = region AND time > now() - 5m\n        for: 1m\n";
+    let file = parse_rule_file(ok).unwrap();
+    let Rule::Alerting(a) = &file.groups[0].rules[0] else { panic!("an alerting rule") };
+    // The equalities ANDed at the top, in either order; not those under an OR, not time.
+    let want: crate::Labels = [("job", "node"), ("region", "eu")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+    assert_eq!(a.absent.as_ref(), Some(&want));
+    assert!(a.expr.starts_with("SELECT count(value) FROM up"));
+    assert_eq!(a.for_duration.ms(), 60_000);
+
+    let grouped = ok.replace("AND time > now() - 5m", "AND time > now() - 5m GROUP BY host");
+    assert!(errors(&grouped)[0].contains("absent: GROUP BY is not allowed"), "{:?}", errors(&grouped));
+    let both = ok.replace("        for: 1m\n", "        expr: SELECT last(x) FROM y\n");
+    assert!(errors(&both)[0].contains("a rule has either expr or absent"), "{:?}", errors(&both));
+    let no_data = ok.replace("        for: 1m\n", "        no_data: nodata\n");
+    assert!(errors(&no_data)[0].contains("no_data: not allowed with absent"), "{:?}", errors(&no_data));
+    let recording = "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: SELECT last(x) FROM y\n        absent: SELECT last(x) FROM y\n";
+    assert!(
+        errors(recording).iter().any(|e| e.contains("absent: not allowed in a recording rule")),
+        "{:?}",
+        errors(recording)
+    );
+    let bad_query = ok.replace("SELECT count(value)", "SELECT count(value");
+    assert!(errors(&bad_query)[0].contains("absent:"), "{:?}", errors(&bad_query));
+}
+
+#[test]
+fn an_absent_rule_has_one_instance_while_its_query_returns_nothing() {
+    use crate::state::{absent_rows, Row};
+    let file = parse_rule_file(
+        "groups:\n  - name: g\n    rules:\n      - alert: Gone\n        absent: SELECT count(v) FROM up WHERE job = 'node'\n",
+    )
+    .unwrap();
+    let Rule::Alerting(a) = &file.groups[0].rules[0] else { panic!("an alerting rule") };
+    let none = absent_rows(a, vec![]);
+    assert_eq!(none.len(), 1);
+    assert_eq!((none[0].labels.get("job").map(String::as_str), none[0].value), (Some("node"), 1.0));
+    assert!(absent_rows(a, vec![Row::new(Default::default(), 3.0)]).is_empty());
+    // An ordinary rule's rows pass through.
+    let ordinary = crate::rules::AlertingRule { absent: None, ..a.clone() };
+    assert_eq!(absent_rows(&ordinary, vec![Row::new(Default::default(), 3.0)]).len(), 1);
 }

@@ -291,6 +291,16 @@ pub fn evaluate(
     evaluate_with_data(rule, prev, rows, None, ctx)
 }
 
+/// The rows an absent rule evaluates: its one instance (value 1, as Prometheus's `absent()`) when its query
+/// returned no row, none when it returned any. An ordinary rule's rows as they are.
+pub fn absent_rows(rule: &AlertingRule, rows: Vec<Row>) -> Vec<Row> {
+    match &rule.absent {
+        None => rows,
+        Some(labels) if rows.is_empty() => vec![Row::new(labels.clone(), 1.0)],
+        Some(_) => Vec::new(),
+    }
+}
+
 /// [`evaluate`], with the rows of the rule's data query (its query without `HAVING`) for a rule whose
 /// `no_data` is not `ok` (see the module docs). For such a rule, None (the data query failed) leaves the
 /// state as it was: the evaluation waits for the next one rather than resolving what lacks data.

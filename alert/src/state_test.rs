@@ -14,6 +14,7 @@ fn rule(for_ms: i64, keep_ms: i64) -> AlertingRule {
         keep_firing_for: PromDuration(keep_ms),
         no_data: crate::rules::NoData::Ok,
         no_data_for: PromDuration::ZERO,
+        absent: None,
         labels: [("severity".to_string(), Template::parse("page").unwrap())].into(),
         annotations: [("summary".to_string(), Template::parse("{{ $labels.instance }} at {{ $value }}").unwrap())]
             .into(),

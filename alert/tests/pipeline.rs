@@ -202,6 +202,7 @@ fn rule(for_ms: i64, keep_ms: i64) -> AlertingRule {
         keep_firing_for: PromDuration(keep_ms),
         no_data: pharos_alert::NoData::Ok,
         no_data_for: PromDuration::ZERO,
+        absent: None,
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         line: 1,

@@ -722,6 +722,78 @@ async fn t60_a_stopped_scrape_target_raises_a_no_data_alert_that_resolves_when_i
     Ok(())
 }
 
+/// An `absent:` rule: fires when its query returns no row at all (the scrape target stopped, so its job has
+/// no samples in the window), labelled from the WHERE's tag equality, and resolves when samples return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t65_an_absent_rule_fires_when_a_job_has_no_samples_and_resolves_when_they_return() -> Result<()> {
+    let hook = HttpReceiver::start().await?;
+    let mut exporter = Exporter::start(None).await?;
+    let c = Cluster::start(1, "[alerting]\nretry_max_backoff = \"1s\"\n").await?;
+    let dir = tempfile::TempDir::new()?;
+    let files = [
+        (
+            "scrape",
+            format!(
+                "scrape_configs:\n  - job_name: queues\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{}']\n",
+                exporter.addr
+            ),
+        ),
+        (
+            "rules",
+            "groups:\n  - name: presence\n    interval: 1s\n    rules:\n      - alert: QueuesGone\n        absent: SELECT \
+             count(value) FROM queue_depth WHERE job = 'queues' AND time > now() - 3s\n        labels:\n          \
+             severity: page\n"
+                .to_string(),
+        ),
+        (
+            "routing",
+            format!(
+                "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: hook\n    \
+                 webhook_configs:\n      - url: {}\n",
+                hook.url("/hook/absent")
+            ),
+        ),
+    ];
+    let apply = |what: &str, text: &str| -> Result<()> {
+        let f = dir.path().join(format!("{what}.yml"));
+        std::fs::write(&f, text)?;
+        let (ok, out) = ctl(&c, &[what, "apply", f.to_str().unwrap()])?;
+        assert!(ok, "{what}: {out}");
+        Ok(())
+    };
+    // Rules last, once the job has samples (before, it has none: the rule would rightly fire).
+    apply(files[0].0, &files[0].1)?;
+    apply(files[2].0, &files[2].1)?;
+    let q = [("q", "SELECT count(value) FROM queue_depth WHERE job = 'queues'"), ("db", "pharos")];
+    wait_for(Duration::from_secs(20), "scraped samples", || async {
+        let r: serde_json::Value = c.http.get(c.nodes[0].url("/query")).query(&q).send().await?.json().await?;
+        Ok(r["results"][0]["series"][0]["values"][0][1].as_u64().filter(|n| *n >= 3))
+    })
+    .await?;
+    apply(files[1].0, &files[1].1)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(hook.received().is_empty(), "nothing fires while the job has samples: {:?}", hook.received());
+
+    exporter.stop();
+    let stopped = Instant::now();
+    let fired = wait_for(Duration::from_secs(30), "the absent alert", || async {
+        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "firing"))
+    })
+    .await?;
+    println!("absent alert {:?} after the target stopped", stopped.elapsed());
+    let alert = &fired.json()["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "QueuesGone", "{alert}");
+    assert_eq!(alert["labels"]["job"], "queues", "{alert}");
+    assert_eq!(alert["labels"]["severity"], "page", "{alert}");
+
+    let _back = Exporter::start(Some(exporter.addr)).await?;
+    wait_for(Duration::from_secs(30), "the absent alert to resolve", || async {
+        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "resolved"))
+    })
+    .await?;
+    Ok(())
+}
+
 /// Notification grouping across the cluster: two rule groups the ring places on different shards raise
 /// alerts sharing the label the route groups by; one notification carries both, one per group_interval,
 /// and so it stays when the leader of the shard that dispatches the group is SIGKILLed.

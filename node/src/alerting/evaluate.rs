@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pharos_alert::state::RESOLVED_RETENTION_MS;
-use pharos_alert::{evaluate_with_data, record, rows_from_series, AlertState, EvalContext, Labels, Rule, RuleGroup};
+use pharos_alert::{
+    absent_rows, evaluate_with_data, record, rows_from_series, AlertState, EvalContext, Labels, Rule, RuleGroup,
+};
 use pharos_storage::{Point, SmolStr};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -222,6 +224,8 @@ async fn eval_group(
         let rows = rows_from_series(&series);
         match rule {
             Rule::Alerting(r) => {
+                // An absent rule: its one instance while the query returns nothing.
+                let rows = absent_rows(r, rows);
                 let prev = shared.rules.lock().expect("alert state lock").get(&key).map(|s| s.state.clone());
                 let prev = prev.unwrap_or_default();
                 // A rule watching for missing data also runs its query without HAVING: which series have data.
