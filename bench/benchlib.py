@@ -1,6 +1,7 @@
 """Helpers shared by the Python benchmark scripts in bench/: progress lines, free ports, HTTP calls, CPU of
 processes, and starting and stopping `pharos` nodes (release build) in a work directory."""
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -117,3 +118,11 @@ def stop_nodes(procs):
                 os.killpg(p.pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def remove_work(work):
+    """Deletes a run's work directory, unless PHAROS_BENCH_KEEP is set (then says where it is)."""
+    if os.environ.get("PHAROS_BENCH_KEEP"):
+        log(f"kept {work} (PHAROS_BENCH_KEEP)")
+    else:
+        shutil.rmtree(work, ignore_errors=True)

@@ -19,7 +19,6 @@ Progress goes to stderr; a markdown table to stdout.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,10 +153,7 @@ def main():
             print(f"| {k} | {v} |")
     finally:
         benchlib.stop_nodes(procs)
-        if os.environ.get("PHAROS_BENCH_KEEP"):
-            benchlib.log(f"kept {work} (PHAROS_BENCH_KEEP)")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        benchlib.remove_work(work)
 
 
 if __name__ == "__main__":

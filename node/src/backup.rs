@@ -6,7 +6,7 @@
 //! side is [`serve`]: a shard's export is the one a new replica gets (streamed from a spool file, bounded
 //! memory), the meta group's is its stored state.
 //!
-//! A part is stored as *pieces*: content-defined cuts of its bytes (FastCDC, about 2 MiB each), each a file
+//! A part is stored as *pieces*: content-defined cuts of its bytes (FastCDC, about 512 KiB each), each a file
 //! named by its SHA-256 under `pieces/`. A shard's export is ordered by column family, then time partition,
 //! then series, so the data of closed partitions comes out as the same bytes in every backup and cuts into
 //! the same pieces. An incremental backup (`--incremental-from PREV`) hard-links the pieces PREV already
@@ -117,7 +117,7 @@ pub struct PieceSize {
 
 impl Default for PieceSize {
     fn default() -> Self {
-        PieceSize { avg: 2 << 20 }
+        PieceSize { avg: 512 << 10 }
     }
 }
 

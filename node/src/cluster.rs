@@ -64,6 +64,8 @@ struct Opener {
     metrics: Arc<Metrics>,
     disk: Arc<Disk>,
     shutdown: broadcast::Sender<()>,
+    series_limits: crate::series_limits::SeriesLimits,
+    meta: Arc<Meta>,
 }
 
 impl Opener {
@@ -108,12 +110,18 @@ impl Opener {
                 raft.initialize(members).await.map_err(|e| NodeError::Raft(e.to_string()))?;
             }
         }
+        let limiter = self.series_limits.any().then(|| crate::series_limits::Limiter {
+            limits: self.series_limits,
+            engine: engine.clone(),
+            meta: self.meta.clone(),
+        });
         let writer = ShardWriter::spawn(
             shard,
             raft.clone(),
             &self.write,
             self.metrics.clone(),
             self.disk.clone(),
+            limiter,
             self.shutdown.subscribe(),
         );
         let query_cache = Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(self.cache_entries)));
@@ -206,6 +214,8 @@ impl Cluster {
             metrics: metrics.clone(),
             disk: disk.clone(),
             shutdown: shutdown.clone(),
+            series_limits: crate::series_limits::SeriesLimits::from_config(&config.limits),
+            meta: meta.clone(),
         };
         // The founding replicas: the first replica of each shard founds its group (once).
         let effective = meta.placement();

@@ -366,6 +366,10 @@ pub struct Limits {
     /// timestamp fits another unit, the precision it fits (milliseconds sent as seconds land millennia ahead).
     #[serde(with = "humantime_ms")]
     pub max_future: Duration,
+    /// Most series one measurement may have in the cluster (0: no limit); see [`crate::series_limits`].
+    pub max_series_per_measurement: u64,
+    /// Most series in the cluster (0: no limit).
+    pub max_series: u64,
 }
 
 impl Default for Limits {
@@ -380,6 +384,8 @@ impl Default for Limits {
             max_name_bytes: l.max_name_bytes,
             max_tag_value_bytes: l.max_tag_value_bytes,
             max_future: Duration::from_millis(l.max_future_ms as u64),
+            max_series_per_measurement: 0,
+            max_series: 0,
         }
     }
 }

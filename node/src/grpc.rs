@@ -288,6 +288,26 @@ fn allocated_bytes(dir: &std::path::Path) -> u64 {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    /// Series statistics of the cluster (see [`crate::cardinality::explore`]).
+    async fn cardinality(&self, req: Request<CardinalityRequest>) -> Result<Response<CardinalityResponse>, Status> {
+        let r = req.into_inner();
+        let top = if r.top == 0 { 10 } else { r.top.min(10_000) };
+        let window = if r.window_ms <= 0 { 3_600_000 } else { r.window_ms };
+        let since = now_ms() - window;
+        let e = crate::cardinality::explore(&self.node.client, self.node.router.shards(), since, top)
+            .await
+            .map_err(|e| Status::unavailable(format!("{e}; try again")))?;
+        let entry =
+            |name: String, series: u64, created: u64, values: u64| CardinalityEntry { name, series, created, values };
+        Ok(Response::new(CardinalityResponse {
+            series: e.series,
+            measurements: e.measurements.into_iter().map(|(m, n, c)| entry(m, n, c, 0)).collect(),
+            tag_keys: e.labels.into_iter().map(|(k, d, n)| entry(k, n, 0, d)).collect(),
+            tag_pairs: e.pairs.into_iter().map(|(k, v, n)| entry(format!("{k}={v}"), n, 0, 0)).collect(),
+            created_since_ms: e.since_ms.unwrap_or(0),
+        }))
+    }
+
     type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<BackupChunk, Status>>;
 
     /// One part of a backup, from this node when it leads the group (see [`crate::backup::serve`]).

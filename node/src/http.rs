@@ -68,6 +68,7 @@ fn routes() -> Vec<(Route, MethodRouter<Arc<Node>>)> {
         (r("/api/alerts", &["GET"], Read), get(alerts)),
         (r("/api/silences", &["GET"], Read), get(silences)),
         (r("/api/v1/targets", &["GET"], Read), get(targets)),
+        (r("/api/v1/status/tsdb", &["GET"], Read), get(tsdb_status)),
         (r("/targets", &["GET"], Read), get(targets)),
         (r("/api/v1/admin/compact", &["POST"], Change), post(compact)),
     ]
@@ -472,6 +473,27 @@ async fn compact(State(node): State<Arc<Node>>) -> Response {
 }
 
 /// Prometheus's `/api/v1/targets` shape (`activeTargets`), each target as its owner reports it.
+/// `GET /api/v1/status/tsdb?topN=10&window=1h`: Prometheus's series statistics over the whole cluster
+/// (`seriesCountByMetricName` and the rest), with the series each measurement created in the last
+/// `window` (see crate::cardinality::explore).
+async fn tsdb_status(State(node): State<Arc<Node>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let top = match q.get("topN").map(|v| v.parse::<u32>()) {
+        None => 10,
+        Some(Ok(n)) if (1..=10_000).contains(&n) => n,
+        Some(_) => return error_response(StatusCode::BAD_REQUEST, "topN must be a number from 1 to 10000".into()),
+    };
+    let window = match q.get("window").map(|w| pharos_alert::PromDuration::parse(w)) {
+        None => 3_600_000,
+        Some(Ok(d)) if d.ms() > 0 => d.ms(),
+        Some(_) => return error_response(StatusCode::BAD_REQUEST, "window must be a duration such as 1h".into()),
+    };
+    let since = crate::clock::now_ms() - window;
+    match crate::cardinality::explore(&node.client, node.router.shards(), since, top).await {
+        Ok(e) => Json(json!({"status": "success", "data": e.to_prometheus_json()})).into_response(),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; try again")),
+    }
+}
+
 async fn targets(State(node): State<Arc<Node>>) -> Response {
     let list: Vec<serde_json::Value> = crate::scrape::cluster_targets(&node.client, &node.scraping)
         .await

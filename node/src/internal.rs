@@ -94,6 +94,8 @@ impl Internal for InternalService {
                 rejected_too_old: a.rejected_too_old,
                 rejected_expired: a.rejected_expired,
                 series_created: a.series_created,
+                rejected_series_limit: a.rejected_series_limit,
+                series_limit: a.series_limit.unwrap_or_default(),
                 error: None,
             },
             Err(e) => ForwardWriteReply { error: Some(self.refusal(group, e)), ..Default::default() },

@@ -26,6 +26,7 @@
 pub mod alerting;
 pub mod auth;
 pub mod backup;
+pub mod cardinality;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -52,6 +53,7 @@ pub mod replicas;
 pub mod routing;
 pub mod rpc;
 pub mod scrape;
+pub mod series_limits;
 pub mod server;
 pub mod shard_rpc;
 pub mod tls;

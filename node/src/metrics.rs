@@ -109,7 +109,11 @@ impl Metrics {
                 "samples_written_total",
                 "Samples (point fields) committed through this node as coordinator",
             ),
-            samples_rejected: cv("samples_rejected_total", "Samples refused at apply", &["reason"]),
+            samples_rejected: cv(
+                "samples_rejected_total",
+                "Samples refused at apply (or, for series_limit, before it)",
+                &["reason"],
+            ),
             auth_refusals: cv(
                 "auth_refusals_total",
                 "Calls refused by the access check, by interface (http, grpc, internal) and reason",

@@ -259,6 +259,8 @@ impl Client {
             rejected_too_old: reply.rejected_too_old,
             rejected_expired: reply.rejected_expired,
             series_created: reply.series_created,
+            rejected_series_limit: reply.rejected_series_limit,
+            series_limit: (!reply.series_limit.is_empty()).then_some(reply.series_limit),
         })
     }
 

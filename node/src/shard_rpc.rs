@@ -27,6 +27,12 @@ pub enum ShardRequest {
     State {
         prefix: Vec<u8>,
     },
+    /// Series statistics for the explorer, with the series created since `since_ms` (see
+    /// `ShardEngine::cardinality`).
+    Cardinality {
+        since_ms: i64,
+        top: u32,
+    },
 }
 
 /// Raw samples of the series of one measurement whose tags equal the given values.
@@ -69,6 +75,8 @@ pub enum ShardResponse {
     /// A query's per-shard answer; a query error (a limit, a bad regex) travels back as it is.
     Query(Result<ShardAnswer, QueryError>),
     State(Vec<(Vec<u8>, Vec<u8>)>),
+    /// The statistics and the time its "created since" count starts from (i64::MAX: unknown).
+    Cardinality(pharos_storage::index::Cardinality, i64),
 }
 
 /// Runs a request on this node's replica.
@@ -117,6 +125,12 @@ pub async fn execute_local(
             let cache = r.query_cache.clone();
             let (answer, stats) = on_engine(&r, me, move |e| pharos_query::cache::run_cached(e, &cache, &q)).await?;
             Ok(count_cache(metrics, stats, answer))
+        }
+        ShardRequest::Cardinality { since_ms, top } => {
+            read_barrier(&r, me, linearizable).await?;
+            let (since_ms, top) = (*since_ms, *top as usize);
+            let (c, from) = on_engine(&r, me, move |e| e.cardinality(since_ms, top)).await?;
+            Ok(ShardResponse::Cardinality(c, from))
         }
         ShardRequest::State { prefix } => {
             read_barrier(&r, me, linearizable).await?;

@@ -23,6 +23,9 @@ pub struct WriteOutcome {
     pub samples: u64,
     pub rejected_too_old: u64,
     pub rejected_expired: u64,
+    /// Samples that would have created series over a series limit, and the first limit met.
+    pub rejected_series_limit: u64,
+    pub series_limit: Option<String>,
 }
 
 /// The write coordinator.
@@ -64,6 +67,10 @@ impl Writes {
                     out.samples += a.samples_written;
                     out.rejected_too_old += a.rejected_too_old;
                     out.rejected_expired += a.rejected_expired;
+                    out.rejected_series_limit += a.rejected_series_limit;
+                    if out.series_limit.is_none() {
+                        out.series_limit = a.series_limit;
+                    }
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -136,6 +143,13 @@ impl WriteOutcome {
                 "{} samples were older than the raw retention of their measurement ({} by default: before {cutoff})",
                 self.rejected_expired,
                 human(raw),
+            ));
+        }
+        if self.rejected_series_limit > 0 {
+            why.push(format!(
+                "{} samples would have created new series over a series limit ({})",
+                self.rejected_series_limit,
+                self.series_limit.as_deref().unwrap_or("[limits]")
             ));
         }
         let hint = match unit {

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use crate::config::WriteConfig;
 use crate::disk::Disk;
 use crate::metrics::Metrics;
+use crate::series_limits::Limiter;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ShardWriteError {
@@ -72,12 +73,14 @@ pub struct ShardWriter {
 }
 
 impl ShardWriter {
+    /// `limiter`: the series limits' check, when limits are set.
     pub fn spawn(
         shard: u32,
         raft: Raft,
         cfg: &WriteConfig,
         metrics: Arc<Metrics>,
         disk: Arc<Disk>,
+        limiter: Option<Limiter>,
         shutdown: broadcast::Receiver<()>,
     ) -> ShardWriter {
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
@@ -90,6 +93,7 @@ impl ShardWriter {
             max_points: cfg.max_batch_points,
             metrics,
             disk,
+            limiter,
             queued: queued.clone(),
             paused: pause.subscribe(),
         };
@@ -130,6 +134,7 @@ struct Actor {
     max_points: usize,
     metrics: Arc<Metrics>,
     disk: Arc<Disk>,
+    limiter: Option<Limiter>,
     queued: Arc<AtomicUsize>,
     paused: tokio::sync::watch::Receiver<Option<Instant>>,
 }
@@ -190,7 +195,8 @@ impl Actor {
         if jobs.len() > 1 {
             jobs.sort_by_cached_key(|j| j.points.iter().map(|p| p.timestamp).min().unwrap_or(i64::MAX));
         }
-        let (batches, replies): (Vec<Arc<Vec<Point>>>, Vec<_>) = jobs.into_iter().map(|j| (j.points, j.reply)).unzip();
+        let (mut batches, replies): (Vec<Arc<Vec<Point>>>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.points, j.reply)).unzip();
         // A leader whose disk is below its floor takes nothing new (a follower's refusal is its leader's
         // to make: the write is forwarded there).
         let leads = {
@@ -200,6 +206,28 @@ impl Actor {
         if let Some(why) = self.disk.refusal().filter(|_| leads) {
             for reply in replies {
                 let _ = reply.send(Err(ShardWriteError::DiskFull { shard: self.shard, why: why.clone() }));
+            }
+            return;
+        }
+        // Points that would create series over a limit are dropped here, before the log (see series_limits.rs).
+        let refused = match &self.limiter {
+            Some(l) if leads => l.filter(&mut batches),
+            _ => Vec::new(),
+        };
+        let with_refusal = |i: usize, mut r: ApplyResult| {
+            if let Some(x) = refused.get(i).filter(|x| x.samples > 0) {
+                r.rejected_series_limit = x.samples;
+                r.series_limit = x.why.clone();
+            }
+            r
+        };
+        let limited: u64 = refused.iter().map(|r| r.samples).sum();
+        if limited > 0 {
+            self.metrics.samples_rejected.with_label_values(&["series_limit"]).inc_by(limited);
+        }
+        if !refused.is_empty() && batches.iter().all(|b| b.is_empty()) {
+            for (i, reply) in replies.into_iter().enumerate() {
+                let _ = reply.send(Ok(with_refusal(i, ApplyResult::default())));
             }
             return;
         }
@@ -219,7 +247,7 @@ impl Actor {
                     }
                 };
                 for (i, reply) in replies.into_iter().enumerate() {
-                    let r = results.get(i).cloned().unwrap_or_default();
+                    let r = with_refusal(i, results.get(i).cloned().unwrap_or_default());
                     if r.rejected_too_old > 0 {
                         self.metrics
                             .samples_rejected

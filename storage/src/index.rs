@@ -41,6 +41,18 @@ impl Matcher {
     }
 }
 
+/// One shard's series statistics ([`Index::cardinality`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cardinality {
+    pub series: u64,
+    /// (measurement, series, series created since the requested point)
+    pub measurements: Vec<(String, u64, u64)>,
+    /// (tag key, distinct values, series carrying it)
+    pub labels: Vec<(String, u64, u64)>,
+    /// (tag key, value, series), most series first
+    pub pairs: Vec<(String, String, u64)>,
+}
+
 /// A boolean filter tree over tag matchers.
 #[derive(Debug, Clone)]
 pub enum Filter {
@@ -153,6 +165,38 @@ impl Index {
         m.fields.entry(info.field.clone()).or_default().insert(sid);
         self.fields[slot as usize].push((info.field.clone(), sid));
         self.series.push(Arc::new(info));
+    }
+
+    /// What the series explorer shows of this index: series per measurement (and how many have ids from
+    /// `since` on: created after that point), per tag key (distinct values, series carrying it), and the
+    /// `top` tag pairs by series.
+    pub fn cardinality(&self, since: SeriesId, top: usize) -> Cardinality {
+        let mut out = Cardinality { series: self.series.len() as u64, ..Default::default() };
+        let mut keys: HashMap<&str, (std::collections::HashSet<&str>, u64)> = HashMap::new();
+        let mut pairs: HashMap<(&str, &str), u64> = HashMap::new();
+        for (name, m) in &self.measurements {
+            let n = m.all.len();
+            let new = if since == 0 { n } else { n - m.all.rank(since - 1) };
+            out.measurements.push((name.to_string(), n, new));
+            for (k, values) in &m.tags {
+                let e = keys.entry(k).or_default();
+                for (v, sids) in values {
+                    e.0.insert(v);
+                    e.1 += sids.len();
+                    *pairs.entry((k, v)).or_default() += sids.len();
+                }
+            }
+        }
+        out.labels = keys.into_iter().map(|(k, (vals, n))| (k.to_string(), vals.len() as u64, n)).collect();
+        let mut pairs: Vec<_> = pairs.into_iter().collect();
+        pairs.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.pairs = pairs.into_iter().take(top).map(|((k, v), n)| (k.to_string(), v.to_string(), n)).collect();
+        out
+    }
+
+    /// Series of one measurement.
+    pub fn measurement_series(&self, measurement: &str) -> u64 {
+        self.measurements.get(measurement).map_or(0, |m| m.all.len())
     }
 
     pub fn measurements(&self) -> impl Iterator<Item = &str> {

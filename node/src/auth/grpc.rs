@@ -37,6 +37,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/pharos.v1.Admin/RevokeToken", Access::Change),
     // A backup holds every sample and the whole configuration, token hashes and credentials included.
     ("/pharos.v1.Admin/Backup", Access::Admin),
+    ("/pharos.v1.Admin/Cardinality", Access::Read),
     ("/pharos.internal.v1.Internal/AppendEntries", Access::Peer),
     ("/pharos.internal.v1.Internal/Vote", Access::Peer),
     ("/pharos.internal.v1.Internal/InstallSnapshot", Access::Peer),

@@ -121,8 +121,20 @@ enum Cmd {
         #[arg(long)]
         incremental_from: Option<std::path::PathBuf>,
         /// Average piece size in KiB (tests use small ones).
-        #[arg(long, default_value_t = 2048, hide = true)]
+        #[arg(long, default_value_t = 512, hide = true)]
         piece_kib: u32,
+    },
+    /// Which measurements, tag keys and tag values have the most series, and which measurements created
+    /// the most in the last `--window` (a label explosion shows here first).
+    Cardinality {
+        /// Entries per list.
+        #[arg(long, default_value_t = 10)]
+        top: u32,
+        /// "Created in the last": a duration such as 1h or 15m.
+        #[arg(long, default_value = "1h")]
+        window: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Run a query (several statements may be separated by `;`) and print the result.
     Query {
@@ -570,6 +582,41 @@ impl Read for ChanReader {
     }
 }
 
+fn print_cardinality(r: &pharos_proto::v1::CardinalityResponse, json: bool) -> anyhow::Result<()> {
+    let since = (r.created_since_ms > 0).then(|| ms_to_rfc3339(r.created_since_ms));
+    if json {
+        let list = |v: &[pharos_proto::v1::CardinalityEntry]| -> Vec<serde_json::Value> {
+            v.iter()
+                .map(|e| serde_json::json!({"name": e.name, "series": e.series, "created": e.created, "values": e.values}))
+                .collect()
+        };
+        let v = serde_json::json!({
+            "series": r.series, "created_since": since, "measurements": list(&r.measurements),
+            "tag_keys": list(&r.tag_keys), "tag_pairs": list(&r.tag_pairs),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} series in the cluster", r.series);
+    let created = match &since {
+        Some(s) => format!("CREATED SINCE {s}"),
+        None => "CREATED (unknown: no maintenance pass yet)".into(),
+    };
+    println!("\n{:<40} {:>12} {created}", "MEASUREMENT", "SERIES");
+    for e in &r.measurements {
+        println!("{:<40} {:>12} {}", e.name, e.series, e.created);
+    }
+    println!("\n{:<40} {:>12} VALUES (at least)", "TAG KEY", "SERIES");
+    for e in &r.tag_keys {
+        println!("{:<40} {:>12} {}", e.name, e.series, e.values);
+    }
+    println!("\n{:<52} SERIES", "TAG PAIR");
+    for e in &r.tag_pairs {
+        println!("{:<52} {}", e.name, e.series);
+    }
+    Ok(())
+}
+
 fn human_bytes(b: u64) -> String {
     match b {
         b if b < 1024 => format!("{b}B"),
@@ -946,6 +993,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
+        }
+        Cmd::Cardinality { top, window, json } => {
+            let window = pharos_alert::PromDuration::parse(&window)
+                .map_err(|e| anyhow::anyhow!("--window {window:?}: {e} (a duration such as 1h)"))?;
+            let mut c = admin(&ep, &token).await?;
+            let req = pharos_proto::v1::CardinalityRequest { top, window_ms: window.ms() };
+            let r = c.cardinality(req).await.map_err(|s| rpc_error(&ep, s))?.into_inner();
+            print_cardinality(&r, json)?;
         }
         Cmd::Backup { dir, incremental_from, piece_kib } => {
             let size = pharos_node::backup::PieceSize { avg: piece_kib.saturating_mul(1024) };

@@ -15,6 +15,7 @@ impl ShardEngine {
                 self.apply_write(batches)?
             }
             Command::Maintain { now_ms } => {
+                self.mark_series(*now_ms);
                 self.mark = mark.to_vec();
                 self.maintain(*now_ms)?;
                 return Ok(Vec::new());

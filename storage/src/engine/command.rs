@@ -113,4 +113,10 @@ pub struct ApplyResult {
     /// Samples older than the raw retention of their series (already expired).
     pub rejected_expired: u64,
     pub series_created: u64,
+    /// Samples refused before they were proposed, because they would have created series over a series
+    /// limit (the leader's check, see the node's writer), and the first limit they met.
+    #[serde(default)]
+    pub rejected_series_limit: u64,
+    #[serde(default)]
+    pub series_limit: Option<String>,
 }

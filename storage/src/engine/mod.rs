@@ -127,6 +127,9 @@ pub struct ShardEngine {
     retention: Arc<Retention>,
     opts: EngineOptions,
     index: Index,
+    /// (time, the next series id then), one per maintenance pass for the last two hours, for how many
+    /// series were created since a time (in memory: a restart starts it again).
+    series_marks: std::collections::VecDeque<(i64, u64)>,
     states: Vec<SeriesState>,
     /// Every bucket before these times is in its tier (None before the first maintenance). The 1-minute
     /// watermark lies on a block boundary; the 1-hour one on an hour, inside a block built part way.
@@ -208,6 +211,7 @@ impl ShardEngine {
             retention,
             opts,
             index: Index::default(),
+            series_marks: Default::default(),
             states: Vec::new(),
             watermark_1m: None,
             watermark_1h: None,
@@ -243,6 +247,36 @@ impl ShardEngine {
 
     pub fn series_count(&self) -> usize {
         self.index.len()
+    }
+
+    /// Series statistics, with the series created since `since_ms` (as far back as this replica's marks
+    /// go: the time they start from is returned with them).
+    pub fn cardinality(&self, since_ms: i64, top: usize) -> (crate::index::Cardinality, i64) {
+        let (from, sid) = self
+            .series_marks
+            .iter()
+            .find(|(t, _)| *t >= since_ms)
+            .or(self.series_marks.back())
+            .copied()
+            .unwrap_or((i64::MAX, self.index.next_id()));
+        (self.index.cardinality(sid, top), from)
+    }
+
+    pub(crate) fn mark_series(&mut self, now_ms: i64) {
+        self.series_marks.push_back((now_ms, self.index.next_id()));
+        while self.series_marks.front().is_some_and(|(t, _)| *t < now_ms - 2 * 3_600_000) {
+            self.series_marks.pop_front();
+        }
+    }
+
+    /// How many series a point would create: its fields that no series of its measurement and tags has
+    /// yet. `key` is scratch space.
+    pub fn new_series_of(&self, p: &crate::Point, key: &mut Vec<u8>) -> usize {
+        crate::series::canonical_prefix(&p.measurement, &p.tags, key);
+        match self.index.prefix_slot(key) {
+            None => p.fields.len(),
+            Some(slot) => p.fields.iter().filter(|(f, _)| self.index.field_in(slot, f, 0).is_none()).count(),
+        }
     }
 
     pub fn samples_in_heads(&self) -> u64 {
