@@ -4,7 +4,7 @@
 # libclang for the RocksDB bindings; for the tests, real peers: influxdb-client (query), prometheus,
 # prometheus-node-exporter and python3-prometheus-client (collection), prometheus-alertmanager and
 # python3-aiosmtpd (alerting: an Alertmanager and an SMTP server receive notifications), faketime (a node
-# whose clock is off). Safe to run again; does nothing when everything is present.
+# whose clock is off), chromium (the web UI's test). Safe to run again; does nothing when everything is present.
 set -euo pipefail
 need=()
 [ -e /usr/lib/x86_64-linux-gnu/librocksdb.so ] || [ -e /usr/lib/aarch64-linux-gnu/librocksdb.so ] || need+=(librocksdb-dev)
@@ -25,6 +25,8 @@ command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporte
 # Notification receivers for the alerting tests (run with Debian's /usr/bin/python3).
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 [ -d /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
+# The web UI's test drives Debian's headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 # A node with a clock that is off (the clock-skew test preloads libfaketime).
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then

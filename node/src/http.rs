@@ -71,6 +71,13 @@ fn routes() -> Vec<(Route, MethodRouter<Arc<Node>>)> {
         (r("/api/v1/status/tsdb", &["GET"], Read), get(tsdb_status)),
         (r("/targets", &["GET"], Read), get(targets)),
         (r("/api/v1/admin/compact", &["POST"], Change), post(compact)),
+        // The web UI's files: static, no data (the pages read it through the routes above, with a token).
+        (r("/", &["GET"], Public), get(crate::ui::asset)),
+        (r("/ui/app.js", &["GET"], Public), get(crate::ui::asset)),
+        (r("/ui/style.css", &["GET"], Public), get(crate::ui::asset)),
+        (r("/ui/vendor/uPlot.esm.js", &["GET"], Public), get(crate::ui::asset)),
+        (r("/ui/vendor/uPlot.min.css", &["GET"], Public), get(crate::ui::asset)),
+        (r("/ui/vendor/uPlot.LICENSE", &["GET"], Public), get(crate::ui::asset)),
     ]
 }
 

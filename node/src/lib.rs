@@ -57,5 +57,6 @@ pub mod series_limits;
 pub mod server;
 pub mod shard_rpc;
 pub mod tls;
+pub mod ui;
 pub mod write;
 pub mod writer;
