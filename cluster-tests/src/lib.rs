@@ -14,6 +14,8 @@ use pharos_proto::v1::admin_client::AdminClient;
 use pharos_proto::v1::{StatusRequest, StatusResponse};
 use tempfile::TempDir;
 
+pub mod faults;
+pub mod history;
 pub mod load;
 pub mod netlab;
 pub mod receivers;

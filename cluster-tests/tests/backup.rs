@@ -124,6 +124,28 @@ async fn t10_backup_under_writes_restores_into_three_and_one_nodes() -> Result<(
         let sent = w.started.load(std::sync::atomic::Ordering::SeqCst);
         let all = w.finish().await;
         ensure!(all.len() > before.len() + 20);
+        // A piece that went bad on disk in a backup is not carried into an incremental one built on it: the
+        // first piece of every shard in backup A is damaged, then B is taken from A with nothing written in
+        // between, so B needs those same pieces and must write them afresh.
+        let (a, b) = (work.path().join("a"), work.path().join("b"));
+        backup(&c, 1, &a, &["--piece-kib", "1"]).await?;
+        let ma: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("manifest.json"))?)?;
+        let firsts: Vec<String> = (0..16).map(|s| ma["parts"][s]["pieces"][0].as_str().unwrap().to_string()).collect();
+        for p in &firsts {
+            let path = a.join("pieces").join(&p[..2]).join(p);
+            let mut bytes = std::fs::read(&path)?;
+            bytes[0] ^= 0x01;
+            std::fs::write(&path, bytes)?;
+        }
+        backup(&c, 1, &b, &["--piece-kib", "1", "--incremental-from", a.to_str().unwrap()]).await?;
+        let mb = std::fs::read_to_string(b.join("manifest.json"))?;
+        let reused: Vec<&String> = firsts.iter().filter(|p| mb.contains(p.as_str())).collect();
+        ensure!(!reused.is_empty(), "B shares none of A's first pieces");
+        for p in reused {
+            let sum = std::process::Command::new("sha256sum").arg(b.join("pieces").join(&p[..2]).join(p)).output()?;
+            let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap_or("").to_string();
+            ensure!(&sum == p, "the incremental backup carried the damaged piece {p} along");
+        }
         // A second backup into the same directory is refused (a backup is never overwritten).
         let again = c.pharosctl(2, &["backup", backup_dir.to_str().unwrap()]);
         ensure!(again.is_err_and(|e| e.to_string().contains("already holds a backup")));
@@ -175,6 +197,20 @@ async fn t10_backup_under_writes_restores_into_three_and_one_nodes() -> Result<(
     let (ok, text) = run_pharos(&["restore", "--data-dir", fresh.to_str().unwrap()], &damaged)?;
     ensure!(!ok && text.contains(&format!("{first} (a piece of shard 3) is corrupt")), "{text}");
     ensure!(!fresh.join("db").exists(), "a refused restore wrote data");
+    // A restore cut short leaves `db.restoring`: the server refuses the directory, a new restore starts over.
+    let cut = work.path().join("cut");
+    std::fs::create_dir_all(cut.join("db.restoring"))?;
+    std::fs::write(cut.join("db.restoring").join("CURRENT"), "half")?;
+    let port = |_| cluster_tests::free_port();
+    let addrs = [format!("127.0.0.1:{}", port(0)), format!("127.0.0.1:{}", port(1))];
+    let out = std::process::Command::new(cluster_tests::pharos_bin())
+        .args(["server", "--data-dir", cut.to_str().unwrap(), "--http-addr", &addrs[0], "--grpc-addr", &addrs[1]])
+        .output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    ensure!(!out.status.success() && text.contains("a restore that did not finish"), "{text}");
+    let (ok, text) = run_pharos(&["restore", "--data-dir", cut.to_str().unwrap()], &backup_dir)?;
+    ensure!(ok && text.contains("left by an earlier restore"), "{text}");
+    ensure!(cut.join("db").exists() && !cut.join("db.restoring").exists());
     std::fs::remove_file(damaged.join("manifest.json"))?;
     let (ok, text) = run_pharos(&["restore", "--data-dir", fresh.to_str().unwrap()], &damaged)?;
     ensure!(!ok && text.contains("manifest.json is missing"), "{text}");

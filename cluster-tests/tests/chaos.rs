@@ -15,25 +15,9 @@ use cluster_tests::load::{assert_all_readable, Writer};
 use cluster_tests::netlab::NetLab;
 use cluster_tests::{rss_bytes, wait_for, Cluster};
 
-/// xorshift64*, seeded: faults reproducible from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_random_kills_stops_and_partitions_lose_nothing_and_replicas_agree() -> Result<()> {
-    let secs: u64 = std::env::var("PHAROS_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(90);
-    let seed: u64 = std::env::var("PHAROS_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    });
-    println!("chaos soak: {secs} s, seed {seed} (PHAROS_SOAK_SEED={seed} replays it)");
-    let mut rng = Rng(seed | 1);
+    let (secs, mut rng) = cluster_tests::faults::soak("chaos soak", "PHAROS_SOAK", 90);
     let lab = NetLab::new(3)?;
     let mut c = Cluster::start_in(&lab, 3, "").await?;
     let w = Writer::start(&c, "chaos");
@@ -62,28 +46,7 @@ async fn t10_random_kills_stops_and_partitions_lose_nothing_and_replicas_agree()
     let mut peak = 0u64;
     let mut faults = Vec::new();
     while Instant::now() < until {
-        let victim = rng.next(3) as usize;
-        let hold = Duration::from_millis(2_000 + rng.next(6_000));
-        match rng.next(3) {
-            0 => {
-                faults.push(format!("SIGKILL node {} for {hold:?}", victim + 1));
-                c.nodes[victim].kill();
-                tokio::time::sleep(hold).await;
-                c.nodes[victim].start()?;
-            }
-            1 => {
-                faults.push(format!("SIGSTOP node {} for {hold:?}", victim + 1));
-                c.nodes[victim].signal("STOP")?;
-                tokio::time::sleep(hold).await;
-                c.nodes[victim].signal("CONT")?;
-            }
-            _ => {
-                faults.push(format!("cut node {} off for {hold:?}", victim + 1));
-                lab.isolate(victim + 1)?;
-                tokio::time::sleep(hold).await;
-                lab.rejoin(victim + 1)?;
-            }
-        }
+        faults.push(cluster_tests::faults::one(&mut c, &lab, &mut rng).await?);
         c.wait_healthy(Duration::from_secs(60)).await?;
         for n in &c.nodes {
             peak = peak.max(n.pid().map(rss_bytes).unwrap_or(0));

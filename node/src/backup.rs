@@ -44,6 +44,9 @@ use crate::node::Node;
 /// The manifest's file name; its presence marks a finished backup.
 pub const MANIFEST: &str = "manifest.json";
 
+/// Where a restore builds the database before it is moved into place as `db`.
+pub use crate::cluster::RESTORING;
+
 /// The manifest's layout version.
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -159,13 +162,17 @@ pub fn store_part(
         let n = piece.data.len() as u64;
         st.bytes += n;
         let path = piece_path(dir, &name);
-        if path.exists() {
+        // A piece already here (a resumed backup) or in the previous backup is reused only when its bytes
+        // still hash to its name: a damaged piece is written again, not carried into every later backup.
+        if intact(&path, &name) {
             st.kept += n;
         } else {
             let parent = path.parent().expect("pieces/xx");
             std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-            let linked = prev.map(|p| piece_path(p, &name)).filter(|p| p.exists()).is_some_and(|from| {
-                // Another file system: written instead.
+            let from = prev.map(|p| piece_path(p, &name)).filter(|p| intact(p, &name));
+            // Another file system: written instead.
+            let linked = from.is_some_and(|from| {
+                let _ = std::fs::remove_file(&path);
                 std::fs::hard_link(from, &path).is_ok()
             });
             if linked {
@@ -185,6 +192,13 @@ pub fn store_part(
         pieces.push(name);
     }
     Ok((pieces, st.bytes, hex(whole.finalize()), st))
+}
+
+/// Whether the file at `path` exists and its bytes hash to `name`.
+fn intact(path: &Path, name: &str) -> bool {
+    let Ok(f) = std::fs::File::open(path) else { return false };
+    let mut h = Hashing::new(std::io::sink());
+    std::io::copy(&mut BufReader::with_capacity(CHUNK, f), &mut h).is_ok() && h.finish().2 == name
 }
 
 /// Reads a part back from its pieces, checking each piece against its name as it ends: a damaged piece is
@@ -303,6 +317,7 @@ pub async fn serve(node: &Node, req: BackupRequest) -> Result<mpsc::Receiver<Res
             snapshot_format: 0,
             from_node: me,
             data: Vec::new(),
+            total_bytes: bytes.len() as u64,
         };
         tokio::spawn(async move {
             if tx.send(Ok(head)).await.is_err() {
@@ -340,6 +355,7 @@ pub async fn serve(node: &Node, req: BackupRequest) -> Result<mpsc::Receiver<Res
         snapshot_format: pharos_storage::formats::SNAPSHOT_FORMAT_WRITTEN,
         from_node: me,
         data: Vec::new(),
+        total_bytes: file.metadata().map(|m| m.len()).map_err(|e| Status::internal(format!("{what}: {e}")))?,
     };
     // The spool file is read on a blocking thread and handed over chunk by chunk: a slow client holds at
     // most a few chunks in memory.
@@ -491,15 +507,25 @@ pub fn restore(config: &Config, dir: &Path, mut progress: impl FnMut(String)) ->
     })?;
 
     let ids: Vec<NodeId> = members.keys().copied().collect();
-    let placement = initial_placement(&ids, m.shards, config.replication_factor);
+    // The backup's replication factor, as a founding cluster of these nodes would place it (at most one
+    // replica per node); recorded as the cluster's, so nodes that join later get the missing replicas.
+    let rf = m.replication_factor.max(1);
+    let placement = initial_placement(&ids, m.shards, rf);
     let addr_of = |n: &NodeId| NodeAddr {
         grpc: members[n].clone(),
         http: if *n == me { config.http_addr.to_string() } else { String::new() },
     };
     let err = |what: String| move |e: &dyn std::fmt::Display| format!("{what}: {e}");
     std::fs::create_dir_all(&config.data_dir).map_err(|e| err(config.data_dir.display().to_string())(&e))?;
+    // Built aside and renamed into place when whole: a restore cut short leaves no `db` a server would start
+    // from (it refuses to start next to a `db.restoring`; running the restore again starts over).
+    let aside = config.data_dir.join(RESTORING);
+    if aside.exists() {
+        progress(format!("removing {} left by an earlier restore that did not finish", aside.display()));
+        std::fs::remove_dir_all(&aside).map_err(|e| err(aside.display().to_string())(&e))?;
+    }
     let db =
-        pharos_storage::db::open(&db_dir, &config.storage.db()).map_err(|e| err(db_dir.display().to_string())(&e))?;
+        pharos_storage::db::open(&aside, &config.storage.db()).map_err(|e| err(aside.display().to_string())(&e))?;
     let retention = Arc::new(pharos_storage::Retention::new(config.retention.clone()).map_err(|e| e.to_string())?);
     // Every restored replica's vote is for no node (0) in the backup's term, so the group's first election
     // is in a later term and its leader's entries come after the restored position.
@@ -537,7 +563,7 @@ pub fn restore(config: &Config, dir: &Path, mut progress: impl FnMut(String)) ->
     let mut raw = Vec::new();
     PartReader::new(dir, &m.meta).read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let (_, old) = pharos_raft::meta::decode_stored(&raw).map_err(|e| err("the meta group's part".into())(&e))?;
-    let state = restored_meta(old, &members, &placement, m.shards, config.replication_factor, addr_of);
+    let state = restored_meta(old, &members, &placement, m.shards, rf, addr_of);
     let nodes: BTreeMap<NodeId, NodeAddr> = ids.iter().map(|n| (*n, addr_of(n))).collect();
     let membership = pharos_raft::types::StoredMembership::new(
         Some(m.meta.log_id()),
@@ -549,9 +575,18 @@ pub fn restore(config: &Config, dir: &Path, mut progress: impl FnMut(String)) ->
     pharos_raft::meta::store_restored(&db, META_GROUP, m.meta.log_id(), membership, state)
         .map_err(|e| err("the meta group's state".into())(&e))?;
     db.flush_wal(true).map_err(|e| err("syncing the database".into())(&e))?;
+    if Arc::strong_count(&db) != 1 {
+        return Err("internal: the restored database is still open; nothing was moved into place".into());
+    }
     drop(db);
+    // Into place, then the node's id (a directory with a `db` and no id file starts under --node-id).
+    std::fs::rename(&aside, &db_dir)
+        .map_err(|e| err(format!("moving {} to {}", aside.display(), db_dir.display()))(&e))?;
     let id_file = config.data_dir.join("node_id");
     std::fs::write(&id_file, format!("{me}\n")).map_err(|e| err(id_file.display().to_string())(&e))?;
+    std::fs::File::open(&config.data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err(config.data_dir.display().to_string())(&e))?;
     Ok(Restored { node: me, nodes: ids, shards: restored, bytes })
 }
 

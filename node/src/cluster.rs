@@ -31,6 +31,10 @@ use crate::replicas::{Replicas, ShardReplica};
 use crate::rpc::Client;
 use crate::writer::ShardWriter;
 
+/// Where `pharos restore` builds a node's database before moving it into place as `db` (see
+/// `crate::backup`): a data directory holding it and no `db` is a restore that did not finish.
+pub const RESTORING: &str = "db.restoring";
+
 /// This node's Raft groups and the client that reaches the others'.
 pub struct Cluster {
     pub id: NodeId,
@@ -140,6 +144,14 @@ impl Cluster {
         shutdown: broadcast::Sender<()>,
     ) -> Result<Cluster, NodeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::DataDir(config.data_dir.clone(), e))?;
+        let restoring = config.data_dir.join(RESTORING);
+        if restoring.exists() && !config.data_dir.join("db").exists() {
+            return Err(NodeError::Identity(format!(
+                "{} holds a restore that did not finish: run `pharos restore BACKUP` again with the same flags (it \
+                 starts over), then start the node",
+                config.data_dir.display()
+            )));
+        }
         let db = pharos_storage::db::open(&config.data_dir.join("db"), &config.storage.db()).map_err(|e| {
             // RocksDB says only "IO error: While lock file: .../LOCK: Resource temporarily unavailable".
             match &e {

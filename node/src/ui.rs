@@ -37,22 +37,3 @@ pub async fn asset(uri: Uri) -> Response {
     )
         .into_response()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every file is routed, without a token; every UI route has a file.
-    #[test]
-    fn every_asset_is_routed_publicly() {
-        let routes = crate::http::route_table();
-        for (path, _, bytes) in ASSETS {
-            assert!(!bytes.is_empty(), "{path}");
-            let r = routes.iter().find(|r| r.path == *path).unwrap_or_else(|| panic!("{path} is not routed"));
-            assert_eq!(r.access, crate::auth::Access::Public, "{path}");
-        }
-        for r in routes.iter().filter(|r| r.path == "/" || r.path.starts_with("/ui/")) {
-            assert!(ASSETS.iter().any(|(p, _, _)| *p == r.path), "{} has no file", r.path);
-        }
-    }
-}

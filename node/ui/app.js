@@ -13,6 +13,7 @@ const EXAMPLES = [
   "SHOW SERIES CARDINALITY",
 ];
 let stop = () => {}; // ends the current page's timers and charts
+let generation = 0; // bumped at every page change: an answer for an older page is dropped
 
 // ---- helpers ----
 
@@ -127,6 +128,7 @@ function explore(params) {
     a.click();
   };
 
+  const mine = generation;
   async function run() {
     const t = Date.now();
     const f = parseTime(from, t);
@@ -137,6 +139,7 @@ function explore(params) {
     $("error").hidden = true;
     try {
       const body = await api("/query?" + new URLSearchParams({ q: text, db: "pharos", epoch: "ms" }));
+      if (mine !== generation) return;
       last = body.results || [];
       const errors = last.filter((r) => r.error).map((r) => `statement ${r.statement_id}: ${r.error}`);
       if (errors.length) showError(errors.join("\n"));
@@ -144,6 +147,7 @@ function explore(params) {
       $("status").textContent = `${n} series, ${iso(f)} to ${iso(e)}${q.includes("$interval") ? `, interval ${interval}` : ""}, ${Date.now() - t} ms`;
       render(last);
     } catch (err) {
+      if (mine !== generation) return;
       showError(err.message);
       $("status").textContent = "";
       $("out").innerHTML = "";
@@ -297,6 +301,7 @@ const PAGES = { explore, alerts, silences, targets, cluster };
 async function show() {
   stop();
   stop = () => {};
+  generation += 1;
   const { page, params } = route();
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
   const f = PAGES[page] || explore;

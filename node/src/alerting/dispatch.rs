@@ -111,13 +111,18 @@ pub async fn run(ctx: Arc<Alerting>, shard: u32, stored: Vec<StoredGroup>) {
             },
         );
     }
+    // Only a view read after this leadership began is used: a round that ends after now began before it
+    // perhaps, the next one after it (an older view could lack alerts the logs hold, and resolve them).
+    let fresh_from = *view.borrow_and_update() + 2;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = view.changed() => {}
             Some(o) = outcomes.recv() => d.outcome(o).await,
         }
-        d.flush().await;
+        if *view.borrow() >= fresh_from {
+            d.flush().await;
+        }
     }
 }
 
@@ -224,9 +229,10 @@ impl Dispatcher {
                 g.group_labels = d.group_labels.clone();
                 g.timing = d.timing;
                 g.receiver = d.receiver.clone();
-                if let Some(last) = g.resumed_after.take() {
-                    g.state.next_flush = g.state.next_flush.max(last.saturating_add(g.timing.group_interval.ms()));
-                }
+            }
+            // With its route's timing when its alerts route here, else the default's.
+            if let Some(last) = g.resumed_after.take() {
+                g.state.next_flush = g.state.next_flush.max(last.saturating_add(g.timing.group_interval.ms()));
             }
             if !g.state.due(now) {
                 continue;

@@ -31,7 +31,7 @@ pub struct ClusterView {
     shards: u32,
     /// Each shard's rules as its leader last answered.
     rules: Mutex<BTreeMap<u32, Vec<StoredRule>>>,
-    /// Bumped after each read that changed something; dispatchers wait on it.
+    /// Bumped after each round of reads; dispatchers wait on it.
     version: watch::Sender<u64>,
     kick: Notify,
 }
@@ -75,19 +75,18 @@ impl ClusterView {
             }
             let leads_any = ctx.replicas.all().iter().any(|r| r.leads());
             if !leads_any {
+                // Not refreshed while it is not used: forgotten, so a dispatcher starting later never works
+                // from an old view (see `dispatch::run`, which waits for fresh rounds).
+                self.rules.lock().expect("view lock").clear();
                 continue;
             }
             let answers = store::fetch_rules(&ctx.client, self.shards).await;
-            let mut changed = false;
             {
                 let mut rules = self.rules.lock().expect("view lock");
                 for (shard, a) in answers {
                     match a {
                         Ok(r) => {
-                            if rules.get(&shard) != Some(&r) {
-                                rules.insert(shard, r);
-                                changed = true;
-                            }
+                            rules.insert(shard, r);
                         }
                         Err(e) => {
                             tracing::debug!(shard, cause = %e, "reading a shard's alerts; its last answer stands")
@@ -95,9 +94,8 @@ impl ClusterView {
                     }
                 }
             }
-            if changed {
-                self.version.send_modify(|v| *v += 1);
-            }
+            // Every round counts (dispatchers wait for rounds that began after they started).
+            self.version.send_modify(|v| *v += 1);
             tokio::time::sleep(MIN_GAP).await;
         }
     }

@@ -173,4 +173,17 @@ mod tests {
             assert!(doc.contains(&format!(" {}`", r.path)), "{} is not in docs/security.md", r.path);
         }
     }
+    /// Every web UI file is routed, without a token (the files hold no data); every UI route has a file.
+    #[test]
+    fn every_ui_file_is_routed_publicly() {
+        let routes = crate::http::route_table();
+        for (path, _, bytes) in crate::ui::ASSETS {
+            assert!(!bytes.is_empty(), "{path}");
+            let r = routes.iter().find(|r| r.path == *path).unwrap_or_else(|| panic!("{path} is not routed"));
+            assert_eq!(r.access, crate::auth::Access::Public, "{path}");
+        }
+        for r in routes.iter().filter(|r| r.path == "/" || r.path.starts_with("/ui/")) {
+            assert!(crate::ui::ASSETS.iter().any(|(p, _, _)| *p == r.path), "{} has no file", r.path);
+        }
+    }
 }

@@ -144,7 +144,8 @@ enum Cmd {
         /// object per series, InfluxDB's shape).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
-        /// Read from any replica (may lag the leaders by a heartbeat) instead of a linearizable read.
+        /// Read from any replica instead of a linearizable read: about a heartbeat behind the leaders on a
+        /// healthy cluster, as far behind as a node's last pause or partition right after one.
         #[arg(long)]
         stale: bool,
     },
@@ -529,6 +530,9 @@ async fn backup_part(
         drop(tx);
         let stored = store.await?;
         match (res, head, stored) {
+            (Ok(()), Some(h), Ok((_, bytes, _, _))) if bytes != h.total_bytes => {
+                last_err = format!("the stream ended after {bytes} of {} bytes", h.total_bytes);
+            }
             (Ok(()), Some(h), Ok((pieces, bytes, sha256, st))) => {
                 let part = Part {
                     pieces,
