@@ -181,8 +181,9 @@ impl Dispatcher {
         let Some(cfg) = self.routing() else { return };
         let now = now_ms();
         let external_url = self.ctx.config.external_url();
-        // Not before every shard's alerts are known: a partial view would take missing alerts for resolved.
-        let Some(alerts) = self.ctx.view.alerts(&format!("{external_url}/alerts")) else { return };
+        // A partial view (a shard that has not answered) notifies what it shows but resolves nothing by
+        // absence (below).
+        let Some((alerts, complete)) = self.ctx.view.alerts(&format!("{external_url}/alerts")) else { return };
         let silences = super::silences(&self.ctx.meta);
         let firing: Vec<Alert> = alerts.iter().filter(|a| a.is_firing()).cloned().collect();
         let mut current: BTreeMap<String, (pharos_alert::Destination, Vec<Alert>)> = BTreeMap::new();
@@ -249,6 +250,12 @@ impl Dispatcher {
                 group_alerts.iter().filter(|a| a.is_firing()).map(Alert::fingerprint).collect();
             let fps_resolved: BTreeSet<u64> =
                 group_alerts.iter().filter(|a| !a.is_firing()).map(Alert::fingerprint).collect();
+            let unknown = |fp: &u64| !fps_firing.contains(fp) && !fps_resolved.contains(fp);
+            if !complete && g.state.logs.values().any(|l| l.firing.iter().any(unknown)) {
+                // An alert this group was told of is not in the partial view: perhaps on the shard that has
+                // not answered. The group waits for the whole view rather than call it resolved.
+                continue;
+            }
             let mut next = g.state.clone();
             let tick = next.tick(now, &g.timing, &fps_firing, &fps_resolved, &ids);
             g.state.next_flush = next.next_flush;

@@ -9,8 +9,9 @@
 //! second, and at once when an evaluator on this node committed a change.
 //!
 //! A shard that does not answer keeps its last answer (an election takes a second or two; its alerts must
-//! not look resolved meanwhile), and the view is not used before every shard answered once, so a
-//! dispatcher never takes a partial cluster for the whole.
+//! not look resolved meanwhile). Until every shard has answered once, the view says it is partial: a
+//! dispatcher then notifies what it sees firing but resolves nothing by its absence (a shard without quorum
+//! must not silence the alerts about it).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -46,13 +47,15 @@ impl ClusterView {
         ClusterView { shards, rules: Mutex::new(BTreeMap::new()), version: watch::Sender::new(0), kick: Notify::new() }
     }
 
-    /// Every firing or resolved alert of the cluster; None until every shard has answered once.
-    pub fn alerts(&self, generator_url: &str) -> Option<Vec<Alert>> {
+    /// Every firing or resolved alert of the shards that have answered, and whether that is every shard;
+    /// None before any answered.
+    pub fn alerts(&self, generator_url: &str) -> Option<(Vec<Alert>, bool)> {
         let rules = self.rules.lock().expect("view lock");
-        if rules.len() < self.shards as usize {
+        if rules.is_empty() {
             return None;
         }
-        Some(rules.values().flatten().flat_map(|r| r.state.alerts(generator_url)).collect())
+        let complete = rules.len() >= self.shards as usize;
+        Some((rules.values().flatten().flat_map(|r| r.state.alerts(generator_url)).collect(), complete))
     }
 
     /// A receiver of refreshes.
