@@ -153,6 +153,7 @@ pub async fn execute_local(
                 start: rr.start,
                 end: rr.end,
                 limits: ShardLimits { max_series: rr.max_series, max_points: rr.max_points },
+                values: Vec::new(),
             });
             match on_engine(&r, me, move |e| pharos_query::shard::run(e, &q)).await? {
                 Ok(ShardAnswer::Raw { series, .. }) => Ok(ShardResponse::Raw(series)),

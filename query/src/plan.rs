@@ -12,7 +12,8 @@ use pharos_storage::GroupBy as StorageGroupBy;
 use crate::ast::{self, BinOp, Expr, Fill, IdentKind, NameMatch, Source, Statement, TagGroup};
 use crate::error::QueryError;
 use crate::shard::{
-    AggQuery, FieldSel, FilterSpec, MetaQuery, NameSpec, Needs, RawQuery, SeriesSel, ShardLimits, ShardQuery,
+    AggQuery, CmpOp, FieldSel, FilterSpec, MetaQuery, NameSpec, Needs, RawQuery, SeriesSel, ShardLimits, ShardQuery,
+    ValueCond,
 };
 
 /// Limits applied to every query (configured under `[query]`, see pharos.example.toml).
@@ -336,14 +337,70 @@ impl TimeRange {
     }
 }
 
-/// Splits WHERE into time bounds and a tag filter.
+/// Splits WHERE into time bounds and a tag filter; refuses conditions on field values (which only a
+/// SELECT takes: [`select_where`]).
 pub fn where_clause(e: &Expr, now_ms: i64) -> Result<(TimeRange, FilterSpec), QueryError> {
+    let (range, filter, values) = select_where(e, now_ms)?;
+    if let Some(v) = values.first() {
+        return Err(QueryError::invalid(
+            v.pos,
+            format!("a condition on field values (\"{}\") applies to SELECT only", v.field),
+        ));
+    }
+    Ok((range, filter))
+}
+
+/// A condition on a field's values in WHERE, with the field it names.
+#[derive(Debug, Clone)]
+pub struct FieldCond {
+    pub field: String,
+    pub pos: usize,
+    pub cond: ValueCond,
+}
+
+/// `field op number` (either way round) with a field or an untyped name: a condition on values.
+fn value_term(e: &Expr) -> Option<FieldCond> {
+    let Expr::Binary { op, lhs, rhs, .. } = e else { return None };
+    let number = |e: &Expr| match e {
+        Expr::Number { value, .. } => Some(*value),
+        Expr::Integer { value, .. } => Some(*value as f64),
+        _ => None,
+    };
+    let name = |e: &Expr| match e {
+        Expr::Ident { name, kind: IdentKind::Any | IdentKind::Field, pos } if !name.eq_ignore_ascii_case("time") => {
+            Some((name.clone(), *pos))
+        }
+        _ => None,
+    };
+    let ((field, pos), value, flipped) = match (name(lhs), number(rhs), name(rhs), number(lhs)) {
+        (Some(f), Some(v), _, _) => (f, v, false),
+        (_, _, Some(f), Some(v)) => (f, v, true),
+        _ => return None,
+    };
+    let op = match (op, flipped) {
+        (BinOp::Eq, _) => CmpOp::Eq,
+        (BinOp::Ne, _) => CmpOp::Ne,
+        (BinOp::Lt, false) | (BinOp::Gt, true) => CmpOp::Lt,
+        (BinOp::Le, false) | (BinOp::Ge, true) => CmpOp::Le,
+        (BinOp::Gt, false) | (BinOp::Lt, true) => CmpOp::Gt,
+        (BinOp::Ge, false) | (BinOp::Le, true) => CmpOp::Ge,
+        _ => return None,
+    };
+    Some(FieldCond { field, pos, cond: ValueCond { op, value } })
+}
+
+/// Splits a SELECT's WHERE into time bounds, a tag filter and conditions on field values (the terms ANDed
+/// at the top that compare a name with a number).
+pub fn select_where(e: &Expr, now_ms: i64) -> Result<(TimeRange, FilterSpec, Vec<FieldCond>), QueryError> {
     let mut range = TimeRange::default();
     let mut terms = Vec::new();
     split_and(e, &mut terms);
     let mut filters = Vec::new();
+    let mut values = Vec::new();
     for t in terms {
-        if let Some((op, value, pos)) = time_term(t)? {
+        if let Some(v) = value_term(t) {
+            values.push(v);
+        } else if let Some((op, value, pos)) = time_term(t)? {
             let ns = time_value(value, now_ms)?;
             // Nanoseconds to the millisecond grid of storage: floor for "at or after", ceil for "before".
             let floor = ns.div_euclid(1_000_000) as i64;
@@ -368,7 +425,36 @@ pub fn where_clause(e: &Expr, now_ms: i64) -> Result<(TimeRange, FilterSpec), Qu
         1 => filters.pop().expect("one"),
         _ => FilterSpec::And(filters),
     };
-    Ok((range, filter))
+    Ok((range, filter, values))
+}
+
+/// The conditions on values of a SELECT over `fields`: they must all name its one field (each series is one
+/// field, so a condition on another field's values would need its samples joined by time).
+fn value_conds(conds: Vec<FieldCond>, fields: &FieldSel) -> Result<Vec<ValueCond>, QueryError> {
+    let Some(first) = conds.first() else { return Ok(Vec::new()) };
+    match fields {
+        FieldSel::Names(names) if names.len() == 1 => {
+            if let Some(c) = conds.iter().find(|c| c.field != names[0]) {
+                return Err(QueryError::invalid(
+                    c.pos,
+                    format!(
+                        "a condition on \"{}\" values needs a query over that field alone (this one reads \"{}\"): \
+                         select {} or filter aggregates with HAVING",
+                        c.field, names[0], c.field
+                    ),
+                ));
+            }
+            Ok(conds.into_iter().map(|c| c.cond).collect())
+        }
+        _ => Err(QueryError::invalid(
+            first.pos,
+            format!(
+                "a condition on \"{}\" values needs a query over that one field (select only {} by name), or \
+                 filter aggregates with HAVING",
+                first.field, first.field
+            ),
+        )),
+    }
 }
 
 fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
@@ -796,9 +882,9 @@ fn plan_select(s: &ast::Select, opts: &PlanOptions) -> Result<Plan, QueryError> 
     if s.from.is_empty() {
         return Err(QueryError::invalid_nopos("SELECT needs a FROM clause"));
     }
-    let (range, filter) = match &s.condition {
-        Some(c) => where_clause(c, opts.now_ms)?,
-        None => (TimeRange::default(), FilterSpec::All),
+    let (range, filter, field_conds) = match &s.condition {
+        Some(c) => select_where(c, opts.now_ms)?,
+        None => (TimeRange::default(), FilterSpec::All, Vec::new()),
     };
     let sel = SeriesSel { measurements: sources(&s.from), filter };
     let group_by = match &s.group_by.tags {
@@ -852,7 +938,14 @@ fn plan_select(s: &ast::Select, opts: &PlanOptions) -> Result<Plan, QueryError> 
             (Some(cols), FieldSel::Names(names))
         };
         return Ok(Plan::Raw(Box::new(RawPlan {
-            query: RawQuery { sel, fields, start, end, limits: placeholder_limits },
+            query: RawQuery {
+                values: value_conds(field_conds, &fields)?,
+                sel,
+                fields,
+                start,
+                end,
+                limits: placeholder_limits,
+            },
             columns,
             group_by,
             shape,
@@ -947,6 +1040,7 @@ fn plan_select(s: &ast::Select, opts: &PlanOptions) -> Result<Plan, QueryError> 
         names.dedup();
         FieldSel::Names(names)
     };
+    let values = value_conds(field_conds, &fields)?;
     Ok(Plan::Aggregate(Box::new(AggPlan {
         query: AggQuery {
             sel,
@@ -959,6 +1053,7 @@ fn plan_select(s: &ast::Select, opts: &PlanOptions) -> Result<Plan, QueryError> 
             needs,
             raw_only: opts.raw_only,
             limits: placeholder_limits,
+            values,
         },
         leaves,
         columns,

@@ -88,6 +88,59 @@ pub struct AggQuery {
     /// Read raw data only (tests compare with the default, which uses rollup tiers).
     pub raw_only: bool,
     pub limits: ShardLimits,
+    /// Conditions on the field's values from WHERE, applied to each sample before any aggregate (the
+    /// query reads raw samples then). Empty: none.
+    #[serde(default)]
+    pub values: Vec<ValueCond>,
+}
+
+/// A condition on a field's values from WHERE (`"value" > 5`, as Grafana's query builder writes it): which
+/// samples count. InfluxQL filters points by their field values; here each series is one field, so a query
+/// with such a condition reads that one field.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValueCond {
+    pub op: CmpOp,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl ValueCond {
+    pub fn holds(&self, v: f64) -> bool {
+        match self.op {
+            CmpOp::Eq => v == self.value,
+            CmpOp::Ne => v != self.value,
+            CmpOp::Lt => v < self.value,
+            CmpOp::Le => v <= self.value,
+            CmpOp::Gt => v > self.value,
+            CmpOp::Ge => v >= self.value,
+        }
+    }
+}
+
+/// Keeps the samples every condition holds for.
+fn filter_values(conds: &[ValueCond], ts: &mut Vec<i64>, vals: &mut Vec<f64>) {
+    if conds.is_empty() {
+        return;
+    }
+    let mut w = 0;
+    for r in 0..ts.len() {
+        if conds.iter().all(|c| c.holds(vals[r])) {
+            ts[w] = ts[r];
+            vals[w] = vals[r];
+            w += 1;
+        }
+    }
+    ts.truncate(w);
+    vals.truncate(w);
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +150,9 @@ pub struct RawQuery {
     pub start: i64,
     pub end: i64,
     pub limits: ShardLimits,
+    /// See [`AggQuery::values`].
+    #[serde(default)]
+    pub values: Vec<ValueCond>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -415,7 +471,8 @@ fn aggregate(e: &ShardEngine, q: &AggQuery) -> Result<ShardAnswer, QueryError> {
     let ids = select(e, &q.sel, &q.fields)?;
     check_series(ids.len(), &q.limits)?;
     let choice = if q.raw_only { TierChoice::RawOnly } else { TierChoice::Auto };
-    let raw_needed = q.needs.moments || q.needs.values;
+    // Rollups hold no samples to filter: a condition on values reads raw ones.
+    let raw_needed = q.needs.moments || q.needs.values || !q.values.is_empty();
     // (measurement, group tags, field) -> buckets
     type Key = (String, Vec<(String, String)>, String);
     let mut groups: HashMap<Key, Vec<BucketAcc>> = HashMap::new();
@@ -434,12 +491,21 @@ fn aggregate(e: &ShardEngine, q: &AggQuery) -> Result<ShardAnswer, QueryError> {
             e.read_raw(sid, q.start.saturating_sub(lookback), q.end, &mut ts, &mut vals).map_err(storage_err)?;
             points += ts.len() as u64;
             check_points(points, &q.limits)?;
+            filter_values(&q.values, &mut ts, &mut vals);
             let first_in = ts.partition_point(|t| *t < q.start);
             for i in first_in..ts.len() {
                 let (t, v) = (ts[i], vals[i]);
                 let b = bucket_start(t, q.width, q.offset);
                 let acc = match accs.last_mut() {
                     Some(a) if a.ts == b => {
+                        // The time of an extreme (ties: the earliest sample), for a lone min() or max() read
+                        // raw (a query with a condition on values).
+                        if q.needs.min_time && v < a.p.min {
+                            a.min_ts = Some(t);
+                        }
+                        if q.needs.max_time && v > a.p.max {
+                            a.max_ts = Some(t);
+                        }
                         a.p.add(t, v);
                         a
                     }
@@ -449,6 +515,8 @@ fn aggregate(e: &ShardEngine, q: &AggQuery) -> Result<ShardAnswer, QueryError> {
                         if q.needs.moments {
                             a.moments = Some(Moments::default());
                         }
+                        a.min_ts = q.needs.min_time.then_some(t);
+                        a.max_ts = q.needs.max_time.then_some(t);
                         a
                     }
                 };
@@ -620,6 +688,7 @@ fn raw(e: &ShardEngine, q: &RawQuery) -> Result<ShardAnswer, QueryError> {
         e.read_raw(sid, q.start, q.end, &mut ts, &mut vals).map_err(storage_err)?;
         points += ts.len() as u64;
         check_points(points, &q.limits)?;
+        filter_values(&q.values, &mut ts, &mut vals);
         if ts.is_empty() {
             continue;
         }

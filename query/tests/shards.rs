@@ -196,8 +196,11 @@ fn errors_point_at_the_query_text_and_limits_stop_large_queries() {
     let r = run(&c, "SELECT meen(usage_user) FROM cpu WHERE time > now() - 1h GROUP BY time(1m)", false);
     let e = r[0].error.as_deref().unwrap();
     assert!(e.contains("line 1, column 8") && e.contains("unknown function meen()"), "{e}");
-    let r = run(&c, "SELECT mean(usage_user) FROM cpu WHERE usage_user > 5", false);
+    // A condition on another field's values than the one read: refused, pointing at HAVING.
+    let r = run(&c, "SELECT mean(usage_user) FROM cpu WHERE usage_system > 5", false);
     assert!(r[0].error.as_deref().unwrap().contains("HAVING"), "{:?}", r[0].error);
+    let r = run(&c, "SHOW SERIES FROM cpu WHERE usage_user > 5", false);
+    assert!(r[0].error.as_deref().unwrap().contains("applies to SELECT only"), "{:?}", r[0].error);
     let r = run(&c, "SELECT mean(usage_user), usage_system FROM cpu", false);
     assert!(
         r[0].error.as_deref().unwrap().contains("\"usage_system\" is used outside an aggregate"),
@@ -331,4 +334,42 @@ fn raw_queries_in_windows_equal_the_whole_answer() {
             assert_eq!(j.values, w.values, "{q}: {} {:?}", j.name, j.tags);
         }
     }
+}
+
+/// `WHERE ("usage_user" > 50)`, as Grafana's query builder writes it: the samples of that field are filtered
+/// before anything is aggregated, in raw queries and aggregates alike, with the operands either way round.
+#[test]
+fn a_condition_on_the_fields_values_filters_its_samples_before_aggregating() {
+    let c = cluster(2, &data());
+    let w = RANGE.replace("1699920000000", &T0.to_string()).replace("1699930800000", &(T0 + 3 * HOUR).to_string());
+    let float = |v: &Value| match v {
+        Value::Float(f) => *f,
+        Value::Int(i) => *i as f64,
+        other => panic!("{other:?}"),
+    };
+    let all = run(&c, &format!("SELECT usage_user FROM cpu WHERE {w} GROUP BY host"), false);
+    let kept = run(&c, &format!("SELECT usage_user FROM cpu WHERE (\"usage_user\" > 50) AND {w} GROUP BY host"), false);
+    let agg = run(&c, &format!("SELECT count(usage_user), mean(usage_user), min(usage_user) FROM cpu WHERE {w} AND 50 < usage_user GROUP BY host"), false);
+    assert!(kept[0].error.is_none() && agg[0].error.is_none(), "{:?} {:?}", kept[0].error, agg[0].error);
+    assert_eq!(all[0].series.len(), 6);
+    for (s, (k, a)) in all[0].series.iter().zip(kept[0].series.iter().zip(&agg[0].series)) {
+        let want: Vec<&Vec<Value>> = s.values.iter().filter(|r| float(&r[1]) > 50.0).collect();
+        assert!(!want.is_empty() && want.len() < s.values.len(), "the condition keeps some samples of {:?}", s.tags);
+        assert_eq!(k.values.iter().collect::<Vec<_>>(), want, "{:?}", s.tags);
+        let vals: Vec<f64> = want.iter().map(|r| float(&r[1])).collect();
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let min = vals.iter().copied().fold(f64::INFINITY, f64::min);
+        let row = &a.values[0];
+        assert_eq!(float(&row[1]) as usize, vals.len(), "{:?}", s.tags);
+        assert!(close(&row[2], &Value::Float(mean)) && close(&row[3], &Value::Float(min)), "{row:?} vs {mean} {min}");
+    }
+    // Buckets of GROUP BY time read raw samples too: the default plan and the raw-only one agree.
+    let q = format!(
+        "SELECT max(usage_user), count(usage_user) FROM cpu WHERE usage_user <= 30 AND {w} GROUP BY time(30m), region"
+    );
+    assert_same(&q, &run(&c, &q, false), &run(&c, &q, true));
+    // A lone min() reports its sample's time, as without the condition.
+    let q = format!("SELECT min(usage_user) FROM cpu WHERE usage_user >= 0 AND {w} AND host = 'h1'");
+    let plain = format!("SELECT min(usage_user) FROM cpu WHERE {w} AND host = 'h1'");
+    assert_same(&q, &run(&c, &q, false), &run(&c, &plain, false));
 }
