@@ -129,7 +129,17 @@ impl Opener {
             self.shutdown.subscribe(),
         );
         let query_cache = Arc::new(std::sync::Mutex::new(pharos_query::cache::ShardCache::new(self.cache_entries)));
-        Ok(Arc::new(ShardReplica { shard, raft, log_cache, engine, writer, query_cache, sm_gone, snapshots }))
+        Ok(Arc::new(ShardReplica {
+            shard,
+            raft,
+            log_cache,
+            engine,
+            writer,
+            query_cache,
+            sm_gone,
+            snapshots,
+            leader_contact: std::sync::Mutex::new(None),
+        }))
     }
 }
 

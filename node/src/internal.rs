@@ -52,7 +52,13 @@ impl Internal for InternalService {
     async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let r = req.into_inner();
         let (raft, cache) = self.group(r.group)?;
-        Ok(Response::new(serve_append(&raft, &cache, &r.payload).await))
+        let (reply, from_leader) = serve_append(&raft, &cache, &r.payload).await;
+        if from_leader && r.group != META_GROUP {
+            if let Some(replica) = self.replicas.get(r.group - 1) {
+                replica.heard_from_leader();
+            }
+        }
+        Ok(Response::new(reply))
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

@@ -31,11 +31,42 @@ pub struct ShardReplica {
     pub sm_gone: pharos_raft::shard_sm::Gone,
     /// Exports the shard's snapshot ahead of a move (off openraft's state-machine task).
     pub snapshots: pharos_raft::shard_sm::SnapshotPreparer,
+    /// When this replica last accepted an AppendEntries (heartbeats included) from its leader.
+    pub leader_contact: Mutex<Option<std::time::Instant>>,
 }
 
 impl ShardReplica {
     pub fn leads(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    pub fn heard_from_leader(&self) {
+        *self.leader_contact.lock().expect("contact lock") = Some(std::time::Instant::now());
+    }
+
+    /// Whether this replica's state is recent enough for a stale read: a leader that a quorum acknowledged,
+    /// or a follower that heard from its leader, within the election timeout. A replica cut off, or frozen
+    /// and just resumed, sends the reader to its leader instead of answering from an old state.
+    pub fn recent(&self) -> bool {
+        let within = self.raft.config().election_timeout_min;
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        match m.state {
+            // The only voter is its own quorum.
+            ServerState::Leader => {
+                m.membership_config.membership().voter_ids().count() == 1
+                    || m.millis_since_quorum_ack.is_some_and(|ms| ms < within)
+            }
+            ServerState::Follower => {
+                m.current_leader.is_some()
+                    && self
+                        .leader_contact
+                        .lock()
+                        .expect("contact lock")
+                        .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(within))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -100,19 +131,11 @@ impl Replicas {
         self.get(shard).and_then(|r| r.raft.metrics().borrow().current_leader)
     }
 
-    /// Whether the local replica may serve a stale read: it leads, or follows a leader it hears from. A
-    /// follower cut off from its leader becomes a candidate after an election timeout and stops qualifying,
-    /// so a stale read lags the leader by at most about an election timeout plus replication lag.
+    /// Whether the local replica may serve a stale read (see [`ShardReplica::recent`]): a stale read then
+    /// lags the leader by at most about an election timeout plus replication lag, also right after this
+    /// node was frozen or cut off.
     pub fn serves_stale(&self, shard: u32) -> bool {
-        self.get(shard).is_some_and(|r| {
-            let m = r.raft.metrics();
-            let m = m.borrow();
-            match m.state {
-                ServerState::Leader => true,
-                ServerState::Follower => m.current_leader.is_some_and(|l| l != self.me),
-                _ => false,
-            }
-        })
+        self.get(shard).is_some_and(|r| r.recent())
     }
 }
 

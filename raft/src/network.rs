@@ -351,14 +351,20 @@ impl RaftNetwork<TypeConfig> for GroupClient {
 
 /// Server side: decodes a request for `raft` (whose log cache is `cache`), runs it, and encodes openraft's
 /// result.
-pub async fn serve_append(raft: &crate::types::Raft, cache: &LogCache, payload: &[u8]) -> RaftReply {
+/// Serves an AppendEntries; also says whether it came from the leader this replica follows (it was not
+/// refused for an older term), which is how a follower knows how recently it heard from its leader.
+pub async fn serve_append(raft: &crate::types::Raft, cache: &LogCache, payload: &[u8]) -> (RaftReply, bool) {
     let req = match payload.split_first() {
         Some((&crate::wire::FRAMED, rest)) => unframe_append(rest, cache),
         _ => crate::wire::decode::<AppendEntriesRequest<TypeConfig>>(payload),
     };
     match req {
-        Ok(req) => encode_reply(&raft.append_entries(req).await),
-        Err(e) => RaftReply { payload: Vec::new(), error: format!("bad append-entries payload: {e}") },
+        Ok(req) => {
+            let res = raft.append_entries(req).await;
+            let current = matches!(res, Ok(ref r) if !matches!(r, AppendEntriesResponse::HigherVote(_)));
+            (encode_reply(&res), current)
+        }
+        Err(e) => (RaftReply { payload: Vec::new(), error: format!("bad append-entries payload: {e}") }, false),
     }
 }
 

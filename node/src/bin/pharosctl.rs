@@ -144,8 +144,8 @@ enum Cmd {
         /// object per series, InfluxDB's shape).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
-        /// Read from any replica instead of a linearizable read: about a heartbeat behind the leaders on a
-        /// healthy cluster, as far behind as a node's last pause or partition right after one.
+        /// Read from any replica that heard from its leader within the election timeout, instead of a
+        /// linearizable read: about a heartbeat behind the leaders on a healthy cluster.
         #[arg(long)]
         stale: bool,
     },
