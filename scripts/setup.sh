@@ -4,7 +4,7 @@
 # libclang for the RocksDB bindings; for the tests, real peers: influxdb-client (query), prometheus,
 # prometheus-node-exporter and python3-prometheus-client (collection), prometheus-alertmanager and
 # python3-aiosmtpd (alerting: an Alertmanager and an SMTP server receive notifications), faketime (a node
-# whose clock is off), chromium (the web UI's test). Safe to run again; does nothing when everything is present.
+# whose clock is off), chromium (the web UI's test), influxdb (the InfluxQL compatibility test's reference). Safe to run again; does nothing when everything is present.
 set -euo pipefail
 need=()
 [ -e /usr/lib/x86_64-linux-gnu/librocksdb.so ] || [ -e /usr/lib/aarch64-linux-gnu/librocksdb.so ] || need+=(librocksdb-dev)
@@ -17,6 +17,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 # The InfluxDB 1.x command-line client: the query tests drive /query with it.
 command -v influx >/dev/null || need+=(influxdb-client)
+# InfluxDB 1.x's server: the compatibility test asks it and Pharos the same queries.
+command -v influxd >/dev/null || need+=(influxdb)
 # Prometheus: the remote-write test points a real Prometheus server at Pharos.
 command -v prometheus >/dev/null || need+=(prometheus)
 # Scrape targets for the collection tests.
@@ -34,6 +36,10 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # Debian starts InfluxDB's service on install, on port 8086: Pharos's default. The test runs its own.
+  if printf '%s\n' "${need[@]}" | grep -qx influxdb && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now influxdb >/dev/null 2>&1 || true
+  fi
 fi
 # The library directory cargo should link RocksDB from (see .cargo/config.toml).
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
