@@ -638,6 +638,28 @@ impl Exporter {
     }
 }
 
+/// Waits until a count query's answer reaches 3 (the target was scraped a few times).
+async fn wait_scraped(c: &Cluster, query: &str) -> Result<()> {
+    let q = [("q", query), ("db", "pharos")];
+    wait_for(Duration::from_secs(20), "scraped samples", || async {
+        let r: serde_json::Value = c.http.get(c.nodes[0].url("/query")).query(&q).send().await?.json().await?;
+        Ok(r["results"][0]["series"][0]["values"][0][1].as_u64().filter(|n| *n >= 3))
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The first notification with `status` (waiting up to 30 s, and printing how long it took).
+async fn notified(hook: &HttpReceiver, status: &str, what: &str) -> Result<cluster_tests::receivers::Received> {
+    let since = Instant::now();
+    let got = wait_for(Duration::from_secs(30), what, || async {
+        Ok(hook.received().into_iter().find(|r| r.json()["status"] == status))
+    })
+    .await?;
+    println!("{what} {:?} after the change", since.elapsed());
+    Ok(got)
+}
+
 /// `no_data: nodata`: a scrape target that stops makes its series go quiet, and the rule (whose condition
 /// never held) notifies a no-data alert for exactly that series, labelled `alertstate="nodata"` (also in
 /// `ALERTS`); when the target is back, it resolves.
@@ -681,23 +703,13 @@ async fn t60_a_stopped_scrape_target_raises_a_no_data_alert_that_resolves_when_i
         assert!(ok, "{what}: {out}");
     }
     // The target is scraped and healthy: its series has data, the condition does not hold, nothing fires.
-    let q = [("q", "SELECT count(value) FROM queue_depth"), ("db", "pharos")];
-    wait_for(Duration::from_secs(20), "scraped samples", || async {
-        let r: serde_json::Value = c.http.get(c.nodes[0].url("/query")).query(&q).send().await?.json().await?;
-        Ok(r["results"][0]["series"][0]["values"][0][1].as_u64().filter(|n| *n >= 3))
-    })
-    .await?;
+    wait_scraped(&c, "SELECT count(value) FROM queue_depth").await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(hook.received().is_empty(), "nothing fires while data flows: {:?}", hook.received());
 
     // The target stops: within the 3 s window, then 2 s of no_data_for, a nodata alert for its series.
     exporter.stop();
-    let stopped = Instant::now();
-    let fired = wait_for(Duration::from_secs(30), "a no-data notification", || async {
-        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "firing"))
-    })
-    .await?;
-    println!("no-data notification {:?} after the target stopped", stopped.elapsed());
+    let fired = notified(&hook, "firing", "a no-data notification").await?;
     let alert = &fired.json()["alerts"][0];
     assert_eq!(alert["labels"]["alertstate"], "nodata", "{alert}");
     assert_eq!(alert["labels"]["alertname"], "QueueBacklog");
@@ -715,10 +727,7 @@ async fn t60_a_stopped_scrape_target_raises_a_no_data_alert_that_resolves_when_i
 
     // Back on the same address: data returns, the no-data alert resolves.
     let _back = Exporter::start(Some(exporter.addr)).await?;
-    wait_for(Duration::from_secs(30), "the no-data alert to resolve", || async {
-        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "resolved"))
-    })
-    .await?;
+    notified(&hook, "resolved", "the no-data alert's resolution").await?;
     Ok(())
 }
 
@@ -764,33 +773,20 @@ async fn t65_an_absent_rule_fires_when_a_job_has_no_samples_and_resolves_when_th
     // Rules last, once the job has samples (before, it has none: the rule would rightly fire).
     apply(files[0].0, &files[0].1)?;
     apply(files[2].0, &files[2].1)?;
-    let q = [("q", "SELECT count(value) FROM queue_depth WHERE job = 'queues'"), ("db", "pharos")];
-    wait_for(Duration::from_secs(20), "scraped samples", || async {
-        let r: serde_json::Value = c.http.get(c.nodes[0].url("/query")).query(&q).send().await?.json().await?;
-        Ok(r["results"][0]["series"][0]["values"][0][1].as_u64().filter(|n| *n >= 3))
-    })
-    .await?;
+    wait_scraped(&c, "SELECT count(value) FROM queue_depth WHERE job = 'queues'").await?;
     apply(files[1].0, &files[1].1)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(hook.received().is_empty(), "nothing fires while the job has samples: {:?}", hook.received());
 
     exporter.stop();
-    let stopped = Instant::now();
-    let fired = wait_for(Duration::from_secs(30), "the absent alert", || async {
-        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "firing"))
-    })
-    .await?;
-    println!("absent alert {:?} after the target stopped", stopped.elapsed());
+    let fired = notified(&hook, "firing", "the absent alert").await?;
     let alert = &fired.json()["alerts"][0];
     assert_eq!(alert["labels"]["alertname"], "QueuesGone", "{alert}");
     assert_eq!(alert["labels"]["job"], "queues", "{alert}");
     assert_eq!(alert["labels"]["severity"], "page", "{alert}");
 
     let _back = Exporter::start(Some(exporter.addr)).await?;
-    wait_for(Duration::from_secs(30), "the absent alert to resolve", || async {
-        Ok(hook.received().into_iter().find(|r| r.json()["status"] == "resolved"))
-    })
-    .await?;
+    notified(&hook, "resolved", "the absent alert's resolution").await?;
     Ok(())
 }
 

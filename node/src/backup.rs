@@ -92,14 +92,32 @@ pub struct Part {
 
 impl Part {
     pub fn name(&self) -> String {
-        match self.shard {
-            None => "the meta group".into(),
-            Some(s) => format!("shard {s}"),
-        }
+        part_name(self.shard)
     }
 
     fn log_id(&self) -> pharos_raft::types::LogId {
         openraft::LogId::new(CommittedLeaderId::new(self.term, self.leader), self.index)
+    }
+}
+
+/// "shard 3", or "the meta group" (None).
+pub fn part_name(shard: Option<u32>) -> String {
+    match shard {
+        None => "the meta group".into(),
+        Some(s) => format!("shard {s}"),
+    }
+}
+
+/// The first message of a part: where its data ends, and how many bytes follow.
+fn head(applied: pharos_raft::types::LogId, snapshot_format: u32, from_node: NodeId, total_bytes: u64) -> BackupChunk {
+    BackupChunk {
+        index: applied.index,
+        term: applied.leader_id.term,
+        leader: applied.leader_id.node_id,
+        snapshot_format,
+        from_node,
+        data: Vec::new(),
+        total_bytes,
     }
 }
 
@@ -310,15 +328,7 @@ pub async fn serve(node: &Node, req: BackupRequest) -> Result<mpsc::Receiver<Res
             .map_err(|e| Status::internal(format!("decoding the meta state: {e}")))?;
         let applied = applied.ok_or_else(|| Status::unavailable("the meta group has applied nothing yet"))?;
         tracing::info!(index = applied.index, "backing up the meta group");
-        let head = BackupChunk {
-            index: applied.index,
-            term: applied.leader_id.term,
-            leader: applied.leader_id.node_id,
-            snapshot_format: 0,
-            from_node: me,
-            data: Vec::new(),
-            total_bytes: bytes.len() as u64,
-        };
+        let head = head(applied, 0, me, bytes.len() as u64);
         tokio::spawn(async move {
             if tx.send(Ok(head)).await.is_err() {
                 return;
@@ -338,7 +348,7 @@ pub async fn serve(node: &Node, req: BackupRequest) -> Result<mpsc::Receiver<Res
             node.router.shards()
         )));
     }
-    let what = format!("shard {shard}");
+    let what = part_name(Some(shard));
     let replica = node.replicas.get(shard).ok_or_else(|| not_leader(&what, node.replicas.leader_seen(shard)))?;
     replica
         .raft
@@ -348,15 +358,8 @@ pub async fn serve(node: &Node, req: BackupRequest) -> Result<mpsc::Receiver<Res
     let (meta, file) = replica.snapshots.export().await.map_err(|e| Status::internal(format!("{what}: {e}")))?;
     let applied = meta.last_log_id.ok_or_else(|| Status::unavailable(format!("{what} has applied nothing yet")))?;
     tracing::info!(shard, index = applied.index, "backing up a shard");
-    let head = BackupChunk {
-        index: applied.index,
-        term: applied.leader_id.term,
-        leader: applied.leader_id.node_id,
-        snapshot_format: pharos_storage::formats::SNAPSHOT_FORMAT_WRITTEN,
-        from_node: me,
-        data: Vec::new(),
-        total_bytes: file.metadata().map(|m| m.len()).map_err(|e| Status::internal(format!("{what}: {e}")))?,
-    };
+    let total = file.metadata().map(|m| m.len()).map_err(|e| Status::internal(format!("{what}: {e}")))?;
+    let head = head(applied, pharos_storage::formats::SNAPSHOT_FORMAT_WRITTEN, me, total);
     // The spool file is read on a blocking thread and handed over chunk by chunk: a slow client holds at
     // most a few chunks in memory.
     tokio::task::spawn_blocking(move || {

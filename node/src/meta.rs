@@ -51,6 +51,14 @@ impl Meta {
         }
     }
 
+    /// The number of shards (the placement's length, without copying it).
+    pub fn shard_count(&self) -> usize {
+        match self.state.borrow().shards.len() {
+            0 => self.founding.len(),
+            n => n,
+        }
+    }
+
     pub fn founding_placement(&self) -> &[Vec<NodeId>] {
         &self.founding
     }

@@ -62,7 +62,7 @@ impl Limiter {
     /// Drops from `batches` the points that would create series over this shard's share of a limit;
     /// returns what was dropped of each batch.
     pub fn filter(&self, batches: &mut [Arc<Vec<Point>>]) -> Vec<Refused> {
-        let shards = self.meta.placement().len() as u32;
+        let shards = self.meta.shard_count() as u32;
         let (pm, total) = (share(self.limits.per_measurement, shards), share(self.limits.total, shards));
         let engine = self.engine.read().expect("engine lock poisoned");
         let mut key = Vec::new();

@@ -471,10 +471,7 @@ async fn backup_part(
 ) -> anyhow::Result<(pharos_node::backup::Part, pharos_node::backup::Stored)> {
     use pharos_node::backup::{store_part, Part};
     let (ep, token, size) = (to.ep, to.token, to.size);
-    let what = match target {
-        None => "the meta group".to_string(),
-        Some(s) => format!("shard {s}"),
-    };
+    let what = pharos_node::backup::part_name(target);
     let mut last_err = String::new();
     for attempt in 0..10 {
         if attempt > 0 {
